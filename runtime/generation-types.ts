@@ -1,0 +1,46 @@
+// What the API layer needs from a loaded model: no GPU types cross this line.
+
+/** Sampling settings for one request, after validation (see api/ for the wire names and ranges). */
+export interface SamplingParams {
+  temperature: number; // 0 = greedy
+  topP: number; // (0, 1]
+  topK: number; // 0 = off
+  minP: number; // [0, 1]
+  presencePenalty: number; // -2..2, additive, over generated tokens
+  frequencyPenalty: number; // -2..2, additive, over generated tokens
+  repetitionPenalty: number; // 0.01..5, multiplicative, over prompt + generated tokens
+  seed?: bigint; // 0..2^63-1; undefined = random
+}
+
+/** Decides the next token from one position's logits. `logitMask`, when set, allows only some ids. */
+export interface TokenSampler {
+  sample(logits: Float32Array): number;
+  /** Records a token as generated (for penalties). */
+  accept(token: number): void;
+}
+
+export interface ModelInfo {
+  vocabSize: number;
+  contextLength: number; // max positions, prompt + completion
+  bosTokenId: number;
+  eosTokenId: number;
+}
+
+export interface GenerateRequest {
+  promptTokens: number[];
+  maxTokens: number; // completion tokens at most (already bounded by the context left)
+  sampler: TokenSampler;
+  /** Optional per-step hook to restrict the next token (constrained decoding): returns allowed ids or null for all. */
+  allowedTokens?: (generated: number[]) => Uint8Array | null;
+  signal?: AbortSignal;
+}
+
+export interface GenerateStep {
+  token: number;
+}
+
+/** A loaded model that turns prompts into token streams. EOS is yielded as the last token when it ends the sequence. */
+export interface GenerationBackend {
+  readonly modelInfo: ModelInfo;
+  generate(req: GenerateRequest): AsyncGenerator<number>;
+}
