@@ -1,0 +1,55 @@
+// KV-cache write. The cache of one layer is a pool of blocks: k and v are each
+// (nBlocks * blockSize, kvDim) f32, kvDim = nKvHeads * headDim. A sequence (slot s) owns blocks listed
+// in its row of the block table, (nSlots, maxBlocks) u32: position p of slot s lives at cache row
+//   blockTable[s * maxBlocks + p / blockSize] * blockSize + p % blockSize.
+// This kernel stores the new tokens' (already rotated) k and v rows at their positions.
+// Grid: grid1d(nTokens * kvDim / 4, 64); one invocation moves one vec4 of k and one of v.
+
+import { STEP_WGSL, LINEAR_INDEX_WGSL, packParams } from './common.ts';
+
+/** WGSL helper shared with attention: the cache row of (slot, pos). Needs `blockTable` and `p.blockSize`, `p.maxBlocks`. */
+export const CACHE_ROW_WGSL = /* wgsl */ `
+fn cacheRow(slot: u32, position: u32) -> u32 {
+  return blockTable[slot * p.maxBlocks + position / p.blockSize] * p.blockSize + position % p.blockSize;
+}`;
+
+export const KV_WRITE_WGSL = /* wgsl */ `
+${STEP_WGSL}
+${LINEAR_INDEX_WGSL}
+struct Params {
+  kvDim4: u32,     // nKvHeads * headDim / 4
+  blockSize: u32,  // positions per block
+  maxBlocks: u32,  // block-table row length
+}
+@group(0) @binding(0) var<uniform> step: Step;
+@group(0) @binding(1) var<uniform> p: Params;
+@group(0) @binding(2) var<storage, read> k: array<vec4<f32>>;             // (nTokens, kvDim)
+@group(0) @binding(3) var<storage, read> v: array<vec4<f32>>;             // (nTokens, kvDim)
+@group(0) @binding(4) var<storage, read> pos: array<u32>;                 // (nTokens)
+@group(0) @binding(5) var<storage, read> slot: array<u32>;                // (nTokens)
+@group(0) @binding(6) var<storage, read> blockTable: array<u32>;          // (nSlots, maxBlocks)
+@group(0) @binding(7) var<storage, read_write> kCache: array<vec4<f32>>;  // (nBlocks*blockSize, kvDim)
+@group(0) @binding(8) var<storage, read_write> vCache: array<vec4<f32>>;  // (nBlocks*blockSize, kvDim)
+${CACHE_ROW_WGSL}
+
+@compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let i = linearIndex(gid, nwg, 64u);
+  if (i >= step.nTokens * p.kvDim4) { return; }
+  let t = i / p.kvDim4;
+  let e = i % p.kvDim4;
+  let dst = cacheRow(slot[t], pos[t]) * p.kvDim4 + e;
+  kCache[dst] = k[i];
+  vCache[dst] = v[i];
+}`;
+
+export function packKvWriteParams(kvDim: number, blockSize: number, maxBlocks: number): ArrayBuffer {
+  if (kvDim % 4 !== 0) throw new Error(`kv-cache: kvDim ${kvDim} must be a multiple of 4`);
+  return packParams([[kvDim / 4, 'u32'], [blockSize, 'u32'], [maxBlocks, 'u32']]);
+}
+
+/** CPU reference of the cache addressing. */
+export function cacheRowRef(blockTable: Uint32Array, maxBlocks: number, blockSize: number, slot: number, position: number): number {
+  const b = blockTable[slot * maxBlocks + Math.floor(position / blockSize)]!;
+  return b * blockSize + (position % blockSize);
+}

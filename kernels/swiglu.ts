@@ -1,0 +1,29 @@
+// SwiGLU gate (Shazeer 2020): g[i] = silu(g[i]) * u[i], silu(a) = a / (1 + e^-a), over (nTokens, hidden).
+// Grid: grid1d(nTokens * hidden, 64).
+
+import { STEP_WGSL, LINEAR_INDEX_WGSL, packParams } from './common.ts';
+
+export const SWIGLU_WGSL = /* wgsl */ `
+${STEP_WGSL}
+${LINEAR_INDEX_WGSL}
+struct Params { hidden: u32 }
+@group(0) @binding(0) var<uniform> step: Step;
+@group(0) @binding(1) var<uniform> p: Params;
+@group(0) @binding(2) var<storage, read_write> g: array<f32>; // (nTokens, hidden): gate in, result out
+@group(0) @binding(3) var<storage, read> u: array<f32>;       // (nTokens, hidden): up
+
+@compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let i = linearIndex(gid, nwg, 64u);
+  if (i >= step.nTokens * p.hidden) { return; }
+  let a = g[i];
+  g[i] = a / (1.0 + exp(-a)) * u[i];
+}`;
+
+export function packSwigluParams(hidden: number): ArrayBuffer {
+  return packParams([[hidden, 'u32']]);
+}
+
+export function swigluRef(g: Float32Array, u: Float32Array): Float32Array {
+  return g.map((a, i) => (a / (1 + Math.exp(-a))) * u[i]!);
+}

@@ -1,0 +1,169 @@
+// Every kernel against its CPU reference on random input, and every shader variant compiles cleanly.
+import { describe, it, expect, beforeAll } from 'vitest';
+import type { GpuContext } from '../runtime/device.ts';
+import { getPipeline } from '../kernels/common.ts';
+import { testGpu, runKernel, uploadBuffer, storageBuffer, readBuffer, randomArray, maxAbsDiff } from './helpers/gpu.ts';
+import { matvecWgsl, tiledWgsl, packMatmulParams, matmulRef, MATVEC_MAX_M } from '../kernels/matmul.ts';
+import { FORMATS, formatSpec, roundTrip, type WeightFormat } from '../kernels/weight-formats.ts';
+import { embeddingWgsl, packEmbeddingParams, embeddingRef } from '../kernels/embedding.ts';
+import { RMSNORM_WGSL, packRmsnormParams, rmsnormRef } from '../kernels/rmsnorm.ts';
+import { SWIGLU_WGSL, packSwigluParams, swigluRef } from '../kernels/swiglu.ts';
+import { ROPE_WGSL, packRopeParams, ropeRef, ropeTable } from '../kernels/rope.ts';
+import { KV_WRITE_WGSL, packKvWriteParams, cacheRowRef } from '../kernels/kv-cache.ts';
+import { ATTENTION_WGSL, packAttentionParams, attentionRef } from '../kernels/attention.ts';
+import { ARGMAX_WGSL, packArgmaxParams, argmaxRef } from '../kernels/argmax.ts';
+import { grid1d } from '../kernels/common.ts';
+
+let ctx: GpuContext | null = null;
+beforeAll(async () => {
+  ctx = await testGpu();
+});
+const f32 = async (buf: GPUBuffer, n: number) => new Float32Array(await readBuffer(ctx!.device, buf, 0, n * 4));
+
+const formats = Object.keys(FORMATS) as WeightFormat[];
+
+describe('shaders compile without errors or warnings', () => {
+  const all: [string, string][] = [
+    ...formats.flatMap((f): [string, string][] => [[`matvec-${f}`, matvecWgsl(f)], [`tiled-${f}`, tiledWgsl(f)], [`embedding-${f}`, embeddingWgsl(f)]]),
+    ['rmsnorm', RMSNORM_WGSL], ['swiglu', SWIGLU_WGSL], ['rope', ROPE_WGSL], ['kv-write', KV_WRITE_WGSL],
+    ['attention', ATTENTION_WGSL], ['argmax', ARGMAX_WGSL],
+  ];
+  for (const [name, code] of all) {
+    it(name, async (t) => {
+      if (!ctx) return t.skip();
+      await expect(getPipeline(ctx.device, 'compile:' + name, code)).resolves.toBeDefined();
+    });
+  }
+});
+
+describe('matmul', () => {
+  // Shapes include ones that are not multiples of the tile (64) or row group (4).
+  const shapes: [number, number, number][] = [[1, 37, 64], [3, 130, 96], [4, 5, 8], [7, 70, 132], [65, 129, 200], [130, 64, 36]];
+  for (const format of formats) {
+    for (const [M, N, K] of shapes) {
+      it(`${format} M=${M} N=${N} K=${K}`, async (t) => {
+        if (!ctx) return t.skip();
+        const { device } = ctx;
+        const x = randomArray(M * K, 1 + M + N, 1);
+        const w = randomArray(N * K, 7 + K, 0.5);
+        const wq = roundTrip(format, w);
+        const ref = matmulRef(x, wq, M, N, K);
+        // Write into the middle of a wider Y (rowOffset, ldy) on top of a residual, as the forward pass does.
+        const ldy = N + 9;
+        const resid = randomArray(M * ldy, 99, 1);
+        const y = uploadBuffer(device, 'y', resid);
+        const code = M <= MATVEC_MAX_M ? matvecWgsl(format) : tiledWgsl(format);
+        const grid: [number, number] = M <= MATVEC_MAX_M ? [Math.ceil(N / 4), 1] : [Math.ceil(N / 64), Math.ceil(M / 64)];
+        await runKernel(ctx, code, packMatmulParams({ N, K, rowOffset: 5, ldy, accumulate: true, useOut: false }),
+          [uploadBuffer(device, 'x', x), y, uploadBuffer(device, 'w', formatSpec(format).pack(w, N, K))], grid, { nTokens: M });
+        const got = await f32(y, M * ldy);
+        const expected = resid.slice();
+        for (let m = 0; m < M; m++) for (let n = 0; n < N; n++) expected[m * ldy + 5 + n] = resid[m * ldy + 5 + n]! + ref[m * N + n]!;
+        expect(maxAbsDiff(got, expected)).toBeLessThan(1e-4 * Math.sqrt(K));
+      });
+    }
+  }
+});
+
+describe('elementwise and row kernels', () => {
+  it('embedding gather from a chunk of the table', async (t) => {
+    if (!ctx) return t.skip();
+    const { device } = ctx;
+    for (const format of formats) {
+      const vocab = 50, dim = 24, ids = [3, 49, 0, 17, 3];
+      const table = randomArray(vocab * dim, 5);
+      const rt = roundTrip(format, table);
+      const out = storageBuffer(device, 'out', ids.length * dim * 4);
+      // Two chunks: rows 0..29 and 30..49, like a table split across bindings.
+      for (const [start, rows] of [[0, 30], [30, 20]] as const) {
+        await runKernel(ctx, embeddingWgsl(format), packEmbeddingParams(dim, start, rows),
+          [uploadBuffer(device, 'ids', new Uint32Array(ids)), out,
+            uploadBuffer(device, 'tab', formatSpec(format).pack(table.subarray(start * dim, (start + rows) * dim), rows, dim))],
+          [ids.length], { nTokens: ids.length });
+      }
+      expect(maxAbsDiff(await f32(out, ids.length * dim), embeddingRef(rt, dim, ids))).toBe(0);
+    }
+  });
+
+  it('rmsnorm', async (t) => {
+    if (!ctx) return t.skip();
+    const { device } = ctx;
+    const rows = 5, dim = 300;
+    const x = randomArray(rows * dim, 11, 3), w = randomArray(dim, 12);
+    const y = storageBuffer(device, 'y', rows * dim * 4);
+    await runKernel(ctx, RMSNORM_WGSL, packRmsnormParams(dim, 1e-5, false), [uploadBuffer(device, 'x', x), uploadBuffer(device, 'w', w), y], [rows], { nTokens: rows });
+    expect(maxAbsDiff(await f32(y, rows * dim), rmsnormRef(x, w, rows, dim, 1e-5))).toBeLessThan(1e-5);
+  });
+
+  it('swiglu', async (t) => {
+    if (!ctx) return t.skip();
+    const { device } = ctx;
+    const T = 3, hidden = 100;
+    const g = randomArray(T * hidden, 21, 8), u = randomArray(T * hidden, 22, 2);
+    const gb = uploadBuffer(device, 'g', g);
+    await runKernel(ctx, SWIGLU_WGSL, packSwigluParams(hidden), [gb, uploadBuffer(device, 'u', u)], grid1d(T * hidden, 64), { nTokens: T });
+    expect(maxAbsDiff(await f32(gb, T * hidden), swigluRef(g, u))).toBeLessThan(1e-5);
+  });
+
+  it('rope at scattered positions (HF rotate-half layout)', async (t) => {
+    if (!ctx) return t.skip();
+    const { device } = ctx;
+    const nHeads = 3, D = 16, positions = [0, 1, 7, 255, 4000];
+    const x = randomArray(positions.length * nHeads * D, 31);
+    const xb = uploadBuffer(device, 'x', x);
+    await runKernel(ctx, ROPE_WGSL, packRopeParams(nHeads, D),
+      [xb, uploadBuffer(device, 'pos', new Uint32Array(positions)), uploadBuffer(device, 'cs', ropeTable(4096, D, 10000))],
+      grid1d(positions.length * nHeads * D / 2, 64), { nTokens: positions.length });
+    expect(maxAbsDiff(await f32(xb, x.length), ropeRef(x, positions, nHeads, D, 10000))).toBeLessThan(1e-5);
+  });
+
+  it('argmax with ties picks the lowest id', async (t) => {
+    if (!ctx) return t.skip();
+    const { device } = ctx;
+    const rows = 3, vocab = 32000;
+    const logits = randomArray(rows * vocab, 41);
+    logits[1 * vocab + 500] = 5; logits[1 * vocab + 20000] = 5; // tie in row 1
+    const best = storageBuffer(device, 'best', rows * 4);
+    await runKernel(ctx, ARGMAX_WGSL, packArgmaxParams(vocab), [uploadBuffer(device, 'l', logits), best], [rows], { nTokens: 0, nOut: rows });
+    const got = [...new Uint32Array(await readBuffer(device, best, 0, rows * 4))];
+    expect(got).toEqual(argmaxRef(logits, rows, vocab));
+    expect(got[1]).toBe(500);
+  });
+});
+
+describe('kv cache and attention (paged, causal, GQA)', () => {
+  for (const [nHeads, nKvHeads, D] of [[4, 4, 16], [8, 2, 32], [2, 1, 128]] as const) {
+    it(`nHeads=${nHeads} nKvHeads=${nKvHeads} D=${D}`, async (t) => {
+      if (!ctx) return t.skip();
+      const { device } = ctx;
+      const kvDim = nKvHeads * D, blockSize = 16, maxBlocks = 12, nBlocks = 24;
+      // Two sequences with scattered blocks; slot 0 prefilled earlier up to position 69, slot 1 up to 29.
+      const table = new Uint32Array(2 * maxBlocks);
+      for (let i = 0; i < maxBlocks; i++) { table[i] = (i * 2 + 1) % nBlocks; table[maxBlocks + i] = (i * 2) % nBlocks; }
+      const kc = randomArray(nBlocks * blockSize * kvDim, 51), vc = randomArray(nBlocks * blockSize * kvDim, 52);
+      // This step: a 3-token prefill chunk of slot 0 at positions 70..72 and one decode token of slot 1 at 30.
+      const positions = [70, 71, 72, 30], slots = [0, 0, 0, 1];
+      const T = positions.length;
+      const kNew = randomArray(T * kvDim, 53), vNew = randomArray(T * kvDim, 54);
+      const q = randomArray(T * nHeads * D, 55);
+      const kcb = uploadBuffer(device, 'kc', kc), vcb = uploadBuffer(device, 'vc', vc);
+      const posb = uploadBuffer(device, 'pos', new Uint32Array(positions)), slotb = uploadBuffer(device, 'slot', new Uint32Array(slots));
+      const tab = uploadBuffer(device, 'table', table);
+      await runKernel(ctx, KV_WRITE_WGSL, packKvWriteParams(kvDim, blockSize, maxBlocks),
+        [uploadBuffer(device, 'k', kNew), uploadBuffer(device, 'v', vNew), posb, slotb, tab, kcb, vcb], grid1d(T * kvDim / 4, 64), { nTokens: T });
+      const kExp = kc.slice(), vExp = vc.slice();
+      positions.forEach((p, t) => {
+        const row = cacheRowRef(table, maxBlocks, blockSize, slots[t]!, p);
+        kExp.set(kNew.subarray(t * kvDim, (t + 1) * kvDim), row * kvDim);
+        vExp.set(vNew.subarray(t * kvDim, (t + 1) * kvDim), row * kvDim);
+      });
+      expect(maxAbsDiff(await f32(kcb, kc.length), kExp)).toBe(0);
+      expect(maxAbsDiff(await f32(vcb, vc.length), vExp)).toBe(0);
+      const out = storageBuffer(device, 'out', T * nHeads * D * 4);
+      await runKernel(ctx, ATTENTION_WGSL, packAttentionParams(nHeads, nKvHeads, D, blockSize, maxBlocks),
+        [uploadBuffer(device, 'q', q), kcb, vcb, posb, slotb, tab, out], [nHeads, T], { nTokens: T });
+      const ref = attentionRef(q, kExp, vExp, positions, slots, table, maxBlocks, blockSize, nHeads, nKvHeads, D);
+      expect(maxAbsDiff(await f32(out, ref.length), ref)).toBeLessThan(1e-5);
+    });
+  }
+});
