@@ -24,22 +24,22 @@ function checkRange(src: { name: string; size: number }, offset: number, length:
 }
 
 export function bytesSource(name: string, bytes: Uint8Array): ByteSource {
+  const meta = { name, size: bytes.byteLength };
   return {
-    name,
-    size: bytes.byteLength,
+    ...meta,
     async read(offset, length) {
-      checkRange(this, offset, length);
+      checkRange(meta, offset, length);
       return bytes.subarray(offset, offset + length);
     },
   };
 }
 
 export function blobSource(name: string, blob: Blob): ByteSource {
+  const meta = { name, size: blob.size };
   return {
-    name,
-    size: blob.size,
+    ...meta,
     async read(offset, length) {
-      checkRange(this, offset, length);
+      checkRange(meta, offset, length);
       return new Uint8Array(await blob.slice(offset, offset + length).arrayBuffer());
     },
   };
@@ -50,11 +50,11 @@ export async function fileSource(path: string): Promise<ByteSource> {
   const fs = await import('node:fs/promises');
   const handle = await fs.open(path, 'r');
   const { size } = await handle.stat();
+  const meta = { name: path, size };
   return {
-    name: path,
-    size,
+    ...meta,
     async read(offset, length) {
-      checkRange(this, offset, length);
+      checkRange(meta, offset, length);
       const out = new Uint8Array(length);
       let done = 0;
       while (done < length) {
@@ -110,11 +110,11 @@ export function urlDir(baseUrl: string): ModelDir {
       if (!head.ok) throw new Error(`${url}: HTTP ${head.status}`);
       const size = Number(head.headers.get('content-length') ?? NaN);
       if (!Number.isFinite(size)) throw new Error(`${url}: server did not send Content-Length`);
+      const meta = { name: url, size };
       return {
-        name: url,
-        size,
+        ...meta,
         async read(offset, length) {
-          checkRange(this, offset, length);
+          checkRange(meta, offset, length);
           if (length === 0) return new Uint8Array(0);
           const r = await fetch(url, { headers: { Range: `bytes=${offset}-${offset + length - 1}` } });
           if (!r.ok) throw new Error(`${url}: HTTP ${r.status} for bytes ${offset}-${offset + length - 1}`);

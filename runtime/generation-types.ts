@@ -14,6 +14,8 @@ export interface SamplingParams {
 
 /** Decides the next token from one position's logits. `logitMask`, when set, allows only some ids. */
 export interface TokenSampler {
+  /** True when sample() is a plain argmax (temperature 0, no penalties): the model may then take the argmax on the GPU. */
+  readonly greedy?: boolean;
   sample(logits: Float32Array): number;
   /** Records a token as generated (for penalties). */
   accept(token: number): void;

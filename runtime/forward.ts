@@ -1,0 +1,221 @@
+// The forward pass on one device: scratch buffers (named once, like llama2.c's RunState), the pipelines
+// and bind groups of every dispatch (made at load), and `encodeForward`, which records one step.
+//
+// A step processes nTokens token rows at once. Row t is token ids[t] at position pos[t] of the
+// sequence in KV slot slot[t]: a prefill chunk is many rows of one slot, a batched decode step is one
+// row per slot, and the two can mix. Logits are computed for nOut chosen rows only.
+
+import type { GpuContext } from './device.ts';
+import type { LlamaConfig } from './config.ts';
+import type { GpuWeights, WeightMatrix } from './weights.ts';
+import { bindGroup, getPipeline, grid1d, packParams, storageBuffer, uniformBuffer, uploadBuffer, encodeDispatch, type Dispatch } from '../kernels/common.ts';
+import { matvecWgsl, tiledWgsl, packMatmulParams, encodeMatmul, type MatmulDispatch } from '../kernels/matmul.ts';
+import { embeddingWgsl, packEmbeddingParams } from '../kernels/embedding.ts';
+import { RMSNORM_WGSL, packRmsnormParams } from '../kernels/rmsnorm.ts';
+import { ROPE_WGSL, packRopeParams, ropeTable } from '../kernels/rope.ts';
+import { KV_WRITE_WGSL, packKvWriteParams } from '../kernels/kv-cache.ts';
+import { ATTENTION_WGSL, packAttentionParams } from '../kernels/attention.ts';
+import { SWIGLU_WGSL, packSwigluParams } from '../kernels/swiglu.ts';
+import { ARGMAX_WGSL, packArgmaxParams } from '../kernels/argmax.ts';
+
+export interface ForwardOptions {
+  maxTokens: number; // token rows per step (the prefill chunk)
+  maxOut: number; // rows of logits per step
+  blockSize: number; // KV positions per cache block
+  nBlocks: number; // KV blocks in the pool (per layer)
+  nSlots: number; // sequences that can hold cache at once
+  maxBlocksPerSeq: number; // block-table row length = ceil(context / blockSize)
+}
+
+/** Scratch buffers of one device. Shapes in (rows, cols); all f32 unless noted. */
+export interface RunState {
+  step: GPUBuffer; // uniform Step {nTokens, nOut}
+  ids: GPUBuffer; // (maxTokens) u32 token ids
+  pos: GPUBuffer; // (maxTokens) u32 positions
+  slot: GPUBuffer; // (maxTokens) u32 KV slots
+  blockTable: GPUBuffer; // (nSlots, maxBlocksPerSeq) u32
+  ropeCs: GPUBuffer; // (context, headDim/2) vec2 (cos, sin)
+  x: GPUBuffer; // (maxTokens, dim) residual stream
+  xb: GPUBuffer; // (maxTokens, dim) normed input of attention / FFN
+  q: GPUBuffer; // (maxTokens, nHeads*headDim)
+  k: GPUBuffer; // (maxTokens, nKvHeads*headDim)
+  v: GPUBuffer; // (maxTokens, nKvHeads*headDim)
+  att: GPUBuffer; // (maxTokens, nHeads*headDim) attention output
+  hb: GPUBuffer; // (maxTokens, hiddenDim) gate, then silu(gate)*up
+  hb2: GPUBuffer; // (maxTokens, hiddenDim) up
+  xOut: GPUBuffer; // (maxOut, dim) rows whose logits are wanted
+  xOutNorm: GPUBuffer; // (maxOut, dim)
+  logits: GPUBuffer; // (maxOut, vocab)
+  best: GPUBuffer; // (maxOut) u32 argmax of each logits row
+  kCache: GPUBuffer[]; // per layer (nBlocks*blockSize, nKvHeads*headDim)
+  vCache: GPUBuffer[]; // per layer (nBlocks*blockSize, nKvHeads*headDim)
+}
+
+interface LayerOps {
+  attentionNorm: Dispatch;
+  wq: MatmulDispatch[];
+  wk: MatmulDispatch[];
+  wv: MatmulDispatch[];
+  ropeQ: Dispatch;
+  ropeK: Dispatch;
+  kvWrite: Dispatch;
+  attention: Dispatch;
+  wo: MatmulDispatch[]; // accumulates into x
+  ffnNorm: Dispatch;
+  w1: MatmulDispatch[];
+  w3: MatmulDispatch[];
+  swiglu: Dispatch;
+  w2: MatmulDispatch[]; // accumulates into x
+}
+
+export interface Forward {
+  cfg: LlamaConfig;
+  opts: ForwardOptions;
+  rs: RunState;
+  embed: Dispatch[]; // one per chunk of the table
+  layers: LayerOps[];
+  finalNorm: Dispatch;
+  head: MatmulDispatch[];
+  argmax: Dispatch;
+  kvBytes: number;
+}
+
+export async function createForward(ctx: GpuContext, cfg: LlamaConfig, w: GpuWeights, opts: ForwardOptions): Promise<Forward> {
+  const { device } = ctx;
+  const D = cfg.headDim;
+  const qDim = cfg.nHeads * D;
+  const kvDim = cfg.nKvHeads * D;
+  const T = opts.maxTokens;
+  const f = 4; // bytes per f32
+  const cacheBytes = opts.nBlocks * opts.blockSize * kvDim * f;
+  if (cacheBytes > ctx.maxBindingBytes) {
+    throw new Error(`KV cache of one layer (${cacheBytes} bytes) exceeds the adapter's binding limit (${ctx.maxBindingBytes}); use a smaller context or KV budget`);
+  }
+  const context = opts.maxBlocksPerSeq * opts.blockSize;
+  const buf = (label: string, bytes: number) => storageBuffer(device, label, bytes);
+  const rs: RunState = {
+    step: uniformBuffer(device, 'step', packParams([[0, 'u32'], [0, 'u32'], [0, 'u32'], [0, 'u32']])),
+    ids: buf('ids', T * 4),
+    pos: buf('pos', T * 4),
+    slot: buf('slot', T * 4),
+    blockTable: buf('blockTable', opts.nSlots * opts.maxBlocksPerSeq * 4),
+    ropeCs: uploadBuffer(device, 'ropeCs', ropeTable(Math.max(context, 1), D, cfg.ropeTheta)),
+    x: buf('x', T * cfg.dim * f),
+    xb: buf('xb', T * cfg.dim * f),
+    q: buf('q', T * qDim * f),
+    k: buf('k', T * kvDim * f),
+    v: buf('v', T * kvDim * f),
+    att: buf('att', T * qDim * f),
+    hb: buf('hb', T * cfg.hiddenDim * f),
+    hb2: buf('hb2', T * cfg.hiddenDim * f),
+    xOut: buf('xOut', opts.maxOut * cfg.dim * f),
+    xOutNorm: buf('xOutNorm', opts.maxOut * cfg.dim * f),
+    logits: buf('logits', opts.maxOut * cfg.vocabSize * f),
+    best: buf('best', opts.maxOut * 4),
+    kCache: [],
+    vCache: [],
+  };
+  for (let l = 0; l < cfg.nLayers; l++) {
+    rs.kCache.push(buf(`kCache.${l}`, cacheBytes));
+    rs.vCache.push(buf(`vCache.${l}`, cacheBytes));
+  }
+
+  const fmt = w.format;
+  const [pMatvec, pTiled, pEmbed, pNorm, pRope, pKv, pAtt, pSwiglu, pArgmax] = await Promise.all([
+    getPipeline(device, `matvec-${fmt}`, matvecWgsl(fmt)),
+    getPipeline(device, `tiled-${fmt}`, tiledWgsl(fmt)),
+    getPipeline(device, `embedding-${fmt}`, embeddingWgsl(fmt)),
+    getPipeline(device, 'rmsnorm', RMSNORM_WGSL),
+    getPipeline(device, 'rope', ROPE_WGSL),
+    getPipeline(device, 'kv-write', KV_WRITE_WGSL),
+    getPipeline(device, 'attention', ATTENTION_WGSL),
+    getPipeline(device, 'swiglu', SWIGLU_WGSL),
+    getPipeline(device, 'argmax', ARGMAX_WGSL),
+  ]);
+  const dispatch = (pipeline: GPUComputePipeline, label: string, params: ArrayBuffer, buffers: GPUBuffer[]): Dispatch => ({
+    pipeline,
+    label,
+    bindGroup: bindGroup(device, pipeline, label, [rs.step, uniformBuffer(device, label + '.params', params), ...buffers]),
+  });
+  // One matmul dispatch pair per row-chunk of W; y (M, ldy) at columns chunk.rowStart..
+  const matmul = (m: WeightMatrix, x: GPUBuffer, y: GPUBuffer, accumulate: boolean, useOut = false): MatmulDispatch[] =>
+    m.chunks.map((c) => {
+      const params = packMatmulParams({ N: c.rows, K: m.cols, rowOffset: c.rowStart, ldy: m.rows, accumulate, useOut });
+      const bufs = [x, y, c.buffer];
+      return {
+        N: c.rows,
+        matvec: dispatch(pMatvec, `${m.name}.matvec`, params, bufs),
+        tiled: dispatch(pTiled, `${m.name}.tiled`, params, bufs),
+      };
+    });
+
+  const embed = w.tokEmbeddings.chunks.map((c) =>
+    dispatch(pEmbed, `embed[${c.rowStart}]`, packEmbeddingParams(cfg.dim, c.rowStart, c.rows), [rs.ids, rs.x, c.buffer]));
+  const layers: LayerOps[] = w.layers.map((L, l) => ({
+    attentionNorm: dispatch(pNorm, `${l}.attention_norm`, packRmsnormParams(cfg.dim, cfg.normEps, false), [rs.x, L.attentionNorm, rs.xb]),
+    wq: matmul(L.wq, rs.xb, rs.q, false),
+    wk: matmul(L.wk, rs.xb, rs.k, false),
+    wv: matmul(L.wv, rs.xb, rs.v, false),
+    ropeQ: dispatch(pRope, `${l}.rope_q`, packRopeParams(cfg.nHeads, D), [rs.q, rs.pos, rs.ropeCs]),
+    ropeK: dispatch(pRope, `${l}.rope_k`, packRopeParams(cfg.nKvHeads, D), [rs.k, rs.pos, rs.ropeCs]),
+    kvWrite: dispatch(pKv, `${l}.kv_write`, packKvWriteParams(kvDim, opts.blockSize, opts.maxBlocksPerSeq),
+      [rs.k, rs.v, rs.pos, rs.slot, rs.blockTable, rs.kCache[l]!, rs.vCache[l]!]),
+    attention: dispatch(pAtt, `${l}.attention`, packAttentionParams(cfg.nHeads, cfg.nKvHeads, D, opts.blockSize, opts.maxBlocksPerSeq),
+      [rs.q, rs.kCache[l]!, rs.vCache[l]!, rs.pos, rs.slot, rs.blockTable, rs.att]),
+    wo: matmul(L.wo, rs.att, rs.x, true),
+    ffnNorm: dispatch(pNorm, `${l}.ffn_norm`, packRmsnormParams(cfg.dim, cfg.normEps, false), [rs.x, L.ffnNorm, rs.xb]),
+    w1: matmul(L.w1, rs.xb, rs.hb, false),
+    w3: matmul(L.w3, rs.xb, rs.hb2, false),
+    swiglu: dispatch(pSwiglu, `${l}.swiglu`, packSwigluParams(cfg.hiddenDim), [rs.hb, rs.hb2]),
+    w2: matmul(L.w2, rs.hb, rs.x, true),
+  }));
+  const finalNorm = dispatch(pNorm, 'norm', packRmsnormParams(cfg.dim, cfg.normEps, true), [rs.xOut, w.norm, rs.xOutNorm]);
+  const head = matmul(w.output, rs.xOutNorm, rs.logits, false, true);
+  const argmax = dispatch(pArgmax, 'argmax', packArgmaxParams(cfg.vocabSize), [rs.logits, rs.best]);
+  return { cfg, opts, rs, embed, layers, finalNorm, head, argmax, kvBytes: 2 * cfg.nLayers * cacheBytes };
+}
+
+/** Records one forward step: nTokens rows (ids/pos/slot already written), logits for rows outRows. */
+export function encodeForward(f: Forward, enc: GPUCommandEncoder, nTokens: number, outRows: number[]): void {
+  const c = f.cfg;
+  const rs = f.rs;
+  const nOut = outRows.length;
+  const mm = (pass: GPUComputePassEncoder, ds: MatmulDispatch[], M: number) => ds.forEach((d) => encodeMatmul(pass, d, M));
+  const run = encodeDispatch;
+
+  let pass = enc.beginComputePass({ label: 'layers' });
+  for (const e of f.embed) run(pass, e, nTokens);
+  for (const L of f.layers) {
+    // h = x + attention(norm(x))
+    run(pass, L.attentionNorm, nTokens);
+    mm(pass, L.wq, nTokens);
+    mm(pass, L.wk, nTokens);
+    mm(pass, L.wv, nTokens);
+    run(pass, L.ropeQ, ...grid1d((nTokens * c.nHeads * c.headDim) / 2, 64));
+    run(pass, L.ropeK, ...grid1d((nTokens * c.nKvHeads * c.headDim) / 2, 64));
+    run(pass, L.kvWrite, ...grid1d((nTokens * c.nKvHeads * c.headDim) / 4, 64));
+    run(pass, L.attention, c.nHeads, nTokens);
+    mm(pass, L.wo, nTokens); // x += att · wo^T
+    // out = h + ffn(norm(h)), ffn = w2(silu(w1 x) * w3 x)
+    run(pass, L.ffnNorm, nTokens);
+    mm(pass, L.w1, nTokens);
+    mm(pass, L.w3, nTokens);
+    run(pass, L.swiglu, ...grid1d(nTokens * c.hiddenDim, 64));
+    mm(pass, L.w2, nTokens); // x += hb · w2^T
+  }
+  pass.end();
+  if (nOut === 0) return;
+  const rowBytes = c.dim * 4;
+  outRows.forEach((r, i) => enc.copyBufferToBuffer(rs.x, r * rowBytes, rs.xOut, i * rowBytes, rowBytes));
+  pass = enc.beginComputePass({ label: 'head' });
+  run(pass, f.finalNorm, nOut);
+  mm(pass, f.head, nOut);
+  run(pass, f.argmax, nOut);
+  pass.end();
+}
+
+export function destroyForward(f: Forward): void {
+  const rs = f.rs;
+  for (const b of [rs.step, rs.ids, rs.pos, rs.slot, rs.blockTable, rs.ropeCs, rs.x, rs.xb, rs.q, rs.k, rs.v, rs.att, rs.hb, rs.hb2,
+    rs.xOut, rs.xOutNorm, rs.logits, rs.best, ...rs.kCache, ...rs.vCache]) b.destroy();
+}

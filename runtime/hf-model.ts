@@ -1,0 +1,164 @@
+// A Hugging Face Llama model directory as a whole: config.json, generation_config.json, tokenizer files,
+// and the weights in model.safetensors or in shards listed by model.safetensors.index.json.
+// Opening reads only the small files and the safetensors headers; tensors are read later, one at a time,
+// through `sources`.
+
+import type { ByteSource, ModelDir } from './byte-source.ts';
+import { readText } from './byte-source.ts';
+import { parseHfConfig, type LlamaConfig } from './config.ts';
+import { expectedTensors, fromHfName, toHfName } from './keymap.ts';
+import { readSafetensorsHeader, type TensorInfo } from './safetensors.ts';
+
+export interface HfModel {
+  dir: ModelDir;
+  config: LlamaConfig;
+  configJson: Record<string, unknown>;
+  generationConfig: Record<string, unknown> | null;
+  tokenizerJson: string | null; // tokenizer.json text
+  tokenizerConfigJson: string | null; // tokenizer_config.json text
+  tensors: Map<string, TensorInfo>; // OUR name (keymap.ts) -> where it lies; TensorInfo.name stays the HF name
+  sources: Map<string, ByteSource>; // relative file name (TensorInfo.file) -> open source
+  metadata: Record<string, string>; // __metadata__ of all weight files, merged
+  close(): Promise<void>;
+}
+
+const SINGLE = 'model.safetensors';
+const INDEX = 'model.safetensors.index.json';
+
+async function readJson(dir: ModelDir, file: string): Promise<Record<string, unknown> | null> {
+  const text = await readText(dir, file);
+  if (text === null) return null;
+  let v: unknown;
+  try {
+    v = JSON.parse(text);
+  } catch (e) {
+    throw new Error(`${dir.name}/${file}: not valid JSON (${(e as Error).message})`);
+  }
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new Error(`${dir.name}/${file}: expected a JSON object`);
+  return v as Record<string, unknown>;
+}
+
+/** Opens an HF model directory: config, tokenizer files and all safetensors headers. Throws naming the directory/file. */
+export async function openHfModel(dir: ModelDir): Promise<HfModel> {
+  const configJson = await readJson(dir, 'config.json');
+  if (!configJson) throw new Error(`${dir.name}: no config.json; not a Hugging Face model directory`);
+  const config = parseHfConfig(configJson, `${dir.name}/config.json`);
+  const generationConfig = await readJson(dir, 'generation_config.json');
+  const tokenizerJson = await readText(dir, 'tokenizer.json');
+  const tokenizerConfigJson = await readText(dir, 'tokenizer_config.json');
+
+  const sources = new Map<string, ByteSource>();
+  const closeAll = async (): Promise<void> => {
+    for (const s of sources.values()) await s.close?.();
+    sources.clear();
+  };
+  try {
+    // file -> HF names the index promises are in it (null for the single-file layout)
+    let plan: Map<string, Set<string> | null>;
+    const single = await dir.open(SINGLE);
+    if (single) {
+      sources.set(SINGLE, single);
+      plan = new Map([[SINGLE, null]]);
+    } else {
+      const index = await readJson(dir, INDEX);
+      if (!index) {
+        const bin = await dir.open('pytorch_model.bin');
+        await bin?.close?.();
+        const hint = bin ? ' (pytorch_model.bin is not supported: convert it to safetensors)' : '';
+        throw new Error(`${dir.name}: no weights found: neither ${SINGLE} nor ${INDEX}${hint}`);
+      }
+      const wm = index.weight_map;
+      if (typeof wm !== 'object' || wm === null || Array.isArray(wm)) throw new Error(`${dir.name}/${INDEX}: missing "weight_map" object`);
+      plan = new Map();
+      for (const [hfName, file] of Object.entries(wm)) {
+        if (typeof file !== 'string') throw new Error(`${dir.name}/${INDEX}: weight_map["${hfName}"] is not a file name`);
+        let set = plan.get(file);
+        if (!set) plan.set(file, (set = new Set()));
+        set.add(hfName);
+      }
+      for (const file of plan.keys()) {
+        const src = await dir.open(file);
+        if (!src) throw new Error(`${dir.name}: ${INDEX} lists ${file}, but that file is missing`);
+        sources.set(file, src);
+      }
+    }
+
+    const tensors = new Map<string, TensorInfo>();
+    const metadata: Record<string, string> = {};
+    for (const [file, promised] of plan) {
+      const src = sources.get(file)!;
+      const header = await readSafetensorsHeader(src, file);
+      Object.assign(metadata, header.metadata);
+      const present = new Set<string>();
+      for (const t of header.tensors) {
+        present.add(t.name);
+        const ours = fromHfName(t.name);
+        if (ours === null) continue; // e.g. rotary_emb.inv_freq: recomputed, not loaded
+        const prev = tensors.get(ours);
+        if (prev) throw new Error(`${src.name}: tensor "${t.name}" is also in ${sources.get(prev.file)!.name}`);
+        tensors.set(ours, t);
+      }
+      for (const hfName of promised ?? []) {
+        if (!present.has(hfName)) throw new Error(`${src.name}: missing tensor ${hfName} (${INDEX} says it is in this file)`);
+      }
+    }
+
+    if (config.tieWordEmbeddings) {
+      tensors.delete('output'); // tied: the head is tok_embeddings, whatever the file also carries
+    } else if (!tensors.has('output')) {
+      const files = [...sources.values()].map((s) => s.name).join(', ');
+      throw new Error(`${files}: missing tensor lm_head.weight (config.json does not set tie_word_embeddings)`);
+    }
+
+    return {
+      dir,
+      config,
+      configJson,
+      generationConfig,
+      tokenizerJson,
+      tokenizerConfigJson,
+      tensors,
+      sources,
+      metadata,
+      close: closeAll,
+    };
+  } catch (e) {
+    await closeAll();
+    throw e;
+  }
+}
+
+const shapeStr = (s: number[]): string => `[${s.join(', ')}]`;
+
+/**
+ * Checks, before anything is uploaded, that every tensor the config needs is present with the exact
+ * shape and an allowed dtype, and that there are no tensors the config does not account for (e.g. more
+ * layers than num_hidden_layers). Throws one Error listing every problem; each names file and HF tensor.
+ */
+export function validateHfModel(m: HfModel, allowedDtypes: readonly string[] = ['F32', 'F16', 'BF16']): void {
+  const problems: string[] = [];
+  const fileOf = (t: TensorInfo): string => m.sources.get(t.file)?.name ?? `${m.dir.name}/${t.file}`;
+  const expected = expectedTensors(m.config);
+  for (const [name, shape] of expected) {
+    const hf = toHfName(name);
+    const t = m.tensors.get(name);
+    if (!t) {
+      problems.push(`${m.dir.name}: missing tensor ${hf} (expected shape ${shapeStr(shape)})`);
+      continue;
+    }
+    if (t.shape.length !== shape.length || t.shape.some((d, i) => d !== shape[i])) {
+      problems.push(`${fileOf(t)}: tensor ${hf} has shape ${shapeStr(t.shape)}, expected ${shapeStr(shape)} from config.json`);
+    }
+    if (!allowedDtypes.includes(t.dtype)) {
+      problems.push(`${fileOf(t)}: tensor ${hf} has dtype ${t.dtype}, expected one of ${allowedDtypes.join(', ')}`);
+    }
+  }
+  for (const [name, t] of m.tensors) {
+    if (!expected.has(name)) problems.push(`${fileOf(t)}: unexpected tensor ${t.name} (config.json has ${m.config.nLayers} layers)`);
+  }
+  if (problems.length > 0) {
+    const shown = problems.slice(0, 20);
+    if (problems.length > shown.length) shown.push(`... and ${problems.length - shown.length} more`);
+    throw new Error(shown.join('\n'));
+  }
+}

@@ -1,0 +1,308 @@
+// The token sampler: logit processors, then a seeded draw.
+//
+// Order in which the processors apply to one position's logits (vocab,) f32:
+//   1. repetition penalty   (CTRL, Keskar et al. 2019, as in HF's RepetitionPenaltyLogitsProcessor):
+//                            for every id in prompt + generated, l > 0 ? l / p : l * p
+//   2. presence/frequency   (OpenAI's additive definitions, over generated tokens only):
+//                            l -= presence * (count > 0) + frequency * count
+//   3. temperature          l / T; T = 0 is greedy: argmax, ties to the lowest id (steps 4-7 skipped)
+//   4. top-k                keep the logits >= the k-th largest (ties at the boundary kept); 0 = off
+//   5. top-p (nucleus, Holtzman et al. 2019): keep the smallest set of most probable tokens whose
+//                            probability sums to >= top_p (ties ordered by lower id), at least one
+//   6. min-p                drop tokens with p < min_p * p_max
+//   7. draw                 inverse CDF over the kept tokens in ascending id order, u from the PRNG
+// Probabilities in 5-7 are softmax of the logits after temperature and the earlier filters.
+// A removed token's logit becomes -Infinity; NaN logits count as removed.
+//
+// Each processor is a pure function: it reads `logits` and writes `out` (a fresh copy unless
+// given; pass `out === logits` to work in place). Costs for a vocab V: O(V) per processor,
+// O(V log k) for top-k, and top-p sorts only the few tokens above an adaptive probability floor.
+//
+// The PRNG is xoshiro128** (Blackman & Vigna 2018) seeded through SplitMix64 from a 63-bit seed:
+// integer-only, so the same seed gives the same u sequence in every JS engine. (The draw itself
+// uses Math.exp, which the major engines compute identically through fdlibm ports.)
+
+import type { SamplingParams, TokenSampler } from './generation-types.ts';
+
+/** Largest accepted seed: 2^63 - 1. */
+export const MAX_SEED = (1n << 63n) - 1n;
+
+/** HF/CTRL multiplicative penalty over the set of `tokens` (each id penalized once). */
+export function applyRepetitionPenalty(
+  logits: Float32Array,
+  tokens: Iterable<number>,
+  penalty: number,
+  out: Float32Array = logits.slice(),
+): Float32Array {
+  if (out !== logits) out.set(logits);
+  if (penalty === 1) return out;
+  const seen = tokens instanceof Set ? (tokens as Set<number>) : new Set(tokens);
+  for (const id of seen) {
+    if (id < 0 || id >= logits.length) continue;
+    const l = logits[id]!;
+    out[id] = l > 0 ? l / penalty : l * penalty;
+  }
+  return out;
+}
+
+/** Counts of each id in `tokens`. */
+export function countTokens(tokens: Iterable<number>): Map<number, number> {
+  const counts = new Map<number, number>();
+  for (const id of tokens) counts.set(id, (counts.get(id) ?? 0) + 1);
+  return counts;
+}
+
+/** OpenAI's additive penalties: l -= presence * (count > 0) + frequency * count, per generated id. */
+export function applyPresenceFrequencyPenalty(
+  logits: Float32Array,
+  counts: ReadonlyMap<number, number>,
+  presence: number,
+  frequency: number,
+  out: Float32Array = logits.slice(),
+): Float32Array {
+  if (out !== logits) out.set(logits);
+  if (presence === 0 && frequency === 0) return out;
+  for (const [id, count] of counts) {
+    if (id < 0 || id >= logits.length || count <= 0) continue;
+    out[id] = logits[id]! - presence - frequency * count;
+  }
+  return out;
+}
+
+/** l / temperature, for temperature > 0 (0 means greedy and is handled by the caller). */
+export function applyTemperature(
+  logits: Float32Array,
+  temperature: number,
+  out: Float32Array = logits.slice(),
+): Float32Array {
+  if (!(temperature > 0)) throw new RangeError(`temperature must be > 0 here, got ${temperature}`);
+  for (let i = 0; i < logits.length; i++) out[i] = logits[i]! / temperature;
+  return out;
+}
+
+/** Index of the largest logit; ties go to the lowest id; NaN never wins. -1 if all are -inf/NaN. */
+export function argmax(logits: Float32Array): number {
+  let best = -1;
+  let bestValue = -Infinity;
+  for (let i = 0; i < logits.length; i++) {
+    const l = logits[i]!;
+    if (l > bestValue) {
+      bestValue = l;
+      best = i;
+    }
+  }
+  return best;
+}
+
+/** Keeps the logits >= the k-th largest finite logit (ties at the boundary stay); k = 0 is off. */
+export function applyTopK(logits: Float32Array, k: number, out: Float32Array = logits.slice()): Float32Array {
+  if (out !== logits) out.set(logits);
+  if (k <= 0 || k >= logits.length) return out;
+  // Min-heap of the k largest values seen so far: O(V log k), no sort of the vocab.
+  const heap = new Float32Array(k);
+  let size = 0;
+  for (let i = 0; i < logits.length; i++) {
+    const v = logits[i]!;
+    if (!(v > -Infinity)) continue;
+    if (size < k) {
+      let j = size++;
+      heap[j] = v;
+      while (j > 0) {
+        const parent = (j - 1) >> 1;
+        if (heap[parent]! <= heap[j]!) break;
+        const t = heap[parent]!;
+        heap[parent] = heap[j]!;
+        heap[j] = t;
+        j = parent;
+      }
+    } else if (v > heap[0]!) {
+      heap[0] = v;
+      let j = 0;
+      for (;;) {
+        const l = 2 * j + 1;
+        const r = l + 1;
+        let m = j;
+        if (l < k && heap[l]! < heap[m]!) m = l;
+        if (r < k && heap[r]! < heap[m]!) m = r;
+        if (m === j) break;
+        const t = heap[m]!;
+        heap[m] = heap[j]!;
+        heap[j] = t;
+        j = m;
+      }
+    }
+  }
+  if (size < k) return out; // fewer than k candidates: nothing to drop
+  const threshold = heap[0]!;
+  for (let i = 0; i < out.length; i++) if (!(logits[i]! >= threshold)) out[i] = -Infinity;
+  return out;
+}
+
+/** Largest finite logit, or -Infinity. */
+function maxLogit(logits: Float32Array): number {
+  let m = -Infinity;
+  for (let i = 0; i < logits.length; i++) if (logits[i]! > m) m = logits[i]!;
+  return m;
+}
+
+/**
+ * Nucleus filter: keeps the smallest set of most probable tokens (ties by lower id) whose
+ * probabilities sum to >= topP; always keeps at least one. topP >= 1 is off.
+ */
+export function applyTopP(logits: Float32Array, topP: number, out: Float32Array = logits.slice()): Float32Array {
+  if (out !== logits) out.set(logits);
+  if (topP >= 1) return out;
+  const lmax = maxLogit(logits);
+  if (lmax === -Infinity) return out;
+  // Unnormalized weights w = exp(l - lmax) in (0, 1]; Z their sum.
+  const w = new Float64Array(logits.length);
+  let z = 0;
+  for (let i = 0; i < logits.length; i++) {
+    const l = logits[i]!;
+    const wi = l > -Infinity ? Math.exp(l - lmax) : 0;
+    w[i] = wi;
+    z += wi;
+  }
+  const target = topP * z;
+  // Every token with w >= floor comes before every token below it in the sorted order, so once
+  // the tokens above the floor carry >= target, the nucleus lies among them: sort only those.
+  let candidates: number[] = [];
+  for (const floor of [1e-3, 1e-6, 1e-12, 0]) {
+    candidates = [];
+    let mass = 0;
+    for (let i = 0; i < w.length; i++) {
+      if (w[i]! > 0 && w[i]! >= floor) {
+        candidates.push(i);
+        mass += w[i]!;
+      }
+    }
+    if (mass >= target) break;
+  }
+  candidates.sort((a, b) => w[b]! - w[a]! || a - b);
+  const keep = new Uint8Array(logits.length);
+  let cum = 0;
+  for (const id of candidates) {
+    keep[id] = 1;
+    cum += w[id]!;
+    if (cum >= target) break;
+  }
+  for (let i = 0; i < out.length; i++) if (!keep[i]) out[i] = -Infinity;
+  return out;
+}
+
+/** Drops tokens whose probability is below minP times the largest probability; 0 is off. */
+export function applyMinP(logits: Float32Array, minP: number, out: Float32Array = logits.slice()): Float32Array {
+  if (out !== logits) out.set(logits);
+  if (minP <= 0) return out;
+  const lmax = maxLogit(logits);
+  if (lmax === -Infinity) return out;
+  // p_i / p_max = exp(l_i - l_max): no normalization needed.
+  for (let i = 0; i < logits.length; i++) {
+    const l = logits[i]!;
+    if (!(l > -Infinity) || Math.exp(l - lmax) < minP) out[i] = -Infinity;
+  }
+  return out;
+}
+
+/**
+ * Draws one id from softmax(logits) by inverse CDF in ascending id order, with u in [0, 1).
+ * Returns the argmax when every logit is -inf/NaN (then -1 if there is nothing at all).
+ */
+export function drawToken(logits: Float32Array, u: number): number {
+  const lmax = maxLogit(logits);
+  if (lmax === -Infinity) return argmax(logits);
+  let z = 0;
+  for (let i = 0; i < logits.length; i++) {
+    const l = logits[i]!;
+    if (l > -Infinity) z += Math.exp(l - lmax);
+  }
+  const target = u * z;
+  let cum = 0;
+  let last = -1;
+  for (let i = 0; i < logits.length; i++) {
+    const l = logits[i]!;
+    if (!(l > -Infinity)) continue;
+    cum += Math.exp(l - lmax);
+    last = i;
+    if (cum > target) return i;
+  }
+  return last; // u * z rounded up past the final cumulative sum
+}
+
+/** SplitMix64 (Steele et al. 2014) step on a 64-bit state; returns [next state, output]. */
+function splitMix64(state: bigint): [bigint, bigint] {
+  const mask = (1n << 64n) - 1n;
+  const s = (state + 0x9e3779b97f4a7c15n) & mask;
+  let z = s;
+  z = ((z ^ (z >> 30n)) * 0xbf58476d1ce4e5b9n) & mask;
+  z = ((z ^ (z >> 27n)) * 0x94d049bb133111ebn) & mask;
+  return [s, z ^ (z >> 31n)];
+}
+
+/** A uniform [0, 1) generator: xoshiro128** seeded from `seed` (0..2^63-1) through SplitMix64. */
+export function createPrng(seed: bigint): () => number {
+  if (seed < 0n || seed > MAX_SEED) throw new RangeError(`seed must be in 0..2^63-1, got ${seed}`);
+  const s = new Uint32Array(4);
+  let st = seed;
+  for (let i = 0; i < 2; i++) {
+    const [next, out] = splitMix64(st);
+    st = next;
+    s[2 * i] = Number(out & 0xffffffffn);
+    s[2 * i + 1] = Number(out >> 32n);
+  }
+  if ((s[0]! | s[1]! | s[2]! | s[3]!) === 0) s[0] = 1; // the all-zero state is a fixed point
+  const next32 = (): number => {
+    const result = Math.imul(rotl(Math.imul(s[1]!, 5), 7), 9) >>> 0;
+    const t = s[1]! << 9;
+    s[2] ^= s[0]!;
+    s[3] ^= s[1]!;
+    s[1] ^= s[2]!;
+    s[0] ^= s[3]!;
+    s[2] ^= t;
+    s[3] = rotl(s[3]!, 11);
+    return result;
+  };
+  // 53 random bits: 27 from one output and 26 from the next.
+  return () => ((next32() >>> 5) * 67108864 + (next32() >>> 6)) / 9007199254740992;
+}
+
+function rotl(x: number, k: number): number {
+  return ((x << k) | (x >>> (32 - k))) >>> 0;
+}
+
+/** A random seed in 0..2^63-1 from the platform's CSPRNG. */
+export function randomSeed(): bigint {
+  const words = new Uint32Array(2);
+  globalThis.crypto.getRandomValues(words);
+  return ((BigInt(words[0]! & 0x7fffffff) << 32n) | BigInt(words[1]!)) & MAX_SEED;
+}
+
+/**
+ * A sampler for one request. `promptTokens` feed the repetition penalty; `accept(token)` records
+ * each generated token (the backend calls it right after sample()).
+ */
+export function createSampler(params: SamplingParams, promptTokens: readonly number[]): TokenSampler {
+  const penaltySet = new Set<number>(promptTokens); // prompt + generated, for the repetition penalty
+  const counts = new Map<number, number>(); // generated only, for presence/frequency
+  const rand = createPrng(params.seed ?? randomSeed());
+  let scratch = new Float32Array(0);
+
+  return {
+    sample(logits: Float32Array): number {
+      if (scratch.length !== logits.length) scratch = new Float32Array(logits.length);
+      const x = scratch;
+      applyRepetitionPenalty(logits, penaltySet, params.repetitionPenalty, x);
+      applyPresenceFrequencyPenalty(x, counts, params.presencePenalty, params.frequencyPenalty, x);
+      if (params.temperature === 0) return argmax(x);
+      applyTemperature(x, params.temperature, x);
+      applyTopK(x, params.topK, x);
+      applyTopP(x, params.topP, x);
+      applyMinP(x, params.minP, x);
+      return drawToken(x, rand());
+    },
+    accept(token: number): void {
+      penaltySet.add(token);
+      counts.set(token, (counts.get(token) ?? 0) + 1);
+    },
+  };
+}

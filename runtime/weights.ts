@@ -1,0 +1,162 @@
+// Model weights on the GPU. Matrices are stored in a WeightFormat and split by rows into chunks that
+// each fit one storage binding (maxStorageBufferBindingSize: 128 MiB on lavapipe; Llama-2-70B's
+// embedding is 500 MiB in f16). Norm weights stay f32. Tensors are read and uploaded one row-chunk at
+// a time, so host memory stays bounded by one chunk, not by the model.
+
+import type { GpuContext } from './device.ts';
+import type { LlamaConfig } from './config.ts';
+import { expectedTensors } from './keymap.ts';
+import { formatSpec, type WeightFormat } from '../kernels/weight-formats.ts';
+import { storageBuffer, writeBufferPadded } from '../kernels/common.ts';
+
+/** Where weights come from (an HF directory, a converted directory, a GGUF file, memory). Names are ours (keymap.ts). */
+export interface TensorProvider {
+  readonly config: LlamaConfig;
+  /** Rows [rowStart, rowStart + rows) of a (rows, cols) tensor (or all of a 1-D one), as f32. */
+  readRowsF32(name: string, rowStart: number, rows: number): Promise<Float32Array>;
+}
+
+export interface WeightChunk {
+  buffer: GPUBuffer; // (rows, cols) in the matrix's format
+  rowStart: number;
+  rows: number;
+}
+
+export interface WeightMatrix {
+  name: string;
+  format: WeightFormat;
+  rows: number; // out_features
+  cols: number; // in_features (K)
+  chunks: WeightChunk[];
+}
+
+export interface LayerWeights {
+  attentionNorm: GPUBuffer; // (dim) f32
+  wq: WeightMatrix; // (nHeads*headDim, dim)
+  wk: WeightMatrix; // (nKvHeads*headDim, dim)
+  wv: WeightMatrix; // (nKvHeads*headDim, dim)
+  wo: WeightMatrix; // (dim, nHeads*headDim)
+  ffnNorm: GPUBuffer; // (dim) f32
+  w1: WeightMatrix; // (hiddenDim, dim) gate
+  w2: WeightMatrix; // (dim, hiddenDim) down
+  w3: WeightMatrix; // (hiddenDim, dim) up
+}
+
+export interface GpuWeights {
+  format: WeightFormat;
+  tokEmbeddings: WeightMatrix; // (vocab, dim)
+  layers: LayerWeights[];
+  norm: GPUBuffer; // (dim) f32
+  output: WeightMatrix; // (vocab, dim); the embedding itself when tied
+  bytes: number; // total GPU bytes of weights
+}
+
+export interface LoadProgress {
+  tensor: string;
+  done: number; // tensors uploaded
+  total: number;
+  bytes: number; // GPU bytes uploaded so far
+}
+
+/** Rows per chunk so that one chunk fits a binding and a buffer. */
+export function rowsPerChunk(ctx: Pick<GpuContext, 'maxBindingBytes' | 'maxBufferBytes'>, rowBytes: number): number {
+  const cap = Math.min(ctx.maxBindingBytes, ctx.maxBufferBytes);
+  const r = Math.floor(cap / rowBytes);
+  if (r < 1) throw new Error(`a single weight row (${rowBytes} bytes) exceeds the adapter's binding limit (${cap} bytes)`);
+  return r;
+}
+
+export async function loadWeights(
+  ctx: GpuContext, src: TensorProvider, format: WeightFormat, onProgress?: (p: LoadProgress) => void,
+): Promise<GpuWeights> {
+  const cfg = src.config;
+  const shapes = expectedTensors(cfg);
+  const total = shapes.size;
+  let done = 0;
+  let bytes = 0;
+  const tick = (tensor: string): void => {
+    done++;
+    onProgress?.({ tensor, done, total, bytes });
+  };
+
+  const matrix = async (name: string): Promise<WeightMatrix> => {
+    const shape = shapes.get(name)!;
+    const [rows, cols] = shape as [number, number];
+    const spec = formatSpec(format);
+    const per = rowsPerChunk(ctx, spec.rowBytes(cols));
+    const chunks: WeightChunk[] = [];
+    for (let r0 = 0; r0 < rows; r0 += per) {
+      const n = Math.min(per, rows - r0);
+      const data = await src.readRowsF32(name, r0, n);
+      if (data.length !== n * cols) throw new Error(`${name}: expected ${n * cols} values for rows ${r0}..${r0 + n}, got ${data.length}`);
+      const packed = spec.pack(data, n, cols);
+      const buffer = storageBuffer(ctx.device, `${name}[${r0}:${r0 + n}]`, packed.byteLength);
+      writeBufferPadded(ctx.device, buffer, 0, packed);
+      bytes += buffer.size;
+      chunks.push({ buffer, rowStart: r0, rows: n });
+    }
+    tick(name);
+    return { name, format, rows, cols, chunks };
+  };
+  const vector = async (name: string): Promise<GPUBuffer> => {
+    const data = await src.readRowsF32(name, 0, 1);
+    const buffer = storageBuffer(ctx.device, name, data.byteLength);
+    writeBufferPadded(ctx.device, buffer, 0, data);
+    bytes += buffer.size;
+    tick(name);
+    return buffer;
+  };
+
+  const tokEmbeddings = await matrix('tok_embeddings');
+  const layers: LayerWeights[] = [];
+  for (let i = 0; i < cfg.nLayers; i++) {
+    const p = `layers.${i}.`;
+    layers.push({
+      attentionNorm: await vector(p + 'attention_norm'),
+      wq: await matrix(p + 'wq'),
+      wk: await matrix(p + 'wk'),
+      wv: await matrix(p + 'wv'),
+      wo: await matrix(p + 'wo'),
+      ffnNorm: await vector(p + 'ffn_norm'),
+      w1: await matrix(p + 'w1'),
+      w2: await matrix(p + 'w2'),
+      w3: await matrix(p + 'w3'),
+    });
+    // Let the queue drain now and then so staging memory does not pile up on big models.
+    if (i % 4 === 3) await ctx.device.queue.onSubmittedWorkDone();
+  }
+  const norm = await vector('norm');
+  const output = cfg.tieWordEmbeddings ? tokEmbeddings : await matrix('output');
+  await ctx.device.queue.onSubmittedWorkDone();
+  return { format, tokEmbeddings, layers, norm, output, bytes };
+}
+
+/** A provider over in-memory f32 tensors (tests, generated models). */
+export function memoryProvider(config: LlamaConfig, tensors: Map<string, Float32Array>): TensorProvider {
+  const shapes = expectedTensors(config);
+  return {
+    config,
+    async readRowsF32(name, rowStart, rows) {
+      const t = tensors.get(name);
+      const shape = shapes.get(name);
+      if (!t || !shape) throw new Error(`missing tensor ${name}`);
+      const cols = shape.length === 2 ? shape[1]! : shape[0]!;
+      if (shape.length === 1) return t;
+      return t.subarray(rowStart * cols, (rowStart + rows) * cols);
+    },
+  };
+}
+
+export function destroyWeights(w: GpuWeights): void {
+  const seen = new Set<GPUBuffer>();
+  const m = (x: WeightMatrix): void => x.chunks.forEach((c) => seen.add(c.buffer));
+  m(w.tokEmbeddings);
+  m(w.output);
+  seen.add(w.norm);
+  for (const l of w.layers) {
+    seen.add(l.attentionNorm);
+    seen.add(l.ffnNorm);
+    [l.wq, l.wk, l.wv, l.wo, l.w1, l.w2, l.w3].forEach(m);
+  }
+  seen.forEach((b) => b.destroy());
+}

@@ -1,0 +1,125 @@
+// End to end: the WebGPU forward pass against the CPU oracle (runtime/reference.ts) on deterministic
+// random-weights models, one multi-head (7B/13B-like) and one grouped-query (70B-like).
+import { describe, it, expect, beforeAll } from 'vitest';
+import type { GpuContext } from '../runtime/device.ts';
+import { createGpuContext } from '../runtime/device.ts';
+import { testGpu } from './helpers/gpu.ts';
+import { TEST_CONFIGS, randomWeights, encodeHfModel } from '../runtime/random-model.ts';
+import { ReferenceModel } from '../runtime/reference.ts';
+import { memoryProvider } from '../runtime/weights.ts';
+import { LlamaModel, ContextOverflowError } from '../runtime/model.ts';
+import { openHfModel, validateHfModel } from '../runtime/hf-model.ts';
+import { hfProvider } from '../runtime/hf-provider.ts';
+import { mapDir } from '../runtime/byte-source.ts';
+import { roundTrip } from '../kernels/weight-formats.ts';
+
+let ctx: GpuContext | null = null;
+beforeAll(async () => {
+  ctx = await testGpu();
+});
+
+function maxRelErr(got: Float32Array, want: Float32Array): number {
+  let maxErr = 0, maxRef = 0;
+  for (let i = 0; i < want.length; i++) {
+    maxErr = Math.max(maxErr, Math.abs(got[i]! - want[i]!));
+    maxRef = Math.max(maxRef, Math.abs(want[i]!));
+  }
+  return maxErr / maxRef;
+}
+
+const prompt = (n: number, seed: number): number[] => {
+  const out = [1];
+  let s = seed;
+  for (let i = 1; i < n; i++) { s = (s * 1103515245 + 12345) >>> 0; out.push(3 + (s % 31990)); }
+  return out;
+};
+
+async function collect(gen: AsyncGenerator<number>): Promise<number[]> {
+  const out: number[] = [];
+  for await (const t of gen) out.push(t);
+  return out;
+}
+
+for (const kind of ['mha', 'gqa'] as const) {
+  describe(`${kind} random model`, () => {
+    const cfg = TEST_CONFIGS[kind];
+    const weights = randomWeights(cfg, 1234);
+
+    it('f32: logits of every position match the CPU oracle; greedy tokens are identical', async (t) => {
+      if (!ctx) return t.skip();
+      const model = await LlamaModel.fromProvider(memoryProvider(cfg, weights), { gpu: ctx, dtype: 'f32', prefillChunk: 16, maxOut: 16 });
+      try {
+        const toks = prompt(40, 7); // 40 positions: 3 prefill chunks, the last one partial
+        const ref = new ReferenceModel(cfg, weights);
+        const want = ref.forward(toks, 0);
+        const got = await model.logitsAll(toks);
+        expect(got.length).toBe(want.length);
+        // Tolerance: relative to the largest logit; f32 accumulation order differs from the f64 oracle.
+        expect(maxRelErr(got, want)).toBeLessThan(1e-4);
+
+        const p = prompt(21, 99);
+        const wantTokens = new ReferenceModel(cfg, weights).generateGreedy(p, 24);
+        const gotTokens = await collect(model.generateGreedy(p, 24));
+        expect(gotTokens).toEqual(wantTokens);
+        expect(new Set(gotTokens).size).toBeGreaterThan(3); // not a degenerate repeat
+      } finally {
+        model.destroy();
+      }
+    });
+
+    it('f16 weights from an HF directory (sharded BF16 file set) match the oracle on the rounded weights', async (t) => {
+      if (!ctx) return t.skip();
+      const files = encodeHfModel(cfg, weights, { dtype: 'F16', shards: 2 });
+      const hf = await openHfModel(mapDir('random', files));
+      validateHfModel(hf);
+      const model = await LlamaModel.fromProvider(hfProvider(hf), { gpu: ctx, dtype: 'f16', prefillChunk: 32, maxOut: 8 });
+      try {
+        const rounded = new Map([...weights].map(([k, v]) => [k, roundTrip('f16', v)]));
+        const p = prompt(12, 3);
+        const want = new ReferenceModel(cfg, rounded).generateGreedy(p, 16);
+        expect(await collect(model.generateGreedy(p, 16))).toEqual(want);
+        const toks = prompt(8, 5);
+        expect(maxRelErr((await model.logitsAll(toks)), new ReferenceModel(cfg, rounded).forward(toks, 0))).toBeLessThan(1e-4);
+      } finally {
+        model.destroy();
+        await hf.close();
+      }
+    });
+  });
+}
+
+describe('limits', () => {
+  it('tensors larger than one binding are split across bindings and give the same tokens', async (t) => {
+    if (!ctx) return t.skip();
+    const cfg = TEST_CONFIGS.gqa;
+    const weights = randomWeights(cfg, 77);
+    // 256 KiB per binding: the (32000, 96) f32 embedding and output head (12 MB) split into 47 chunks each.
+    const small = await createGpuContext({ maxBindingBytes: 256 * 1024 });
+    const model = await LlamaModel.fromProvider(memoryProvider(cfg, weights), { gpu: small, dtype: 'f32', context: 128 });
+    try {
+      expect(model.weights.tokEmbeddings.chunks.length).toBe(Math.ceil((32000 * 96 * 4) / (256 * 1024)));
+      const p = prompt(10, 11);
+      expect(await collect(model.generateGreedy(p, 12))).toEqual(new ReferenceModel(cfg, weights).generateGreedy(p, 12));
+    } finally {
+      model.destroy();
+      small.destroy();
+    }
+  });
+
+  it('a prompt longer than the context is a clear error, and the model keeps working', async (t) => {
+    if (!ctx) return t.skip();
+    const cfg = TEST_CONFIGS.mha;
+    const weights = randomWeights(cfg, 5);
+    const model = await LlamaModel.fromProvider(memoryProvider(cfg, weights), { gpu: ctx, dtype: 'f32', context: 32 });
+    try {
+      await expect(collect(model.generateGreedy(prompt(40, 1), 4))).rejects.toThrow(ContextOverflowError);
+      await expect(collect(model.generateGreedy(prompt(40, 1), 4))).rejects.toThrow(/context length 32/);
+      // Generation stops at the end of the context.
+      const out = await collect(model.generateGreedy(prompt(28, 2), 100));
+      expect(out.length).toBeLessThanOrEqual(4);
+      expect(out).toEqual(new ReferenceModel({ ...cfg, maxSeqLen: 32 }, weights).generateGreedy(prompt(28, 2), 100).slice(0, out.length));
+    } finally {
+      model.destroy();
+    }
+  });
+});
