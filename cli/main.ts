@@ -1,0 +1,43 @@
+// The llama2-webgpu command line.
+
+import { runGenerate, GENERATE_HELP } from './generate.ts';
+import { UsageError } from './common.ts';
+
+const HELP = `llama2-webgpu: Llama-2 inference on WebGPU
+
+Commands:
+  generate   raw text completion (see: llama2-webgpu generate --help)
+
+${GENERATE_HELP}
+`;
+
+export async function main(argv: string[]): Promise<number> {
+  const [cmd, ...rest] = argv;
+  try {
+    if (!cmd || cmd === '--help' || cmd === '-h' || cmd === 'help') {
+      process.stdout.write(HELP);
+      return cmd ? 0 : 1;
+    }
+    if (rest.includes('--help') || rest.includes('-h')) {
+      const helps: Record<string, string> = { generate: GENERATE_HELP };
+      process.stdout.write((helps[cmd] ?? HELP) + '\n');
+      return 0;
+    }
+    switch (cmd) {
+      case 'generate':
+        await runGenerate(rest);
+        return 0;
+      default:
+        throw new UsageError(`unknown command "${cmd}"`);
+    }
+  } catch (e) {
+    const err = e as Error & { code?: string };
+    if (e instanceof UsageError || err.code?.startsWith('ERR_PARSE_ARGS')) {
+      process.stderr.write(`llama2-webgpu: ${err.message}\nRun "llama2-webgpu ${cmd && cmd !== 'help' ? cmd + ' ' : ''}--help" for usage.\n`);
+      return 2;
+    }
+    process.stderr.write(`llama2-webgpu: error: ${err.message}\n`);
+    if (process.env.DEBUG) process.stderr.write(`${err.stack}\n`);
+    return 1;
+  }
+}

@@ -1,0 +1,12 @@
+// The package's ES module entry: `import { ... } from 'llama2-webgpu'`.
+
+export { createGpuContext, type GpuContext, type DeviceOptions } from './runtime/device.ts';
+export { LlamaModel, ContextOverflowError, type ModelOptions } from './runtime/model.ts';
+export { openModelSource, type ModelSource } from './runtime/load.ts';
+export { defaultModelDir, defaultModelFiles, DEFAULT_MODEL_CONFIG, DEFAULT_MODEL_NAME } from './runtime/default-model.ts';
+export { parseHfConfig, type LlamaConfig } from './runtime/config.ts';
+export { nodeDir, mapDir, urlDir, blobSource, bytesSource, type ModelDir, type ByteSource } from './runtime/byte-source.ts';
+export { createSampler } from './runtime/sampler.ts';
+export type { SamplingParams, TokenSampler, GenerationBackend, GenerateRequest, ModelInfo } from './runtime/generation-types.ts';
+export { LlamaTokenizer, StreamDecoder } from './tokenizer/index.ts';
+export { formatLlama2Chat } from './tokenizer/chat-template.ts';
