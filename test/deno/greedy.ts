@@ -1,0 +1,13 @@
+// Run by test/deno.test.ts under Deno (`deno run -A --unstable-webgpu`): the WebGPU forward pass through
+// Deno's own WebGPU (wgpu), printing the greedy tokens of a random-weights model as JSON.
+import { TEST_CONFIGS, randomWeights } from '../../runtime/random-model.ts';
+import { memoryProvider } from '../../runtime/weights.ts';
+import { LlamaModel } from '../../runtime/model.ts';
+
+const cfg = TEST_CONFIGS.gqa;
+const model = await LlamaModel.fromProvider(memoryProvider(cfg, randomWeights(cfg, 4242)), { dtype: 'f32', context: 64 });
+const prompt = [1, 15043, 3186, 29892, 590, 11203];
+const out: number[] = [];
+for await (const t of model.generateGreedy(prompt, 16)) out.push(t);
+console.log(JSON.stringify({ adapter: model.gpu.adapterName, tokens: out }));
+model.destroy();
