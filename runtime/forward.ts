@@ -176,7 +176,8 @@ export async function createForward(ctx: GpuContext, cfg: LlamaConfig, w: GpuWei
 }
 
 /** Records one forward step: nTokens rows (ids/pos/slot already written), logits for rows outRows. */
-export function encodeForward(f: Forward, enc: GPUCommandEncoder, nTokens: number, outRows: number[]): void {
+export function encodeForward(f: Forward, enc: GPUCommandEncoder, nTokens: number, outRows: number[], kind: 'prefill' | 'decode' = 'prefill'): void {
+  void kind; // TODO(kernel choice by kind for batch-invariant numerics)
   const c = f.cfg;
   const rs = f.rs;
   const nOut = outRows.length;

@@ -17,6 +17,7 @@ export interface ModelOptions {
   maxOut?: number; // logits rows per step; default 8
   nSlots?: number; // sequences holding KV cache at once; default 1
   blockSize?: number; // KV positions per block; default 16
+  kvBudgetBytes?: number; // bytes of KV cache (all layers, K and V); default: nSlots full contexts
   gpu?: GpuContext; // default: a new device
   onProgress?: (p: LoadProgress) => void;
 }
@@ -26,6 +27,12 @@ export interface StepRow {
   pos: number;
   slot: number;
 }
+
+/**
+ * Prefill steps and decode steps use fixed matmul kernels (tiled and matvec), whatever their row count, so a
+ * sequence's numbers do not depend on what it is batched with.
+ */
+export type StepKind = 'prefill' | 'decode';
 
 export class ContextOverflowError extends Error {}
 
@@ -63,11 +70,19 @@ export class LlamaModel implements GenerationBackend {
     const blockSize = opts.blockSize ?? 16;
     const nSlots = opts.nSlots ?? 1;
     const maxBlocksPerSeq = Math.ceil(context / blockSize);
-    const nBlocks = maxBlocksPerSeq * nSlots;
-    const kvBytes = 2 * cfg.nLayers * nBlocks * blockSize * cfg.nKvHeads * cfg.headDim * 4;
-    const kvLayerBytes = kvBytes / (2 * cfg.nLayers);
-    if (kvLayerBytes > gpu.maxBindingBytes) {
-      throw new Error(`the KV cache for context ${context} x ${nSlots} sequences needs ${kvLayerBytes} bytes per layer, over the adapter's ${gpu.maxBindingBytes}-byte binding limit: lower --context`);
+    // One block holds blockSize positions of K and V, f32, for every layer.
+    const blockLayerBytes = blockSize * cfg.nKvHeads * cfg.headDim * 4;
+    const blockBytes = 2 * cfg.nLayers * blockLayerBytes;
+    const maxBlocksPerBinding = Math.floor(gpu.maxBindingBytes / blockLayerBytes);
+    let nBlocks: number;
+    if (opts.kvBudgetBytes !== undefined) {
+      nBlocks = Math.floor(opts.kvBudgetBytes / blockBytes);
+      if (nBlocks < 1) throw new Error(`KV budget of ${opts.kvBudgetBytes} bytes is less than one block (${blockBytes} bytes)`);
+      if (nBlocks > maxBlocksPerBinding) {
+        throw new Error(`KV budget of ${opts.kvBudgetBytes} bytes needs ${nBlocks * blockLayerBytes} bytes per layer, over the adapter's ${gpu.maxBindingBytes}-byte binding limit: at most ${maxBlocksPerBinding * blockBytes} bytes`);
+      }
+    } else {
+      nBlocks = Math.min(maxBlocksPerSeq * nSlots, maxBlocksPerBinding);
     }
     const weights = await loadWeights(gpu, src, dtype, opts.onProgress);
     const fwd = await createForward(gpu, cfg, weights, {
@@ -82,7 +97,7 @@ export class LlamaModel implements GenerationBackend {
   }
 
   /** Runs one forward step; returns logits (outRows.length, vocab) or, with argmax, the best id per out row. */
-  async step(rows: StepRow[], outRows: number[], mode: 'logits' | 'argmax'): Promise<Float32Array | Uint32Array> {
+  async step(rows: StepRow[], outRows: number[], mode: 'logits' | 'argmax', kind: StepKind = 'prefill'): Promise<Float32Array | Uint32Array> {
     const { device } = this.gpu;
     const rs = this.fwd.rs;
     const T = rows.length;
@@ -97,7 +112,7 @@ export class LlamaModel implements GenerationBackend {
     device.queue.writeBuffer(rs.slot, 0, Uint32Array.from(rows, (r) => r.slot));
     device.queue.writeBuffer(rs.step, 0, packParams([[T, 'u32'], [outRows.length, 'u32'], [0, 'u32'], [0, 'u32']]));
     const enc = device.createCommandEncoder();
-    encodeForward(this.fwd, enc, T, outRows);
+    encodeForward(this.fwd, enc, T, outRows, kind);
     const nOut = outRows.length;
     if (nOut === 0) {
       device.queue.submit([enc.finish()]);
@@ -113,7 +128,8 @@ export class LlamaModel implements GenerationBackend {
     return mode === 'argmax' ? new Uint32Array(data) : new Float32Array(data);
   }
 
-  private writeTable(slot: number): void {
+  /** Uploads the block-table row of `slot` (after its blocks changed). */
+  writeTable(slot: number): void {
     const row = this.pool.tableRow(slot);
     this.gpu.device.queue.writeBuffer(this.fwd.rs.blockTable, slot * this.pool.maxBlocksPerSeq * 4, row);
   }
@@ -210,7 +226,7 @@ export class LlamaModel implements GenerationBackend {
         const pos = prompt.length + generated.length - 1;
         if (!this.pool.reserve(slot, pos + 1)) throw new Error('KV cache pool is full');
         this.writeTable(slot);
-        logits = await this.step([{ token, pos, slot }], [0], onGpuArgmax ? 'argmax' : 'logits');
+        logits = await this.step([{ token, pos, slot }], [0], onGpuArgmax ? 'argmax' : 'logits', 'decode');
       }
     } finally {
       if (slot !== null) this.pool.releaseSlot(slot);

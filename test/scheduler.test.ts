@@ -1,0 +1,112 @@
+// Continuous batching on the real model: concurrent sequences, chunked prefill interleaved with decode,
+// preemption when the KV pool runs out, prefix caching, cancellation; every output checked exactly.
+import { describe, it, expect, beforeAll, afterAll } from 'vitest';
+import type { GpuContext } from '../runtime/device.ts';
+import { testGpu } from './helpers/gpu.ts';
+import { TEST_CONFIGS, randomWeights } from '../runtime/random-model.ts';
+import { ReferenceModel } from '../runtime/reference.ts';
+import { memoryProvider } from '../runtime/weights.ts';
+import { LlamaModel } from '../runtime/model.ts';
+import { Scheduler, QueueFullError } from '../runtime/scheduler.ts';
+import { createSampler } from '../runtime/sampler.ts';
+import type { TokenSampler } from '../runtime/generation-types.ts';
+
+const cfg = TEST_CONFIGS.gqa;
+const weights = randomWeights(cfg, 2024);
+let ctx: GpuContext | null = null;
+let model: LlamaModel | null = null;
+
+beforeAll(async () => {
+  ctx = await testGpu();
+  if (ctx) model = await LlamaModel.fromProvider(memoryProvider(cfg, weights), { gpu: ctx, dtype: 'f32', context: 128, nSlots: 6, maxOut: 6, prefillChunk: 8 });
+});
+afterAll(() => model?.destroy());
+
+const greedy = (): TokenSampler => ({ greedy: true, sample: (l) => { let b = 0; for (let i = 1; i < l.length; i++) if (l[i]! > l[b]!) b = i; return b; }, accept: () => undefined });
+const promptOf = (n: number, seed: number): number[] => {
+  const out = [1];
+  let s = seed;
+  for (let i = 1; i < n; i++) { s = (s * 1103515245 + 12345) >>> 0; out.push(3 + (s % 31990)); }
+  return out;
+};
+async function collect(g: AsyncGenerator<number>, stopAfter = Infinity): Promise<number[]> {
+  const out: number[] = [];
+  for await (const t of g) { out.push(t); if (out.length >= stopAfter) break; }
+  return out;
+}
+const oracle = (p: number[], n: number) => new ReferenceModel(cfg, weights).generateGreedy(p, n);
+
+describe('scheduler', () => {
+  it('10 concurrent greedy requests (more than the 6 slots) each give the oracle tokens; the pool returns to empty', async (t) => {
+    if (!model) return t.skip();
+    const sched = new Scheduler(model, { prefixCaching: false });
+    const reqs = Array.from({ length: 10 }, (_, i) => ({ p: promptOf(3 + ((i * 7) % 20), 100 + i), n: 6 + (i % 5) }));
+    const outs = await Promise.all(reqs.map((r) => collect(sched.generate({ promptTokens: r.p, maxTokens: r.n, sampler: greedy() }))));
+    reqs.forEach((r, i) => expect(outs[i]).toEqual(oracle(r.p, r.n)));
+    expect(sched.idle).toBe(true);
+    expect(model.pool.usedBlocks).toBe(0);
+    expect(sched.metrics().decodeTokens).toBeGreaterThan(0);
+  });
+
+  it('a seeded sampled request gives the same tokens alone and batched with others', async (t) => {
+    if (!model) return t.skip();
+    const sched = new Scheduler(model);
+    const p = promptOf(9, 5);
+    const mk = () => createSampler({ temperature: 0.9, topP: 0.95, topK: 0, minP: 0, presencePenalty: 0, frequencyPenalty: 0, repetitionPenalty: 1, seed: 42n }, p);
+    const alone = await collect(sched.generate({ promptTokens: p, maxTokens: 12, sampler: mk() }));
+    const others = [1, 2, 3, 4].map((i) => collect(sched.generate({ promptTokens: promptOf(5 + i, i), maxTokens: 10, sampler: greedy() })));
+    const batched = await collect(sched.generate({ promptTokens: p, maxTokens: 12, sampler: mk() }));
+    await Promise.all(others);
+    expect(batched).toEqual(alone);
+  });
+
+  it('prefix caching reuses the blocks of an earlier request and reports them; output unchanged', async (t) => {
+    if (!model) return t.skip();
+    const sched = new Scheduler(model);
+    model.pool.clearCache();
+    const turn1 = promptOf(40, 77);
+    const a = await collect(sched.generate({ promptTokens: turn1, maxTokens: 5, sampler: greedy() }));
+    const turn2 = [...turn1, ...a, 29871, 13, 500, 600];
+    const req = { promptTokens: turn2, maxTokens: 5, sampler: greedy() };
+    const b = await collect(sched.generate(req));
+    expect(sched.cachedTokensOf.get(req)).toBe(Math.floor((turn1.length + a.length - 1) / 16) * 16);
+    expect(b).toEqual(oracle(turn2, 5));
+  });
+
+  it('preempts when the KV pool is short and resumes with the same tokens', async (t) => {
+    if (!ctx) return t.skip();
+    // 6 blocks of 16 positions = 96 positions for 3 sequences that each grow to ~50.
+    const small = await LlamaModel.fromProvider(memoryProvider(cfg, weights), { gpu: ctx, dtype: 'f32', context: 128, nSlots: 3, maxOut: 3, prefillChunk: 8,
+      kvBudgetBytes: 6 * 2 * cfg.nLayers * 16 * cfg.nKvHeads * cfg.headDim * 4 });
+    try {
+      const sched = new Scheduler(small, { prefixCaching: false });
+      const reqs = [0, 1, 2].map((i) => ({ p: promptOf(20 + i, 300 + i), n: 30 }));
+      const outs = await Promise.all(reqs.map((r) => collect(sched.generate({ promptTokens: r.p, maxTokens: r.n, sampler: greedy() }))));
+      reqs.forEach((r, i) => expect(outs[i]).toEqual(oracle(r.p, r.n)));
+      expect(sched.metrics().preemptions).toBeGreaterThan(0);
+      expect(small.pool.usedBlocks).toBe(0);
+    } finally {
+      small.destroy();
+    }
+  });
+
+  it('a consumer that stops early frees its blocks; others finish; a full queue refuses with QueueFullError', async (t) => {
+    if (!model) return t.skip();
+    const sched = new Scheduler(model, { maxQueue: 2, maxBatch: 2 });
+    const ctrl = new AbortController();
+    const stopped = collect(sched.generate({ promptTokens: promptOf(10, 1), maxTokens: 50, sampler: greedy() }), 3);
+    const aborted = collect(sched.generate({ promptTokens: promptOf(10, 2), maxTokens: 50, sampler: greedy(), signal: ctrl.signal }));
+    while (sched.metrics().running < 2) await new Promise((r) => setTimeout(r, 1));
+    const w1 = collect(sched.generate({ promptTokens: promptOf(6, 3), maxTokens: 4, sampler: greedy() }));
+    const w2 = collect(sched.generate({ promptTokens: promptOf(6, 4), maxTokens: 4, sampler: greedy() }));
+    expect(sched.metrics().waiting).toBe(2);
+    await expect(collect(sched.generate({ promptTokens: promptOf(6, 5), maxTokens: 4, sampler: greedy() }))).rejects.toBeInstanceOf(QueueFullError);
+    setTimeout(() => ctrl.abort(), 50);
+    expect((await stopped).length).toBe(3);
+    expect((await aborted).length).toBeLessThan(50);
+    expect(await w1).toEqual(oracle(promptOf(6, 3), 4));
+    expect(await w2).toEqual(oracle(promptOf(6, 4), 4));
+    await new Promise((r) => setTimeout(r, 50));
+    expect(model.pool.usedBlocks).toBe(0);
+  });
+});
