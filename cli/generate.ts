@@ -58,7 +58,7 @@ export async function runGenerate(argv: string[]): Promise<void> {
   const tok = LlamaTokenizer.fromJson(src.tokenizerJson, src.tokenizerConfigJson ?? undefined);
   const model = await LlamaModel.fromProvider(src.provider, { dtype, context, onProgress: progressPrinter(`loading ${src.name}`) });
   await src.close();
-  process.stderr.write(`loaded ${src.name} (${model.weights.format}, ${(model.weights.bytes / 2 ** 20).toFixed(1)} MiB of weights) on ${model.gpu.adapterName} in ${((performance.now() - t0) / 1000).toFixed(1)} s\n`);
+  process.stderr.write(`loaded ${src.name} (${model.format}, ${(model.weightBytes / 2 ** 20).toFixed(1)} MiB of weights) on ${model.gpu.adapterName} in ${((performance.now() - t0) / 1000).toFixed(1)} s\n`);
 
   const prompt = tok.encode(values.prompt, { addBos: true });
   const sampler = createSampler({ temperature, topP, topK, minP: 0, presencePenalty: 0, frequencyPenalty: 0, repetitionPenalty: 1, seed }, prompt);

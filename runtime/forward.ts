@@ -72,11 +72,11 @@ export interface Forward {
   cfg: LlamaConfig;
   opts: ForwardOptions;
   rs: RunState;
-  embed: Dispatch[]; // one per chunk of the table
-  layers: LayerOps[];
-  finalNorm: Dispatch;
+  embed: Dispatch[]; // one per chunk of the table; empty unless this device holds the embedding
+  layers: LayerOps[]; // this device's layers
+  finalNorm: Dispatch | null; // null unless this device holds the head
   head: MatmulDispatch[];
-  argmax: Dispatch;
+  argmax: Dispatch | null;
   kvBytes: number;
 }
 
@@ -115,7 +115,7 @@ export async function createForward(ctx: GpuContext, cfg: LlamaConfig, w: GpuWei
     kCache: [],
     vCache: [],
   };
-  for (let l = 0; l < cfg.nLayers; l++) {
+  for (let l = 0; l < w.layers.length; l++) {
     rs.kCache.push(buf(`kCache.${l}`, cacheBytes));
     rs.vCache.push(buf(`vCache.${l}`, cacheBytes));
   }
@@ -149,9 +149,9 @@ export async function createForward(ctx: GpuContext, cfg: LlamaConfig, w: GpuWei
       };
     });
 
-  const embed = w.tokEmbeddings.chunks.map((c) =>
+  const embed = (w.tokEmbeddings?.chunks ?? []).map((c) =>
     dispatch(pEmbed, `embed[${c.rowStart}]`, packEmbeddingParams(cfg.dim, c.rowStart, c.rows), [rs.ids, rs.x, c.buffer]));
-  const layers: LayerOps[] = w.layers.map((L, l) => ({
+  const layers: LayerOps[] = w.layers.map((L, l) => ({ // l: local index; names use the global layer
     attentionNorm: dispatch(pNorm, `${l}.attention_norm`, packRmsnormParams(cfg.dim, cfg.normEps, false), [rs.x, L.attentionNorm, rs.xb]),
     wq: matmul(L.wq, rs.xb, rs.q, false),
     wk: matmul(L.wk, rs.xb, rs.k, false),
@@ -169,10 +169,10 @@ export async function createForward(ctx: GpuContext, cfg: LlamaConfig, w: GpuWei
     swiglu: dispatch(pSwiglu, `${l}.swiglu`, packSwigluParams(cfg.hiddenDim), [rs.hb, rs.hb2]),
     w2: matmul(L.w2, rs.hb, rs.x, true),
   }));
-  const finalNorm = dispatch(pNorm, 'norm', packRmsnormParams(cfg.dim, cfg.normEps, true), [rs.xOut, w.norm, rs.xOutNorm]);
-  const head = matmul(w.output, rs.xOutNorm, rs.logits, false, true);
-  const argmax = dispatch(pArgmax, 'argmax', packArgmaxParams(cfg.vocabSize), [rs.logits, rs.best]);
-  return { cfg, opts, rs, embed, layers, finalNorm, head, argmax, kvBytes: 2 * cfg.nLayers * cacheBytes };
+  const finalNorm = w.norm ? dispatch(pNorm, 'norm', packRmsnormParams(cfg.dim, cfg.normEps, true), [rs.xOut, w.norm, rs.xOutNorm]) : null;
+  const head = w.output ? matmul(w.output, rs.xOutNorm, rs.logits, false, true) : [];
+  const argmax = w.output ? dispatch(pArgmax, 'argmax', packArgmaxParams(cfg.vocabSize), [rs.logits, rs.best]) : null;
+  return { cfg, opts, rs, embed, layers, finalNorm, head, argmax, kvBytes: 2 * w.layers.length * cacheBytes };
 }
 
 /** Records one forward step: nTokens rows (ids/pos/slot already written), logits for rows outRows. */
@@ -205,7 +205,7 @@ export function encodeForward(f: Forward, enc: GPUCommandEncoder, nTokens: numbe
     mm(pass, L.w2, nTokens); // x += hb · w2^T
   }
   pass.end();
-  if (nOut === 0) return;
+  if (nOut === 0 || !f.finalNorm || !f.argmax) return;
   const rowBytes = c.dim * 4;
   outRows.forEach((r, i) => enc.copyBufferToBuffer(rs.x, r * rowBytes, rs.xOut, i * rowBytes, rowBytes));
   pass = enc.beginComputePass({ label: 'head' });

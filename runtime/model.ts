@@ -19,6 +19,8 @@ export interface ModelOptions {
   blockSize?: number; // KV positions per block; default 16
   kvBudgetBytes?: number; // bytes of KV cache (all layers, K and V); default: nSlots full contexts
   gpu?: GpuContext; // default: a new device
+  gpus?: GpuContext[]; // several devices: the layers are split across them (pipeline sharding)
+  layerSplit?: [number, number][]; // [first, last] layer per device; default: as even as possible
   onProgress?: (p: LoadProgress) => void;
 }
 
@@ -36,30 +38,64 @@ export type StepKind = 'prefill' | 'decode';
 
 export class ContextOverflowError extends Error {}
 
+/** One device's share of the model: consecutive layers, plus the embedding (first) or the head (last). */
+export interface Stage {
+  gpu: GpuContext;
+  weights: GpuWeights;
+  fwd: Forward;
+  stagingX: GPUBuffer; // (maxTokens, dim) f32: activations leaving this device (all but the last stage)
+  stagingLogits: GPUBuffer; // (maxOut, vocab) f32 (last stage)
+  stagingBest: GPUBuffer; // (maxOut) u32 (last stage)
+}
+
+/** Splits nLayers into `devices` runs of consecutive layers, as even as possible. */
+export function evenLayerSplit(nLayers: number, devices: number): [number, number][] {
+  const out: [number, number][] = [];
+  let first = 0;
+  for (let d = 0; d < devices; d++) {
+    const n = Math.floor(nLayers / devices) + (d < nLayers % devices ? 1 : 0);
+    out.push([first, first + n - 1]);
+    first += n;
+  }
+  return out;
+}
+
 export class LlamaModel implements GenerationBackend {
   readonly modelInfo: ModelInfo;
   private queue: Promise<unknown> = Promise.resolve();
-  private readonly stagingLogits: GPUBuffer;
-  private readonly stagingBest: GPUBuffer;
 
   private constructor(
-    readonly gpu: GpuContext,
+    readonly stages: Stage[],
     readonly cfg: LlamaConfig,
-    readonly weights: GpuWeights,
-    readonly fwd: Forward,
     readonly pool: KvPool,
     readonly context: number,
   ) {
     this.modelInfo = { vocabSize: cfg.vocabSize, contextLength: context, bosTokenId: cfg.bosTokenId, eosTokenId: cfg.eosTokenId };
-    const d = gpu.device;
-    this.stagingLogits = d.createBuffer({ label: 'stagingLogits', size: fwd.rs.logits.size, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
-    this.stagingBest = d.createBuffer({ label: 'stagingBest', size: fwd.rs.best.size, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+  }
+
+  /** The first device (the only one unless the model is sharded). */
+  get gpu(): GpuContext {
+    return this.stages[0]!.gpu;
+  }
+  get weights(): GpuWeights {
+    return this.stages[0]!.weights;
+  }
+  get fwd(): Forward {
+    return this.stages[0]!.fwd;
+  }
+  get format(): WeightFormat {
+    return this.stages[0]!.weights.format;
+  }
+  get weightBytes(): number {
+    return this.stages.reduce((a, s) => a + s.weights.bytes, 0);
   }
 
   static async fromProvider(src: TensorProvider, opts: ModelOptions = {}): Promise<LlamaModel> {
     const cfg = src.config;
-    const gpu = opts.gpu ?? (await createGpuContext());
-    const dtype = opts.dtype ?? (gpu.hasF16 ? 'f16' : 'f32');
+    const gpus = opts.gpus ?? (opts.gpu ? [opts.gpu] : [await createGpuContext()]);
+    if (gpus.length < 1) throw new Error('no devices given');
+    if (gpus.length > cfg.nLayers) throw new Error(`${gpus.length} devices for ${cfg.nLayers} layers: at most one device per layer`);
+    const dtype = opts.dtype ?? (gpus.every((g) => g.hasF16) ? 'f16' : 'f32');
     const context = opts.context ?? Math.min(cfg.maxSeqLen, 4096);
     if (!Number.isInteger(context) || context < 1 || context > cfg.maxSeqLen) {
       throw new Error(`context ${context} must be between 1 and the model's max_position_embeddings (${cfg.maxSeqLen})`);
@@ -73,65 +109,106 @@ export class LlamaModel implements GenerationBackend {
     // One block holds blockSize positions of K and V, f32, for every layer.
     const blockLayerBytes = blockSize * cfg.nKvHeads * cfg.headDim * 4;
     const blockBytes = 2 * cfg.nLayers * blockLayerBytes;
-    const maxBlocksPerBinding = Math.floor(gpu.maxBindingBytes / blockLayerBytes);
+    const maxBindingBytes = Math.min(...gpus.map((g) => g.maxBindingBytes));
+    const maxBlocksPerBinding = Math.floor(maxBindingBytes / blockLayerBytes);
     let nBlocks: number;
     if (opts.kvBudgetBytes !== undefined) {
       nBlocks = Math.floor(opts.kvBudgetBytes / blockBytes);
       if (nBlocks < 1) throw new Error(`KV budget of ${opts.kvBudgetBytes} bytes is less than one block (${blockBytes} bytes)`);
       if (nBlocks > maxBlocksPerBinding) {
-        throw new Error(`KV budget of ${opts.kvBudgetBytes} bytes needs ${nBlocks * blockLayerBytes} bytes per layer, over the adapter's ${gpu.maxBindingBytes}-byte binding limit: at most ${maxBlocksPerBinding * blockBytes} bytes`);
+        throw new Error(`KV budget of ${opts.kvBudgetBytes} bytes needs ${nBlocks * blockLayerBytes} bytes per layer, over the adapter's ${maxBindingBytes}-byte binding limit: at most ${maxBlocksPerBinding * blockBytes} bytes`);
       }
     } else {
       nBlocks = Math.min(maxBlocksPerSeq * nSlots, maxBlocksPerBinding);
     }
-    const weights = await loadWeights(gpu, src, dtype, opts.onProgress);
-    const fwd = await createForward(gpu, cfg, weights, {
-      maxTokens: opts.prefillChunk ?? 128,
-      maxOut: opts.maxOut ?? 8,
-      blockSize,
-      nBlocks,
-      nSlots,
-      maxBlocksPerSeq,
-    });
-    return new LlamaModel(gpu, cfg, weights, fwd, new KvPool(nBlocks, blockSize, nSlots, maxBlocksPerSeq), context);
+    const split = opts.layerSplit ?? evenLayerSplit(cfg.nLayers, gpus.length);
+    if (split.length !== gpus.length || split[0]![0] !== 0 || split[split.length - 1]![1] !== cfg.nLayers - 1 ||
+      split.some(([a, b], i) => b < a || (i > 0 && a !== split[i - 1]![1] + 1))) {
+      throw new Error(`layer split ${JSON.stringify(split)} must cover layers 0..${cfg.nLayers - 1} in order, one run per device`);
+    }
+    const fopts = { maxTokens: opts.prefillChunk ?? 128, maxOut: opts.maxOut ?? 8, blockSize, nBlocks, nSlots, maxBlocksPerSeq };
+    const stages: Stage[] = [];
+    for (let d = 0; d < gpus.length; d++) {
+      const gpu = gpus[d]!;
+      const part = { firstLayer: split[d]![0], lastLayer: split[d]![1], embedding: d === 0, head: d === gpus.length - 1 };
+      const weights = await loadWeights(gpu, src, dtype, opts.onProgress, part);
+      const fwd = await createForward(gpu, cfg, weights, fopts);
+      const dev = gpu.device;
+      const map = (label: string, size: number) => dev.createBuffer({ label, size, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+      stages.push({
+        gpu, weights, fwd,
+        stagingX: map('stagingX', fwd.rs.x.size),
+        stagingLogits: map('stagingLogits', part.head ? fwd.rs.logits.size : 16),
+        stagingBest: map('stagingBest', part.head ? fwd.rs.best.size : 16),
+      });
+    }
+    return new LlamaModel(stages, cfg, new KvPool(nBlocks, blockSize, nSlots, maxBlocksPerSeq), context);
   }
 
-  /** Runs one forward step; returns logits (outRows.length, vocab) or, with argmax, the best id per out row. */
+  /**
+   * Runs one forward step; returns logits (outRows.length, vocab) or, with argmax, the best id per out row.
+   * On a sharded model the residual stream (nTokens, dim) crosses from device to device through the host
+   * at each stage boundary (WebGPU has no peer copies).
+   */
   async step(rows: StepRow[], outRows: number[], mode: 'logits' | 'argmax', kind: StepKind = 'prefill'): Promise<Float32Array | Uint32Array> {
-    const { device } = this.gpu;
-    const rs = this.fwd.rs;
     const T = rows.length;
-    if (T < 1 || T > this.fwd.opts.maxTokens) throw new Error(`step of ${T} rows (1..${this.fwd.opts.maxTokens})`);
+    const maxTokens = this.fwd.opts.maxTokens;
+    if (T < 1 || T > maxTokens) throw new Error(`step of ${T} rows (1..${maxTokens})`);
     if (outRows.length > this.fwd.opts.maxOut) throw new Error(`${outRows.length} output rows > maxOut ${this.fwd.opts.maxOut}`);
     for (const r of rows) {
       if (!Number.isInteger(r.token) || r.token < 0 || r.token >= this.cfg.vocabSize) throw new Error(`token id ${r.token} is outside the vocabulary (0..${this.cfg.vocabSize - 1})`);
       if (r.pos >= this.context) throw new ContextOverflowError(`position ${r.pos} is past the context length ${this.context}`);
     }
-    device.queue.writeBuffer(rs.ids, 0, Uint32Array.from(rows, (r) => r.token));
-    device.queue.writeBuffer(rs.pos, 0, Uint32Array.from(rows, (r) => r.pos));
-    device.queue.writeBuffer(rs.slot, 0, Uint32Array.from(rows, (r) => r.slot));
-    device.queue.writeBuffer(rs.step, 0, packParams([[T, 'u32'], [outRows.length, 'u32'], [0, 'u32'], [0, 'u32']]));
-    const enc = device.createCommandEncoder();
-    encodeForward(this.fwd, enc, T, outRows, kind);
+    const ids = Uint32Array.from(rows, (r) => r.token);
+    const pos = Uint32Array.from(rows, (r) => r.pos);
+    const slot = Uint32Array.from(rows, (r) => r.slot);
+    const stepInfo = packParams([[T, 'u32'], [outRows.length, 'u32'], [0, 'u32'], [0, 'u32']]);
     const nOut = outRows.length;
-    if (nOut === 0) {
+    let x: Float32Array<ArrayBuffer> | null = null; // residual stream handed to the next device
+    for (let i = 0; i < this.stages.length; i++) {
+      const st = this.stages[i]!;
+      const last = i === this.stages.length - 1;
+      const { device } = st.gpu;
+      const rs = st.fwd.rs;
+      device.queue.writeBuffer(rs.ids, 0, ids);
+      device.queue.writeBuffer(rs.pos, 0, pos);
+      device.queue.writeBuffer(rs.slot, 0, slot);
+      device.queue.writeBuffer(rs.step, 0, stepInfo);
+      if (x) device.queue.writeBuffer(rs.x, 0, x);
+      const enc = device.createCommandEncoder();
+      encodeForward(st.fwd, enc, T, last ? outRows : [], kind);
+      if (!last) {
+        const bytes = T * this.cfg.dim * 4;
+        enc.copyBufferToBuffer(rs.x, 0, st.stagingX, 0, bytes);
+        device.queue.submit([enc.finish()]);
+        x = new Float32Array(await this.readStaging(st, st.stagingX, bytes));
+        continue;
+      }
+      if (nOut === 0) {
+        device.queue.submit([enc.finish()]);
+        return new Float32Array(0);
+      }
+      const staging = mode === 'argmax' ? st.stagingBest : st.stagingLogits;
+      const bytes = mode === 'argmax' ? nOut * 4 : nOut * this.cfg.vocabSize * 4;
+      enc.copyBufferToBuffer(mode === 'argmax' ? rs.best : rs.logits, 0, staging, 0, bytes);
       device.queue.submit([enc.finish()]);
-      return new Float32Array(0);
+      const data = await this.readStaging(st, staging, bytes);
+      return mode === 'argmax' ? new Uint32Array(data) : new Float32Array(data);
     }
-    const staging = mode === 'argmax' ? this.stagingBest : this.stagingLogits;
-    const bytes = mode === 'argmax' ? nOut * 4 : nOut * this.cfg.vocabSize * 4;
-    enc.copyBufferToBuffer(mode === 'argmax' ? rs.best : rs.logits, 0, staging, 0, bytes);
-    device.queue.submit([enc.finish()]);
-    await Promise.race([staging.mapAsync(GPUMapMode.READ, 0, bytes), this.gpu.lost.then((m) => Promise.reject(new Error(m)))]);
-    const data = staging.getMappedRange(0, bytes).slice(0);
-    staging.unmap();
-    return mode === 'argmax' ? new Uint32Array(data) : new Float32Array(data);
+    throw new Error('unreachable: a model has at least one stage');
   }
 
-  /** Uploads the block-table row of `slot` (after its blocks changed). */
+  private async readStaging(st: Stage, staging: GPUBuffer, bytes: number): Promise<ArrayBuffer> {
+    await Promise.race([staging.mapAsync(GPUMapMode.READ, 0, bytes), st.gpu.lost.then((m) => Promise.reject(new Error(m)))]);
+    const data = staging.getMappedRange(0, bytes).slice(0);
+    staging.unmap();
+    return data;
+  }
+
+  /** Uploads the block-table row of `slot` (after its blocks changed) to every device. */
   writeTable(slot: number): void {
     const row = this.pool.tableRow(slot);
-    this.gpu.device.queue.writeBuffer(this.fwd.rs.blockTable, slot * this.pool.maxBlocksPerSeq * 4, row);
+    for (const st of this.stages) st.gpu.device.queue.writeBuffer(st.fwd.rs.blockTable, slot * this.pool.maxBlocksPerSeq * 4, row);
   }
 
   /**
@@ -249,9 +326,12 @@ export class LlamaModel implements GenerationBackend {
   }
 
   destroy(): void {
-    destroyForward(this.fwd);
-    destroyWeights(this.weights);
-    this.stagingLogits.destroy();
-    this.stagingBest.destroy();
+    for (const st of this.stages) {
+      destroyForward(st.fwd);
+      destroyWeights(st.weights);
+      st.stagingX.destroy();
+      st.stagingLogits.destroy();
+      st.stagingBest.destroy();
+    }
   }
 }

@@ -42,12 +42,21 @@ export interface LayerWeights {
   w3: WeightMatrix; // (hiddenDim, dim) up
 }
 
+/** Which part of the model one device holds (pipeline sharding: consecutive layers per device). */
+export interface WeightPart {
+  firstLayer: number;
+  lastLayer: number; // inclusive; lastLayer < firstLayer for none
+  embedding: boolean; // the first device
+  head: boolean; // final norm and output head: the last device
+}
+
 export interface GpuWeights {
   format: WeightFormat;
-  tokEmbeddings: WeightMatrix; // (vocab, dim)
-  layers: LayerWeights[];
-  norm: GPUBuffer; // (dim) f32
-  output: WeightMatrix; // (vocab, dim); the embedding itself when tied
+  part: WeightPart;
+  tokEmbeddings: WeightMatrix | null; // (vocab, dim), on the device with part.embedding
+  layers: LayerWeights[]; // layers part.firstLayer..part.lastLayer
+  norm: GPUBuffer | null; // (dim) f32, with the head
+  output: WeightMatrix | null; // (vocab, dim), with the head; the embedding itself when tied
   bytes: number; // total GPU bytes of weights
 }
 
@@ -66,12 +75,23 @@ export function rowsPerChunk(ctx: Pick<GpuContext, 'maxBindingBytes' | 'maxBuffe
   return r;
 }
 
+export function wholeModel(cfg: LlamaConfig): WeightPart {
+  return { firstLayer: 0, lastLayer: cfg.nLayers - 1, embedding: true, head: true };
+}
+
+/** Number of tensors a part loads (for progress). */
+function partTensorCount(cfg: LlamaConfig, part: WeightPart): number {
+  const layers = Math.max(0, part.lastLayer - part.firstLayer + 1);
+  return layers * 9 + (part.embedding ? 1 : 0) + (part.head ? 2 : 0);
+}
+
 export async function loadWeights(
   ctx: GpuContext, src: TensorProvider, format: WeightFormat, onProgress?: (p: LoadProgress) => void,
+  part: WeightPart = wholeModel(src.config),
 ): Promise<GpuWeights> {
   const cfg = src.config;
   const shapes = expectedTensors(cfg);
-  const total = shapes.size;
+  const total = partTensorCount(cfg, part);
   let done = 0;
   let bytes = 0;
   const tick = (tensor: string): void => {
@@ -107,9 +127,9 @@ export async function loadWeights(
     return buffer;
   };
 
-  const tokEmbeddings = await matrix('tok_embeddings');
+  const tokEmbeddings = part.embedding ? await matrix('tok_embeddings') : null;
   const layers: LayerWeights[] = [];
-  for (let i = 0; i < cfg.nLayers; i++) {
+  for (let i = part.firstLayer; i <= part.lastLayer; i++) {
     const p = `layers.${i}.`;
     layers.push({
       attentionNorm: await vector(p + 'attention_norm'),
@@ -125,10 +145,14 @@ export async function loadWeights(
     // Let the queue drain now and then so staging memory does not pile up on big models.
     if (i % 4 === 3) await ctx.device.queue.onSubmittedWorkDone();
   }
-  const norm = await vector('norm');
-  const output = cfg.tieWordEmbeddings ? tokEmbeddings : await matrix('output');
+  let norm: GPUBuffer | null = null;
+  let output: WeightMatrix | null = null;
+  if (part.head) {
+    norm = await vector('norm');
+    output = cfg.tieWordEmbeddings ? (tokEmbeddings ?? (await matrix('tok_embeddings'))) : await matrix('output');
+  }
   await ctx.device.queue.onSubmittedWorkDone();
-  return { format, tokEmbeddings, layers, norm, output, bytes };
+  return { format, part, tokEmbeddings, layers, norm, output, bytes };
 }
 
 /** A provider over in-memory f32 tensors (tests, generated models). */
@@ -150,9 +174,9 @@ export function memoryProvider(config: LlamaConfig, tensors: Map<string, Float32
 export function destroyWeights(w: GpuWeights): void {
   const seen = new Set<GPUBuffer>();
   const m = (x: WeightMatrix): void => x.chunks.forEach((c) => seen.add(c.buffer));
-  m(w.tokEmbeddings);
-  m(w.output);
-  seen.add(w.norm);
+  if (w.tokEmbeddings) m(w.tokEmbeddings);
+  if (w.output) m(w.output);
+  if (w.norm) seen.add(w.norm);
   for (const l of w.layers) {
     seen.add(l.attentionNorm);
     seen.add(l.ffnNorm);
