@@ -91,16 +91,38 @@ function fillNormal(out: Float32Array, seed32: number, mean: number, std: number
  */
 export function randomWeights(cfg: LlamaConfig, seed: number): Map<string, Float32Array> {
   const out = new Map<string, Float32Array>();
-  for (const [name, shape] of expectedTensors(cfg)) {
-    const data = new Float32Array(shape.reduce((a, b) => a * b, 1));
-    const s = tensorSeed(seed, name);
-    if (name === 'tok_embeddings') fillNormal(data, s, 0, 0.5);
-    else if (name === 'output') fillNormal(data, s, 0, 4 / Math.sqrt(cfg.dim));
-    else if (shape.length === 1) fillNormal(data, s, 1, 0.1);
-    else fillNormal(data, s, 0, 1 / Math.sqrt(shape[1]!));
-    out.set(name, data);
-  }
+  for (const [name, shape] of expectedTensors(cfg)) out.set(name, randomTensor(cfg, seed, name, shape));
   return out;
+}
+
+/** One tensor of randomWeights(cfg, seed), generated alone. */
+export function randomTensor(cfg: LlamaConfig, seed: number, name: string, shape: number[]): Float32Array {
+  const data = new Float32Array(shape.reduce((a, b) => a * b, 1));
+  const s = tensorSeed(seed, name);
+  if (name === 'tok_embeddings') fillNormal(data, s, 0, 0.5);
+  else if (name === 'output') fillNormal(data, s, 0, 4 / Math.sqrt(cfg.dim));
+  else if (shape.length === 1) fillNormal(data, s, 1, 0.1);
+  else fillNormal(data, s, 0, 1 / Math.sqrt(shape[1]!));
+  return data;
+}
+
+/**
+ * The same weights as randomWeights(cfg, seed), generated lazily one tensor at a time (the benchmarks'
+ * billion-parameter models never exist whole in host memory). Returns a TensorProvider.
+ */
+export function randomProvider(cfg: LlamaConfig, seed: number): { config: LlamaConfig; readRowsF32(name: string, rowStart: number, rows: number): Promise<Float32Array> } {
+  const shapes = expectedTensors(cfg);
+  let last: { name: string; data: Float32Array } | null = null;
+  return {
+    config: cfg,
+    async readRowsF32(name, rowStart, rows) {
+      const shape = shapes.get(name);
+      if (!shape) throw new Error(`random model: no tensor ${name}`);
+      if (last?.name !== name) last = { name, data: randomTensor(cfg, seed, name, shape) };
+      if (shape.length === 1) return last.data;
+      return last.data.subarray(rowStart * shape[1]!, (rowStart + rows) * shape[1]!);
+    },
+  };
 }
 
 export type WeightDtype = 'F32' | 'F16' | 'BF16';
