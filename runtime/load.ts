@@ -1,7 +1,8 @@
 // Opening a model from what a user names: "default" (the embedded model), an HF model directory, or a
 // ModelDir (browser folder pick, URL). Everything is validated before anything is allocated on the GPU.
 
-import { nodeDir, type ModelDir } from './byte-source.ts';
+import { nodeDir, fileSource, type ByteSource, type ModelDir } from './byte-source.ts';
+import { openGgufModel } from './gguf-provider.ts';
 import type { LlamaConfig } from './config.ts';
 import { openHfModel, validateHfModel } from './hf-model.ts';
 import { hfProvider } from './hf-provider.ts';
@@ -18,17 +19,46 @@ export interface ModelSource {
   close(): Promise<void>;
 }
 
-export async function openModelSource(spec: string | ModelDir): Promise<ModelSource> {
+/** A GGUF file (llama.cpp's format): weights, config and tokenizer from its metadata. */
+export async function openGgufSource(src: ByteSource, name = src.name): Promise<ModelSource> {
+  const g = await openGgufModel(src);
+  return {
+    name: name.replace(/\.gguf$/i, '').split('/').pop() || name,
+    config: g.config,
+    provider: g.provider,
+    tokenizerJson: g.tokenizerJson,
+    tokenizerConfigJson: g.tokenizerConfigJson,
+    generationConfig: null,
+    close: () => g.close(),
+  };
+}
+
+/**
+ * Opens "default", an HF model directory, a converted directory (see convert.ts) or a .gguf file
+ * (strings are paths, read with node:fs), or a ModelDir / GGUF ByteSource given directly (browser).
+ */
+export async function openModelSource(spec: string | ModelDir | ByteSource): Promise<ModelSource> {
   let dir: ModelDir;
   if (typeof spec === 'string') {
     if (spec === 'default' || spec === DEFAULT_MODEL_NAME) dir = defaultModelDir();
     else {
       const fs = await import('node:fs/promises');
       const st = await fs.stat(spec).catch(() => null);
-      if (!st) throw new Error(`model not found: ${spec} (give an HF model directory, or "default" for the embedded model)`);
-      if (!st.isDirectory()) throw new Error(`${spec} is a file; expected a model directory with config.json and *.safetensors`);
+      if (!st) throw new Error(`model not found: ${spec} (give an HF model directory, a .gguf file, or "default" for the embedded model)`);
+      if (!st.isDirectory()) {
+        if (!/\.gguf$/i.test(spec)) throw new Error(`${spec} is a file but not a .gguf; expected a model directory (config.json + *.safetensors) or a GGUF file`);
+        const src = await fileSource(spec);
+        try {
+          return await openGgufSource(src);
+        } catch (e) {
+          await src.close?.();
+          throw e;
+        }
+      }
       dir = nodeDir(spec);
     }
+  } else if ('read' in spec) {
+    return openGgufSource(spec);
   } else dir = spec;
   const hf = await openHfModel(dir);
   try {

@@ -7,6 +7,8 @@ import { join } from 'node:path';
 import { TEST_CONFIGS, randomWeights, encodeHfModel, writeModelDir } from '../runtime/random-model.ts';
 import { ReferenceModel } from '../runtime/reference.ts';
 import { buildLlama2TokenizerJson, llama2TokenizerConfigJson } from '../tokenizer/llama2-vocab.ts';
+import { encodeGguf } from '../runtime/gguf-writer.ts';
+import { writeFileSync } from 'node:fs';
 
 function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
@@ -39,6 +41,16 @@ describe('llama2-webgpu generate', () => {
     expect(last.completion_tokens).toEqual(new ReferenceModel(cfg, weights).generateGreedy([1, 15043, 3186], 12));
     expect(typeof last.text).toBe('string');
     expect(last.text.length).toBeGreaterThan(0);
+  });
+
+  it('loads a GGUF file (F32, Llama-2 tokenizer from its metadata) and gives the oracle tokens', async () => {
+    const gguf = join(dir, 'model-f32.gguf');
+    writeFileSync(gguf, encodeGguf(cfg, weights, { type: 'F32', tokenizerJson: buildLlama2TokenizerJson() }));
+    const r = await cli(['generate', '--model', gguf, '--prompt', 'Hello world', '--max-tokens', '10', '--dtype', 'f32', '--json']);
+    expect(r.code).toBe(0);
+    const last = JSON.parse(r.stdout.trim().split('\n').pop()!) as { prompt_tokens: number[]; completion_tokens: number[] };
+    expect(last.prompt_tokens).toEqual([1, 15043, 3186]);
+    expect(last.completion_tokens).toEqual(new ReferenceModel(cfg, weights).generateGreedy([1, 15043, 3186], 10));
   });
 
   it('streams text to stdout and progress to stderr without --json', async () => {

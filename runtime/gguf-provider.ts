@@ -1,0 +1,203 @@
+// A Llama model in one GGUF file (llama.cpp's format) as a TensorProvider: config from the metadata,
+// GGUF tensor names mapped to ours, q/k rows put back into HF order, tensors decoded to f32 row range
+// by row range, and the tokenizer rebuilt from the metadata.
+//
+// Row order of attn_q / attn_k. HF checkpoints apply RoPE "rotate-half" style: within a head of D
+// rows, row i (i < D/2) pairs with row i + D/2. Meta's original layout, which GGUF keeps and
+// llama.cpp's rope (mode 0) expects, pairs adjacent rows 2i and 2i+1. llama.cpp's
+// convert_hf_to_gguf.py turns one into the other per head (its `permute`: reshape (heads, 2, D/2, cols),
+// swap the middle axes):
+//     GGUF row h*D + 2*i + a  =  HF row h*D + a*D/2 + i        (a in {0, 1}, i < D/2)
+// with `heads` = query heads for q and KV heads for k. We apply the inverse when reading, so the
+// rotate-half RoPE of our kernels and oracle sees exactly the HF weights.
+
+import type { ByteSource } from './byte-source.ts';
+import { validateConfig, type LlamaConfig } from './config.ts';
+import { readGguf, readGgufRows, type GgufFile, type GgufTensorInfo, type GgufValue } from './gguf.ts';
+import { READABLE_TYPES } from './gguf-quants.ts';
+import { tokenizerFromGguf } from './gguf-tokenizer.ts';
+import { expectedTensors } from './keymap.ts';
+import type { TensorProvider } from './weights.ts';
+
+const GGUF_LAYER: Record<string, string> = {
+  attn_norm: 'attention_norm',
+  attn_q: 'wq',
+  attn_k: 'wk',
+  attn_v: 'wv',
+  attn_output: 'wo',
+  ffn_norm: 'ffn_norm',
+  ffn_gate: 'w1',
+  ffn_down: 'w2',
+  ffn_up: 'w3',
+};
+const GGUF_GLOBAL: Record<string, string> = { token_embd: 'tok_embeddings', output_norm: 'norm', output: 'output' };
+
+/** GGUF tensor name -> ours, or null for tensors we do not use (rope_freqs, ...). */
+export function fromGgufName(name: string): string | null {
+  const m = /^(?:blk\.(\d+)\.)?([a-z_]+)\.weight$/.exec(name);
+  if (!m) return null;
+  if (m[1] === undefined) return GGUF_GLOBAL[m[2]!] ?? null;
+  const ours = GGUF_LAYER[m[2]!];
+  return ours ? `layers.${m[1]}.${ours}` : null;
+}
+
+/** Our tensor name -> GGUF's (for writing). */
+export function toGgufName(name: string): string {
+  for (const [g, ours] of Object.entries(GGUF_GLOBAL)) if (ours === name) return `${g}.weight`;
+  const m = /^layers\.(\d+)\.(.+)$/.exec(name);
+  if (m) for (const [g, ours] of Object.entries(GGUF_LAYER)) if (ours === m[2]) return `blk.${m[1]}.${g}.weight`;
+  throw new Error(`no GGUF name for tensor "${name}"`);
+}
+
+/** How many heads a q/k tensor's rows are permuted in, or 0 for tensors that are not. */
+export function qkHeads(name: string, c: LlamaConfig): number {
+  if (name.endsWith('.wq')) return c.nHeads;
+  if (name.endsWith('.wk')) return c.nKvHeads;
+  return 0;
+}
+
+/**
+ * Reorders the rows of a (heads * D, cols) matrix between the HF and the GGUF layouts (see the header).
+ * `toGguf` true: HF -> GGUF (what the converter does); false: GGUF -> HF.
+ */
+export function permuteQk(w: Float32Array, heads: number, cols: number, toGguf: boolean): Float32Array {
+  const rows = w.length / cols;
+  const D = rows / heads;
+  if (!Number.isInteger(D) || D % 2 !== 0) throw new Error(`permuteQk: ${rows} rows are not ${heads} heads of an even size`);
+  const out = new Float32Array(w.length);
+  for (let h = 0; h < heads; h++) {
+    for (let i = 0; i < D / 2; i++) {
+      for (let a = 0; a < 2; a++) {
+        const g = h * D + 2 * i + a;
+        const hf = h * D + a * (D / 2) + i;
+        const [from, to] = toGguf ? [hf, g] : [g, hf];
+        out.set(w.subarray(from * cols, (from + 1) * cols), to * cols);
+      }
+    }
+  }
+  return out;
+}
+
+/** A metadata float stored as f32, as the shortest decimal that rounds to it (1e-5, not 9.99999974738e-6). */
+function shortestF32(v: number): number {
+  for (let p = 1; p <= 9; p++) {
+    const d = Number(v.toPrecision(p));
+    if (Math.fround(d) === Math.fround(v)) return d;
+  }
+  return v;
+}
+
+/** LlamaConfig from GGUF metadata and tensor shapes. Throws naming the file and the key. */
+export function ggufConfig(f: GgufFile): LlamaConfig {
+  const md = f.metadata;
+  const arch = md.get('general.architecture');
+  if (arch !== 'llama') throw new Error(`${f.source}: general.architecture is ${JSON.stringify(arch ?? null)}; only "llama" is supported`);
+  const num = (key: string, fallback?: number): number => {
+    const v = md.get(key);
+    if (v === undefined) {
+      if (fallback !== undefined) return fallback;
+      throw new Error(`${f.source}: missing metadata "${key}"`);
+    }
+    if (typeof v !== 'number') throw new Error(`${f.source}: metadata "${key}" must be a number, got ${String(v)}`);
+    return f.valueTypes.get(key) === 'f32' ? shortestF32(v) : v;
+  };
+  const scaling = md.get('llama.rope.scaling.type');
+  if (scaling !== undefined && scaling !== 'none') throw new Error(`${f.source}: RoPE scaling "${String(scaling)}" is not supported`);
+  const emb = f.tensors.get('token_embd.weight');
+  if (!emb) throw new Error(`${f.source}: missing tensor "token_embd.weight"`);
+  const dim = num('llama.embedding_length');
+  const nHeads = num('llama.attention.head_count');
+  const headDim = num('llama.attention.key_length', dim / nHeads);
+  const ropeDims = num('llama.rope.dimension_count', headDim);
+  if (ropeDims !== headDim) throw new Error(`${f.source}: llama.rope.dimension_count (${ropeDims}) != head size (${headDim}): partial RoPE is not supported`);
+  const cfg: LlamaConfig = {
+    dim,
+    hiddenDim: num('llama.feed_forward_length'),
+    nLayers: num('llama.block_count'),
+    nHeads,
+    nKvHeads: num('llama.attention.head_count_kv', nHeads),
+    headDim,
+    vocabSize: emb.shape[0]!,
+    maxSeqLen: num('llama.context_length', 4096),
+    normEps: num('llama.attention.layer_norm_rms_epsilon', 1e-5),
+    ropeTheta: num('llama.rope.freq_base', 10000),
+    bosTokenId: num('tokenizer.ggml.bos_token_id', 1),
+    eosTokenId: num('tokenizer.ggml.eos_token_id', 2),
+    tieWordEmbeddings: !f.tensors.has('output.weight'),
+  };
+  validateConfig(cfg, f.source);
+  return cfg;
+}
+
+export interface GgufModel {
+  config: LlamaConfig;
+  provider: TensorProvider;
+  tokenizerJson: string | null; // HF tokenizer.json rebuilt from the metadata; null when it has no SentencePiece vocabulary
+  tokenizerConfigJson: string | null;
+  metadata: Map<string, GgufValue>;
+  tensorTypes: Map<string, string>; // our name -> ggml type name ("Q4_0")
+  file: GgufFile;
+  close(): Promise<void>;
+}
+
+/**
+ * Opens a GGUF Llama model: reads the header only, checks every tensor we need is there with the
+ * right shape and a type we can decode, before anything runs. Errors name the file and tensor.
+ */
+export async function openGgufModel(src: ByteSource): Promise<GgufModel> {
+  try {
+    const file = await readGguf(src);
+    const config = ggufConfig(file);
+    const shapes = expectedTensors(config);
+    const tensors = new Map<string, GgufTensorInfo>();
+    for (const info of file.tensors.values()) {
+      const ours = fromGgufName(info.name);
+      if (ours !== null && shapes.has(ours)) tensors.set(ours, info);
+    }
+    const tensorTypes = new Map<string, string>();
+    for (const [name, shape] of shapes) {
+      const gname = toGgufName(name);
+      const t = tensors.get(name);
+      if (!t) throw new Error(`${src.name}: missing tensor "${gname}"`);
+      if (t.shape.join() !== shape.join()) {
+        throw new Error(`${src.name}: tensor "${gname}" has shape [${t.shape.join(', ')}] (ne [${t.ne.join(', ')}]), expected [${shape.join(', ')}]`);
+      }
+      if (!READABLE_TYPES.has(t.type)) {
+        throw new Error(`${src.name}: tensor "${gname}" has ggml type ${t.type}, which is not supported (supported: ${[...READABLE_TYPES].join(', ')})`);
+      }
+      tensorTypes.set(name, t.type);
+    }
+
+    const provider: TensorProvider = {
+      config,
+      async readRowsF32(name, rowStart, rows) {
+        const t = tensors.get(name);
+        if (!t) throw new Error(`${src.name}: no tensor for "${name}"`);
+        if (t.shape.length === 1) return readGgufRows(src, t, 0, 1);
+        const heads = qkHeads(name, config);
+        if (heads === 0) return readGgufRows(src, t, rowStart, rows);
+        // Permuted rows move only within their head: read the whole heads covering the range.
+        const D = config.headDim;
+        const cols = t.shape[1]!;
+        const h0 = Math.floor(rowStart / D);
+        const h1 = Math.ceil((rowStart + rows) / D);
+        const block = permuteQk(await readGgufRows(src, t, h0 * D, (h1 - h0) * D), h1 - h0, cols, false);
+        return block.subarray((rowStart - h0 * D) * cols, (rowStart - h0 * D + rows) * cols);
+      },
+    };
+    const tok = tokenizerFromGguf(file.metadata, src.name);
+    return {
+      config,
+      provider,
+      tokenizerJson: tok?.tokenizerJson ?? null,
+      tokenizerConfigJson: tok?.tokenizerConfigJson ?? null,
+      metadata: file.metadata,
+      tensorTypes,
+      file,
+      close: async () => src.close?.(),
+    };
+  } catch (e) {
+    await src.close?.();
+    throw e;
+  }
+}

@@ -1,0 +1,176 @@
+// ggml tensor types as GGUF files store them, and the CPU codecs for the ones we read and write.
+//
+// Every ggml type packs a row of ne[0] values into ne[0] / blockSize blocks of typeSize bytes
+// (ggml.c's type_traits: blck_size, type_size). The two block formats we write are llama.cpp's
+// reference quantizers (ggml-quants.c: quantize_row_q8_0_ref, quantize_row_q4_0_ref), reproduced
+// bit for bit: every intermediate below is rounded to f32 with Math.fround, as the C code computes
+// in `float`, and the f16 scale is rounded to nearest even like GGML_FP32_TO_FP16.
+//
+//   Q8_0  block of 32: f16 d | int8 q[32]                 x = q * d,        d = amax / 127
+//   Q4_0  block of 32: f16 d | u8 qs[16] (two nibbles)     x = (q - 8) * d,  d = max / -8
+//         qs[j] low nibble holds element j, high nibble element j + 16; `max` is the signed value of
+//         largest magnitude, so the extreme maps to q = 0 exactly and the other side gets 8 levels.
+
+import { bf16ToF32, f16ToF32, f32ToF16 } from './half.ts';
+
+export interface GgmlType {
+  id: number;
+  name: string; // as ggml names it (upper case): F32, Q4_0, Q4_K, IQ2_XXS, ...
+  blockSize: number; // values per block
+  typeSize: number; // bytes per block
+}
+
+// [name, id, blockSize, typeSize]; ids 4, 5 (Q4_2, Q4_3) and 31-33, 36-38 (repacked variants) were
+// removed from ggml and never occur in files. Sizes from ggml-common.h's block structs.
+const TABLE: [string, number, number, number][] = [
+  ['F32', 0, 1, 4], ['F16', 1, 1, 2], ['Q4_0', 2, 32, 18], ['Q4_1', 3, 32, 20],
+  ['Q5_0', 6, 32, 22], ['Q5_1', 7, 32, 24], ['Q8_0', 8, 32, 34], ['Q8_1', 9, 32, 36],
+  ['Q2_K', 10, 256, 84], ['Q3_K', 11, 256, 110], ['Q4_K', 12, 256, 144], ['Q5_K', 13, 256, 176],
+  ['Q6_K', 14, 256, 210], ['Q8_K', 15, 256, 292], ['IQ2_XXS', 16, 256, 66], ['IQ2_XS', 17, 256, 74],
+  ['IQ3_XXS', 18, 256, 98], ['IQ1_S', 19, 256, 50], ['IQ4_NL', 20, 32, 18], ['IQ3_S', 21, 256, 110],
+  ['IQ2_S', 22, 256, 82], ['IQ4_XS', 23, 256, 136], ['I8', 24, 1, 1], ['I16', 25, 1, 2],
+  ['I32', 26, 1, 4], ['I64', 27, 1, 8], ['F64', 28, 1, 8], ['IQ1_M', 29, 256, 56],
+  ['BF16', 30, 1, 2], ['TQ1_0', 34, 256, 54], ['TQ2_0', 35, 256, 66], ['MXFP4', 39, 32, 17],
+];
+
+export const GGML_TYPES: ReadonlyMap<number, GgmlType> = new Map(
+  TABLE.map(([name, id, blockSize, typeSize]) => [id, { id, name, blockSize, typeSize }]),
+);
+
+/** The types readRowsF32 can decode; everything else in GGML_TYPES is recognised but refused. */
+export const READABLE_TYPES: ReadonlySet<string> = new Set(['F32', 'F16', 'BF16', 'Q8_0', 'Q4_0']);
+
+export function ggmlTypeByName(name: string): GgmlType {
+  for (const t of GGML_TYPES.values()) if (t.name === name) return t;
+  throw new Error(`unknown ggml type "${name}"`);
+}
+
+/** A type id's name for messages: "Q4_K", or "unknown type 99". */
+export function ggmlTypeName(id: number): string {
+  return GGML_TYPES.get(id)?.name ?? `unknown type ${id}`;
+}
+
+/** Bytes of one row of `cols` values; throws when cols is not a whole number of blocks. */
+export function ggmlRowBytes(t: GgmlType, cols: number): number {
+  if (cols % t.blockSize !== 0) throw new Error(`a row of ${cols} values is not a whole number of ${t.name} blocks (${t.blockSize})`);
+  return (cols / t.blockSize) * t.typeSize;
+}
+
+const QK = 32; // values per Q8_0 / Q4_0 block
+const fr = Math.fround;
+
+/** C's roundf: halves away from zero (Math.round sends -2.5 to -2). */
+function roundf(x: number): number {
+  return x < 0 ? -Math.floor(-x + 0.5) : Math.floor(x + 0.5);
+}
+
+/** f32 values (length a multiple of 32) -> Q8_0 blocks, as quantize_row_q8_0_ref. */
+export function quantizeQ8_0(x: Float32Array): Uint8Array {
+  if (x.length % QK !== 0) throw new Error(`quantizeQ8_0: ${x.length} values is not a multiple of ${QK}`);
+  const nb = x.length / QK;
+  const d = new Float32Array(nb);
+  for (let b = 0; b < nb; b++) {
+    let amax = 0;
+    for (let j = 0; j < QK; j++) amax = Math.max(amax, Math.abs(x[b * QK + j]!));
+    d[b] = amax / 127; // the store rounds to f32
+  }
+  const dh = f32ToF16(d);
+  const out = new Uint8Array(nb * 34);
+  const dv = new DataView(out.buffer);
+  for (let b = 0; b < nb; b++) {
+    const id = d[b] !== 0 ? fr(1 / d[b]!) : 0;
+    dv.setUint16(b * 34, dh[b]!, true);
+    for (let j = 0; j < QK; j++) dv.setInt8(b * 34 + 2 + j, roundf(fr(x[b * QK + j]! * id)));
+  }
+  return out;
+}
+
+/** f32 values (length a multiple of 32) -> Q4_0 blocks, as quantize_row_q4_0_ref. */
+export function quantizeQ4_0(x: Float32Array): Uint8Array {
+  if (x.length % QK !== 0) throw new Error(`quantizeQ4_0: ${x.length} values is not a multiple of ${QK}`);
+  const nb = x.length / QK;
+  const d = new Float32Array(nb);
+  for (let b = 0; b < nb; b++) {
+    let amax = 0;
+    let max = 0;
+    for (let j = 0; j < QK; j++) {
+      const v = x[b * QK + j]!;
+      if (amax < Math.abs(v)) {
+        amax = Math.abs(v);
+        max = v;
+      }
+    }
+    d[b] = max / -8;
+  }
+  const dh = f32ToF16(d);
+  const out = new Uint8Array(nb * 18);
+  const dv = new DataView(out.buffer);
+  for (let b = 0; b < nb; b++) {
+    const id = d[b] !== 0 ? fr(1 / d[b]!) : 0;
+    dv.setUint16(b * 18, dh[b]!, true);
+    for (let j = 0; j < QK / 2; j++) {
+      // (int8_t)(x0 + 8.5f) truncates toward zero; the sum is >= ~0.5, so trunc == floor here.
+      const lo = Math.min(15, Math.trunc(fr(fr(x[b * QK + j]! * id) + 8.5)));
+      const hi = Math.min(15, Math.trunc(fr(fr(x[b * QK + QK / 2 + j]! * id) + 8.5)));
+      out[b * 18 + 2 + j] = lo | (hi << 4);
+    }
+  }
+  return out;
+}
+
+/** The f16 scales of `nb` blocks of `blockBytes` bytes (scale first in each block) as f32. */
+function blockScales(src: Uint8Array, nb: number, blockBytes: number): Float32Array {
+  const h = new Uint16Array(nb);
+  for (let b = 0; b < nb; b++) h[b] = src[b * blockBytes]! | (src[b * blockBytes + 1]! << 8);
+  return f16ToF32(h);
+}
+
+/** Q8_0 blocks -> `n` f32 values (dequantize_row_q8_0). */
+export function dequantizeQ8_0(src: Uint8Array, n: number, dst = new Float32Array(n)): Float32Array {
+  const nb = n / QK;
+  const d = blockScales(src, nb, 34);
+  for (let b = 0; b < nb; b++) {
+    const s = d[b]!;
+    const base = b * 34 + 2;
+    for (let j = 0; j < QK; j++) dst[b * QK + j] = ((src[base + j]! << 24) >> 24) * s; // sign-extend int8
+  }
+  return dst;
+}
+
+/** Q4_0 blocks -> `n` f32 values (dequantize_row_q4_0). */
+export function dequantizeQ4_0(src: Uint8Array, n: number, dst = new Float32Array(n)): Float32Array {
+  const nb = n / QK;
+  const d = blockScales(src, nb, 18);
+  for (let b = 0; b < nb; b++) {
+    const s = d[b]!;
+    const base = b * 18 + 2;
+    for (let j = 0; j < QK / 2; j++) {
+      const q = src[base + j]!;
+      dst[b * QK + j] = ((q & 0x0f) - 8) * s;
+      dst[b * QK + j + QK / 2] = ((q >> 4) - 8) * s;
+    }
+  }
+  return dst;
+}
+
+/** `n` values of type `t` stored in `bytes` -> f32. Throws for the types we only recognise. */
+export function dequantize(t: GgmlType, bytes: Uint8Array, n: number): Float32Array {
+  switch (t.name) {
+    case 'F32': {
+      const b = bytes.byteOffset % 4 === 0 ? bytes : bytes.slice(); // views need element alignment
+      return new Float32Array(b.buffer, b.byteOffset, n);
+    }
+    case 'F16':
+    case 'BF16': {
+      const b = bytes.byteOffset % 2 === 0 ? bytes : bytes.slice();
+      const h = new Uint16Array(b.buffer, b.byteOffset, n);
+      return t.name === 'F16' ? f16ToF32(h) : bf16ToF32(h);
+    }
+    case 'Q8_0':
+      return dequantizeQ8_0(bytes, n);
+    case 'Q4_0':
+      return dequantizeQ4_0(bytes, n);
+    default:
+      throw new Error(`ggml type ${t.name} cannot be decoded (supported: ${[...READABLE_TYPES].join(', ')})`);
+  }
+}
