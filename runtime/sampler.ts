@@ -16,7 +16,7 @@
 //
 // Each processor is a pure function: it reads `logits` and writes `out` (a fresh copy unless
 // given; pass `out === logits` to work in place). Costs for a vocab V: O(V) per processor,
-// O(V log k) for top-k, and top-p sorts only the few tokens above an adaptive probability floor.
+// O(V log k) for top-k, and top-p buckets by probability and sorts only the bucket at the edge.
 //
 // The PRNG is xoshiro128** (Blackman & Vigna 2018) seeded through SplitMix64 from a 63-bit seed:
 // integer-only, so the same seed gives the same u sequence in every JS engine. (The draw itself
@@ -145,6 +145,10 @@ function maxLogit(logits: Float32Array): number {
   return m;
 }
 
+/** Top-p buckets: TOP_P_BINS bins over lmax - l in [0, TOP_P_RANGE); the last bin takes the rest. */
+const TOP_P_BINS = 4096;
+const TOP_P_RANGE = 40;
+
 /**
  * Nucleus filter: keeps the smallest set of most probable tokens (ties by lower id) whose
  * probabilities sum to >= topP; always keeps at least one. topP >= 1 is off.
@@ -164,24 +168,28 @@ export function applyTopP(logits: Float32Array, topP: number, out: Float32Array 
     z += wi;
   }
   const target = topP * z;
-  // Every token with w >= floor comes before every token below it in the sorted order, so once
-  // the tokens above the floor carry >= target, the nucleus lies among them: sort only those.
-  let candidates: number[] = [];
-  for (const floor of [1e-3, 1e-6, 1e-12, 0]) {
-    candidates = [];
-    let mass = 0;
-    for (let i = 0; i < w.length; i++) {
-      if (w[i]! > 0 && w[i]! >= floor) {
-        candidates.push(i);
-        mass += w[i]!;
-      }
-    }
-    if (mass >= target) break;
+  // Bucket the tokens by d = lmax - l (bins ordered by falling probability), walk the bins until
+  // the mass reaches the target, and sort only the members of the bin where it does: O(V).
+  const bin = new Uint16Array(logits.length);
+  const binMass = new Float64Array(TOP_P_BINS);
+  for (let i = 0; i < logits.length; i++) {
+    if (w[i] === 0) continue;
+    const b = Math.min(TOP_P_BINS - 1, Math.floor(((lmax - logits[i]!) * TOP_P_BINS) / TOP_P_RANGE));
+    bin[i] = b;
+    binMass[b] += w[i]!;
   }
-  candidates.sort((a, b) => w[b]! - w[a]! || a - b);
-  const keep = new Uint8Array(logits.length);
   let cum = 0;
-  for (const id of candidates) {
+  let edge = 0;
+  while (edge < TOP_P_BINS - 1 && cum + binMass[edge]! < target) cum += binMass[edge++]!;
+  const keep = new Uint8Array(logits.length);
+  const members: number[] = [];
+  for (let i = 0; i < logits.length; i++) {
+    if (w[i] === 0) continue;
+    if (bin[i]! < edge) keep[i] = 1;
+    else if (bin[i] === edge) members.push(i);
+  }
+  members.sort((a, b) => w[b]! - w[a]! || a - b);
+  for (const id of members) {
     keep[id] = 1;
     cum += w[id]!;
     if (cum >= target) break;
@@ -279,15 +287,19 @@ export function randomSeed(): bigint {
 
 /**
  * A sampler for one request. `promptTokens` feed the repetition penalty; `accept(token)` records
- * each generated token (the backend calls it right after sample()).
+ * each generated token (the backend calls it right after sample()). `greedy` is true when sample()
+ * is a plain argmax of the logits (temperature 0 and no penalties).
  */
 export function createSampler(params: SamplingParams, promptTokens: readonly number[]): TokenSampler {
   const penaltySet = new Set<number>(promptTokens); // prompt + generated, for the repetition penalty
   const counts = new Map<number, number>(); // generated only, for presence/frequency
   const rand = createPrng(params.seed ?? randomSeed());
   let scratch = new Float32Array(0);
+  const greedy =
+    params.temperature === 0 && params.repetitionPenalty === 1 && params.presencePenalty === 0 && params.frequencyPenalty === 0;
 
   return {
+    greedy,
     sample(logits: Float32Array): number {
       if (scratch.length !== logits.length) scratch = new Float32Array(logits.length);
       const x = scratch;

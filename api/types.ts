@@ -1,0 +1,208 @@
+// OpenAI Chat Completions wire types, spelled exactly as the JSON (snake_case, literal types).
+// Shapes follow the hosted Llama-2-70b-chat endpoint (DeepInfra's /v1/openai/chat/completions),
+// which returns OpenAI's shapes plus `usage.estimated_cost` (USD).
+
+// ---- Request ----
+
+export interface ChatCompletionContentPartText {
+  type: 'text';
+  text: string;
+}
+
+export type ChatCompletionContent = string | ChatCompletionContentPartText[];
+
+export interface ChatCompletionMessageToolCall {
+  id: string;
+  type: 'function';
+  function: {
+    name: string;
+    /** The arguments as a JSON text (an object). */
+    arguments: string;
+  };
+}
+
+export interface ChatCompletionSystemMessageParam {
+  role: 'system';
+  content: ChatCompletionContent;
+  name?: string;
+}
+
+export interface ChatCompletionUserMessageParam {
+  role: 'user';
+  content: ChatCompletionContent;
+  name?: string;
+}
+
+export interface ChatCompletionAssistantMessageParam {
+  role: 'assistant';
+  content?: ChatCompletionContent | null;
+  tool_calls?: ChatCompletionMessageToolCall[];
+  name?: string;
+}
+
+export interface ChatCompletionToolMessageParam {
+  role: 'tool';
+  content: ChatCompletionContent;
+  tool_call_id: string;
+}
+
+export type ChatCompletionMessageParam =
+  | ChatCompletionSystemMessageParam
+  | ChatCompletionUserMessageParam
+  | ChatCompletionAssistantMessageParam
+  | ChatCompletionToolMessageParam;
+
+/** A JSON Schema object (the subset that constrained decoding follows is in json-constraint.ts). */
+export type JsonSchema = { [key: string]: unknown };
+
+export interface ChatCompletionTool {
+  type: 'function';
+  function: {
+    name: string;
+    description?: string;
+    parameters?: JsonSchema;
+  };
+}
+
+export interface ChatCompletionNamedToolChoice {
+  type: 'function';
+  function: { name: string };
+}
+
+export type ChatCompletionToolChoiceOption = 'none' | 'auto' | 'required' | ChatCompletionNamedToolChoice;
+
+export interface ChatCompletionStreamOptions {
+  include_usage?: boolean | null;
+}
+
+export interface ChatCompletionCreateParamsBase {
+  model: string;
+  messages: ChatCompletionMessageParam[];
+  /** 0..2, default 1; 0 is greedy. */
+  temperature?: number | null;
+  /** (0, 1], default 1. */
+  top_p?: number | null;
+  /** [0, 1], default 0. */
+  min_p?: number | null;
+  /** 0..999, default 0 (off). */
+  top_k?: number | null;
+  /** 0..1000000 and at most the context left after the prompt; default: all of it. */
+  max_tokens?: number | null;
+  /** Newer OpenAI name of max_tokens; max_tokens wins when both are given. */
+  max_completion_tokens?: number | null;
+  /** -2..2, default 0. */
+  presence_penalty?: number | null;
+  /** -2..2, default 0. */
+  frequency_penalty?: number | null;
+  /** 0.01..5, default 1. */
+  repetition_penalty?: number | null;
+  /** 0..2^63-1. A bigint carries values above 2^53 exactly (the HTTP server parses them so). */
+  seed?: number | bigint | null;
+  /** Up to 4 strings; generation stops before the first one and never emits it. */
+  stop?: string | string[] | null;
+  stream?: boolean | null;
+  stream_options?: ChatCompletionStreamOptions | null;
+  /** Accepted and logged as a hash; never echoed. */
+  user?: string;
+  tools?: ChatCompletionTool[];
+  tool_choice?: ChatCompletionToolChoiceOption;
+  /** Only 1 is supported. */
+  n?: number | null;
+}
+
+export interface ChatCompletionCreateParamsNonStreaming extends ChatCompletionCreateParamsBase {
+  stream?: false | null;
+}
+
+export interface ChatCompletionCreateParamsStreaming extends ChatCompletionCreateParamsBase {
+  stream: true;
+}
+
+export type ChatCompletionCreateParams = ChatCompletionCreateParamsNonStreaming | ChatCompletionCreateParamsStreaming;
+
+// ---- Response ----
+
+export type ChatCompletionFinishReason = 'stop' | 'length' | 'tool_calls';
+
+export interface CompletionUsage {
+  prompt_tokens: number;
+  completion_tokens: number;
+  total_tokens: number;
+  /** USD: prompt_tokens * input price + completion_tokens * output price. */
+  estimated_cost: number;
+}
+
+export interface ChatCompletionMessage {
+  role: 'assistant';
+  content: string | null;
+  tool_calls?: ChatCompletionMessageToolCall[];
+}
+
+export interface ChatCompletionChoice {
+  index: number;
+  message: ChatCompletionMessage;
+  finish_reason: ChatCompletionFinishReason;
+  logprobs: null;
+}
+
+export interface ChatCompletion {
+  id: string;
+  object: 'chat.completion';
+  created: number;
+  model: string;
+  choices: ChatCompletionChoice[];
+  usage: CompletionUsage;
+}
+
+export interface ChatCompletionChunkToolCall {
+  index: number;
+  id?: string;
+  type?: 'function';
+  function?: { name?: string; arguments?: string };
+}
+
+export interface ChatCompletionChunkDelta {
+  role?: 'assistant';
+  content?: string | null;
+  tool_calls?: ChatCompletionChunkToolCall[];
+}
+
+export interface ChatCompletionChunkChoice {
+  index: number;
+  delta: ChatCompletionChunkDelta;
+  finish_reason: ChatCompletionFinishReason | null;
+  logprobs: null;
+}
+
+export interface ChatCompletionChunk {
+  id: string;
+  object: 'chat.completion.chunk';
+  created: number;
+  model: string;
+  choices: ChatCompletionChunkChoice[];
+  /** Present (null, then the totals on the last chunk) only with stream_options.include_usage. */
+  usage?: CompletionUsage | null;
+}
+
+export interface Model {
+  id: string;
+  object: 'model';
+  created: number;
+  owned_by: string;
+}
+
+export interface ModelList {
+  object: 'list';
+  data: Model[];
+}
+
+export interface ErrorObject {
+  message: string;
+  type: string;
+  param: string | null;
+  code: string | null;
+}
+
+export interface ErrorBody {
+  error: ErrorObject;
+}
