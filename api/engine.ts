@@ -105,6 +105,8 @@ interface Prepared {
   allowedTokens?: (generated: number[]) => Uint8Array | null;
   userHash: Promise<string | null>;
   startMs: number;
+  /** Filled in by the backend: prompt tokens served from its prefix cache. */
+  stats: { cachedTokens?: number };
 }
 
 interface GenerationResult {
@@ -162,6 +164,7 @@ export function createEngine(opts: EngineOptions): Engine {
       // Only for the log; crypto.subtle is missing outside secure browser contexts.
       userHash: log && req.user !== null ? sha256Prefix(req.user).catch(() => null) : Promise.resolve(null),
       startMs: Date.now(),
+      stats: {},
     };
     if (callRequired && tokenizer.tokenTexts) {
       prepared.allowedTokens = constrainTokens(
@@ -192,6 +195,7 @@ export function createEngine(opts: EngineOptions): Engine {
       sampler: createSampler(p.req.sampling, p.promptTokens),
       ...(p.allowedTokens ? { allowedTokens: p.allowedTokens } : {}),
       signal: inner.signal,
+      stats: p.stats,
     });
     try {
       let stopped = false;
@@ -240,6 +244,7 @@ export function createEngine(opts: EngineOptions): Engine {
       completion_tokens: completionTokens,
       total_tokens: promptTokens + completionTokens,
       estimated_cost: estimateCost(promptTokens, completionTokens, prices),
+      ...(p.stats.cachedTokens !== undefined ? { prompt_tokens_details: { cached_tokens: p.stats.cachedTokens } } : {}),
     };
   }
 
@@ -351,6 +356,7 @@ export function createEngine(opts: EngineOptions): Engine {
 
   async function create(body: ChatCompletionCreateParams, options: RequestOptions = {}): Promise<ChatCompletion | AsyncIterable<ChatCompletionChunk>> {
     const p = prepare(body);
+    backend.assertCapacity?.(); // a full queue is a 429 before any response starts
     if (p.req.stream) return stream(p, options.signal);
     return complete(p, options.signal);
   }

@@ -73,8 +73,17 @@ export class APIUserAbortError extends Error {
   }
 }
 
+/** 429: the server's request queue is full; retry after `retryAfterSeconds`. */
+export class RateLimitError extends APIError {
+  constructor(message: string, readonly retryAfterSeconds: number) {
+    super(429, message, { type: 'rate_limit_exceeded', code: 'queue_full' });
+  }
+}
+
 /** Maps any thrown value to an APIError (unknown errors become a 500 that hides the details). */
 export function toAPIError(err: unknown): APIError {
   if (err instanceof APIError) return err;
+  const retry = (err as { retryAfterSeconds?: unknown } | null)?.retryAfterSeconds;
+  if (typeof retry === 'number') return new RateLimitError((err as Error).message, retry);
   return new InternalServerError();
 }

@@ -14,7 +14,7 @@ import { Buffer } from 'node:buffer';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Engine } from './engine.ts';
-import { APIError, AuthenticationError, BadRequestError, MethodNotAllowedError, NotFoundError, PayloadTooLargeError, toAPIError } from './errors.ts';
+import { APIError, AuthenticationError, BadRequestError, MethodNotAllowedError, NotFoundError, PayloadTooLargeError, RateLimitError, toAPIError } from './errors.ts';
 import { parseRequestJson } from './raw-json.ts';
 import { SSE_DONE, SSE_HEADERS, sseEvent } from './sse.ts';
 import type { ChatCompletionChunk, ChatCompletionCreateParams } from './types.ts';
@@ -25,6 +25,8 @@ export interface ServerOptions {
   port?: number;
   /** Default 127.0.0.1 (loopback only). */
   host?: string;
+  /** Prometheus text exposition for GET /metrics (route absent when unset). */
+  metrics?: () => string;
   /** When set, every /v1 route needs "Authorization: Bearer <apiKey>". */
   apiKey?: string;
   /** Largest accepted request body. Default 1 MiB. */
@@ -60,6 +62,7 @@ function sendJson(res: ServerResponse, status: number, body: unknown, headers: R
 
 function sendError(res: ServerResponse, err: unknown, headers: Record<string, string> = {}): number {
   const e = toAPIError(err);
+  if (e instanceof RateLimitError) headers = { ...headers, 'Retry-After': String(e.retryAfterSeconds) };
   if (res.headersSent) {
     res.end();
     return e.status;
@@ -157,6 +160,12 @@ export function startServer(opts: ServerOptions): Promise<RunningServer> {
 
   const models: Handler = async (_req, res) => sendJson(res, 200, engine.models.list());
   const health: Handler = async (_req, res) => sendJson(res, 200, { status: 'ok', model: engine.modelName });
+  const metrics: Handler = async (_req, res) => {
+    const text = opts.metrics ? opts.metrics() : '';
+    res.writeHead(200, { 'Content-Type': 'text/plain; version=0.0.4; charset=utf-8', 'Content-Length': Buffer.byteLength(text) });
+    res.end(text);
+    return 200;
+  };
 
   const routes: Record<string, Route> = {
     '/v1/openai/chat/completions': { methods: { POST: chat }, auth: true },
@@ -164,6 +173,7 @@ export function startServer(opts: ServerOptions): Promise<RunningServer> {
     '/v1/openai/models': { methods: { GET: models, HEAD: models }, auth: true },
     '/v1/models': { methods: { GET: models, HEAD: models }, auth: true },
     '/health': { methods: { GET: health, HEAD: health }, auth: false },
+    ...(opts.metrics ? { '/metrics': { methods: { GET: metrics }, auth: false } } : {}),
   };
 
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<number> => {

@@ -130,6 +130,8 @@ export interface CompletionUsage {
   total_tokens: number;
   /** USD: prompt_tokens * input price + completion_tokens * output price. */
   estimated_cost: number;
+  /** Present when the backend caches prompt prefixes (continuous-batching server). */
+  prompt_tokens_details?: { cached_tokens: number };
 }
 
 export interface ChatCompletionMessage {

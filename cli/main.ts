@@ -1,14 +1,18 @@
 // The llama2-webgpu command line.
 
 import { runGenerate, GENERATE_HELP } from './generate.ts';
+import { runServe, SERVE_HELP } from './serve.ts';
 import { UsageError } from './common.ts';
 
 const HELP = `llama2-webgpu: Llama-2 inference on WebGPU
 
 Commands:
-  generate   raw text completion (see: llama2-webgpu generate --help)
+  generate   raw text completion
+  serve      OpenAI-compatible HTTP server with continuous batching
 
 ${GENERATE_HELP}
+
+${SERVE_HELP}
 `;
 
 export async function main(argv: string[]): Promise<number> {
@@ -19,13 +23,16 @@ export async function main(argv: string[]): Promise<number> {
       return cmd ? 0 : 1;
     }
     if (rest.includes('--help') || rest.includes('-h')) {
-      const helps: Record<string, string> = { generate: GENERATE_HELP };
+      const helps: Record<string, string> = { generate: GENERATE_HELP, serve: SERVE_HELP };
       process.stdout.write((helps[cmd] ?? HELP) + '\n');
       return 0;
     }
     switch (cmd) {
       case 'generate':
         await runGenerate(rest);
+        return 0;
+      case 'serve':
+        await runServe(rest);
         return 0;
       default:
         throw new UsageError(`unknown command "${cmd}"`);

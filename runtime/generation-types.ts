@@ -35,6 +35,8 @@ export interface GenerateRequest {
   /** Optional per-step hook to restrict the next token (constrained decoding): returns allowed ids or null for all. */
   allowedTokens?: (generated: number[]) => Uint8Array | null;
   signal?: AbortSignal;
+  /** Filled in by backends that cache prompt prefixes: prompt tokens served from the cache. */
+  stats?: { cachedTokens?: number };
 }
 
 export interface GenerateStep {
@@ -45,4 +47,9 @@ export interface GenerateStep {
 export interface GenerationBackend {
   readonly modelInfo: ModelInfo;
   generate(req: GenerateRequest): AsyncGenerator<number>;
+  /**
+   * Optional admission check, called before a response starts: throws an Error carrying
+   * `retryAfterSeconds` when the backend cannot take another request now (a full queue: HTTP 429).
+   */
+  assertCapacity?(): void;
 }

@@ -102,6 +102,10 @@ export class Scheduler implements GenerationBackend {
     return this.running.length === 0 && this.waiting.length === 0 && this.model.pool.usedBlocks === 0;
   }
 
+  assertCapacity(): void {
+    if (this.waiting.length >= this.maxQueue) throw new QueueFullError(Math.max(1, Math.ceil(this.waiting.length / Math.max(1, this.maxBatch))));
+  }
+
   async *generate(req: GenerateRequest): AsyncGenerator<number> {
     const ctx = this.modelInfo.contextLength;
     if (req.promptTokens.length === 0) throw new Error('empty prompt');
@@ -110,7 +114,7 @@ export class Scheduler implements GenerationBackend {
     if (Math.ceil((req.promptTokens.length + 1) / pool.blockSize) > pool.nBlocks) {
       throw new Error(`prompt of ${req.promptTokens.length} tokens does not fit the KV cache pool (${pool.nBlocks * pool.blockSize} positions): raise the KV budget`);
     }
-    if (this.waiting.length >= this.maxQueue) throw new QueueFullError(Math.max(1, Math.ceil(this.waiting.length / Math.max(1, this.maxBatch))));
+    this.assertCapacity();
     const seq: Seq = {
       id: this.nextId++, req, tokens: [...req.promptTokens], promptLen: req.promptTokens.length, generated: 0, slot: null,
       computed: 0, cachedTokens: 0, out: new Channel<number>(), cancelled: false, admittedOnce: false, tEnqueued: performance.now(),
@@ -187,6 +191,7 @@ export class Scheduler implements GenerationBackend {
       if (!s.admittedOnce) {
         s.cachedTokens = reused;
         this.cachedTokensOf.set(s.req, reused);
+        if (s.req.stats) s.req.stats.cachedTokens = reused;
         s.admittedOnce = true;
       }
       this.model.writeTable(slot);

@@ -1,0 +1,35 @@
+// The Llama-2 tokenizer (tokenizer/) adapted to the API's ChatTokenizer interface.
+
+import type { ChatTokenizer } from './chat-tokenizer.ts';
+import type { LlamaTokenizer } from '../tokenizer/tokenizer.ts';
+import { StreamDecoder } from '../tokenizer/stream-decoder.ts';
+import { formatLlama2Chat } from '../tokenizer/chat-template.ts';
+
+export function llamaChatTokenizer(tok: LlamaTokenizer): ChatTokenizer {
+  let texts: (string | null)[] | null = null;
+  return {
+    formatChat: (messages) => formatLlama2Chat(tok, messages),
+    createStreamDecoder: () => new StreamDecoder(tok, { continuation: true }),
+    encode: (text) => tok.encode(text, { addBos: false }),
+    decode: (ids) => tok.decode(ids),
+    eosId: tok.eosId,
+    tokenTexts() {
+      if (!texts) {
+        texts = [];
+        for (let id = 0; id < tok.vocabSize; id++) {
+          if (tok.isSpecial(id)) {
+            texts.push(null);
+            continue;
+          }
+          const piece = tok.idToPiece(id);
+          const byte = /^<0x([0-9A-Fa-f]{2})>$/.exec(piece);
+          if (byte) {
+            const v = parseInt(byte[1]!, 16);
+            texts.push(v < 0x80 ? String.fromCharCode(v) : null); // a lone non-ASCII byte is not text
+          } else texts.push(piece.replace(/\u2581/g, ' '));
+        }
+      }
+      return texts;
+    },
+  };
+}

@@ -1,0 +1,82 @@
+// A served model, end to end: weights on one or more WebGPU devices, the continuous-batching scheduler,
+// the Llama-2 tokenizer, and the OpenAI-compatible engine in front. Used by `llama2-webgpu serve`,
+// the browser demo's worker, and ES-module users. No GPU type crosses into the engine.
+
+import { createEngine, type Engine, type Prices } from './engine.ts';
+import { llamaChatTokenizer } from './chat-tokenizer-llama.ts';
+import { prometheusText } from './metrics.ts';
+import { openModelSource } from '../runtime/load.ts';
+import type { ByteSource, ModelDir } from '../runtime/byte-source.ts';
+import { createGpuContext, type DeviceOptions } from '../runtime/device.ts';
+import { LlamaModel } from '../runtime/model.ts';
+import { Scheduler } from '../runtime/scheduler.ts';
+import type { LoadProgress } from '../runtime/weights.ts';
+import type { WeightFormat } from '../kernels/weight-formats.ts';
+import { LlamaTokenizer } from '../tokenizer/tokenizer.ts';
+
+export interface LlamaEngineOptions {
+  model?: string | ModelDir | ByteSource; // "default", a path (HF dir, converted dir, .gguf), or a ModelDir / GGUF source
+  modelName?: string; // the id clients send; default: the directory or file name
+  aliases?: string[]; // other accepted ids, e.g. "meta-llama/Llama-2-70b-chat-hf"
+  dtype?: WeightFormat;
+  context?: number;
+  maxBatch?: number; // sequences decoding together (default 8)
+  maxQueue?: number; // waiting requests before 429 (default 64)
+  kvBudgetBytes?: number; // KV cache for all sequences (default: maxBatch full contexts, capped by the binding limit)
+  prefillChunk?: number; // prompt tokens per step (default 128)
+  prefixCaching?: boolean; // default true
+  devices?: number; // pipeline-shard the layers over this many devices (default 1)
+  deviceOptions?: DeviceOptions;
+  prices?: Prices;
+  onProgress?: (p: LoadProgress) => void;
+}
+
+export interface LlamaEngine {
+  engine: Engine;
+  scheduler: Scheduler;
+  model: LlamaModel;
+  /** Prometheus text of the scheduler's gauges and counters. */
+  metrics(): string;
+  close(): Promise<void>;
+}
+
+export async function loadLlamaEngine(opts: LlamaEngineOptions = {}): Promise<LlamaEngine> {
+  const src = await openModelSource(opts.model ?? 'default');
+  let model: LlamaModel | null = null;
+  try {
+    if (!src.tokenizerJson) throw new Error(`${src.name}: the model has no tokenizer (tokenizer.json, or tokenizer metadata in the GGUF)`);
+    const tok = LlamaTokenizer.fromJson(src.tokenizerJson, src.tokenizerConfigJson ?? undefined);
+    const nDevices = opts.devices ?? 1;
+    const gpus: Awaited<ReturnType<typeof createGpuContext>>[] = [];
+    for (let i = 0; i < nDevices; i++) gpus.push(await createGpuContext(opts.deviceOptions));
+    const maxBatch = opts.maxBatch ?? 8;
+    model = await LlamaModel.fromProvider(src.provider, {
+      gpus,
+      dtype: opts.dtype,
+      context: opts.context,
+      nSlots: maxBatch,
+      maxOut: maxBatch,
+      prefillChunk: opts.prefillChunk ?? 128,
+      kvBudgetBytes: opts.kvBudgetBytes,
+      onProgress: opts.onProgress,
+    });
+    const scheduler = new Scheduler(model, { maxBatch, maxQueue: opts.maxQueue, prefixCaching: opts.prefixCaching });
+    const engine = createEngine({ backend: scheduler, tokenizer: llamaChatTokenizer(tok), modelName: opts.modelName ?? src.name, aliases: opts.aliases, prices: opts.prices });
+    const m = model;
+    return {
+      engine,
+      scheduler,
+      model: m,
+      metrics: () => prometheusText(scheduler.metrics()),
+      async close() {
+        m.destroy();
+        for (const g of gpus) g.destroy();
+      },
+    };
+  } catch (e) {
+    model?.destroy();
+    throw e;
+  } finally {
+    await src.close();
+  }
+}

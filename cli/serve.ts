@@ -1,0 +1,89 @@
+// `llama2-webgpu serve`: the OpenAI-compatible HTTP server (DeepInfra's /v1/openai/chat/completions and
+// OpenAI's /v1/chat/completions) with continuous batching, and /metrics.
+
+import { parseArgs } from 'node:util';
+import { loadLlamaEngine } from '../api/llama-engine.ts';
+import { startServer } from '../api/server.ts';
+import { DEFAULT_PRICES } from '../api/engine.ts';
+import { UsageError, intArg, numArg, choiceArg, progressPrinter, sizeArg } from './common.ts';
+import { DTYPES } from './generate.ts';
+
+export const SERVE_HELP = `llama2-webgpu serve [options]
+  OpenAI-compatible chat completions over HTTP (POST /v1/openai/chat/completions, /v1/chat/completions),
+  GET /v1/models, /health, /metrics (Prometheus).
+  --model DIR|FILE|default  HF directory, converted directory or .gguf file (default: the embedded model)
+  --model-name NAME     the model id clients send (default: the directory name); also accepted:
+                        meta-llama/Llama-2-70b-chat-hf and the other names given with --alias
+  --alias NAME          another accepted model id (repeatable)
+  --host H --port P     listen address (default 127.0.0.1:8080; port 0 picks a free one)
+  --api-key KEY         require "Authorization: Bearer KEY" (default: env LLAMA2_WEBGPU_API_KEY, else none)
+  --dtype ${DTYPES.join('|')}   weight format on the GPU
+  --context N           context length per sequence (default: the model's, at most 4096)
+  --max-batch N         sequences decoding together (default 8)
+  --max-queue N         waiting requests before 429 (default 64)
+  --kv-budget SIZE      KV cache for all sequences, e.g. 2GiB (default: max-batch full contexts)
+  --no-prefix-cache     disable prefix caching
+  --devices N           shard the layers over N WebGPU devices (default 1)
+  --price-input USD --price-output USD   per million tokens, for usage.estimated_cost
+                        (default ${DEFAULT_PRICES.inputPerMTok} / ${DEFAULT_PRICES.outputPerMTok}, the hosted Llama-2-70b-chat's)`;
+
+export async function runServe(argv: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      model: { type: 'string', default: 'default' },
+      'model-name': { type: 'string' },
+      alias: { type: 'string', multiple: true },
+      host: { type: 'string', default: '127.0.0.1' },
+      port: { type: 'string' },
+      'api-key': { type: 'string' },
+      dtype: { type: 'string' },
+      context: { type: 'string' },
+      'max-batch': { type: 'string' },
+      'max-queue': { type: 'string' },
+      'kv-budget': { type: 'string' },
+      'no-prefix-cache': { type: 'boolean', default: false },
+      devices: { type: 'string' },
+      'price-input': { type: 'string' },
+      'price-output': { type: 'string' },
+    },
+    strict: true,
+  });
+  const port = intArg('port', values.port, 8080, 0, 65535);
+  const dtype = choiceArg('dtype', values.dtype, DTYPES);
+  const context = values.context === undefined ? undefined : intArg('context', values.context, 0, 1, 1 << 20);
+  const prices = {
+    inputPerMTok: numArg('price-input', values['price-input'], DEFAULT_PRICES.inputPerMTok, 0, 1e6),
+    outputPerMTok: numArg('price-output', values['price-output'], DEFAULT_PRICES.outputPerMTok, 0, 1e6),
+  };
+  const apiKey = values['api-key'] ?? process.env.LLAMA2_WEBGPU_API_KEY;
+  if (apiKey === '') throw new UsageError('--api-key must not be empty');
+  const t0 = performance.now();
+  const llama = await loadLlamaEngine({
+    model: values.model,
+    modelName: values['model-name'],
+    aliases: ['meta-llama/Llama-2-70b-chat-hf', ...(values.alias ?? [])],
+    dtype,
+    context,
+    maxBatch: intArg('max-batch', values['max-batch'], 8, 1, 256),
+    maxQueue: intArg('max-queue', values['max-queue'], 64, 0, 100000),
+    kvBudgetBytes: sizeArg('kv-budget', values['kv-budget']),
+    prefixCaching: !values['no-prefix-cache'],
+    devices: intArg('devices', values.devices, 1, 1, 64),
+    prices,
+    onProgress: progressPrinter(`loading ${values.model}`),
+  });
+  const m = llama.model;
+  process.stderr.write(`loaded ${llama.engine.modelName} (${m.format}, ${(m.weightBytes / 2 ** 20).toFixed(1)} MiB of weights, ` +
+    `${m.pool.nBlocks * m.pool.blockSize} KV positions) on ${m.stages.length} device(s) (${m.gpu.adapterName}) in ${((performance.now() - t0) / 1000).toFixed(1)} s\n`);
+  const server = await startServer({ engine: llama.engine, host: values.host, port, apiKey, metrics: llama.metrics });
+  process.stdout.write(`listening on ${server.url} (model "${llama.engine.modelName}"${apiKey ? ', API key required' : ''})\n`);
+  await new Promise<void>((resolve) => {
+    const stop = () => resolve();
+    process.once('SIGINT', stop);
+    process.once('SIGTERM', stop);
+  });
+  process.stderr.write('shutting down\n');
+  await server.close();
+  await llama.close();
+}
