@@ -9,4 +9,8 @@ export { nodeDir, mapDir, urlDir, blobSource, bytesSource, type ModelDir, type B
 export { createSampler } from './runtime/sampler.ts';
 export type { SamplingParams, TokenSampler, GenerationBackend, GenerateRequest, ModelInfo } from './runtime/generation-types.ts';
 export { LlamaTokenizer, StreamDecoder } from './tokenizer/index.ts';
+export { loadLlamaEngine, type LlamaEngine, type LlamaEngineOptions } from './api/llama-engine.ts';
+export { createEngine, startServer, DEFAULT_PRICES } from './api/index.ts';
+export type { Engine, ChatCompletion, ChatCompletionChunk, ChatCompletionCreateParams } from './api/index.ts';
+export { Scheduler, QueueFullError } from './runtime/scheduler.ts';
 export { formatLlama2Chat } from './tokenizer/chat-template.ts';

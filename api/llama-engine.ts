@@ -14,10 +14,13 @@ import type { LoadProgress } from '../runtime/weights.ts';
 import type { WeightFormat } from '../kernels/weight-formats.ts';
 import { LlamaTokenizer } from '../tokenizer/tokenizer.ts';
 
+/** The hosted endpoint's model id, accepted too so that its documented calls work unchanged. */
+export const HOSTED_MODEL_ID = 'meta-llama/Llama-2-70b-chat-hf';
+
 export interface LlamaEngineOptions {
   model?: string | ModelDir | ByteSource; // "default", a path (HF dir, converted dir, .gguf), or a ModelDir / GGUF source
   modelName?: string; // the id clients send; default: the directory or file name
-  aliases?: string[]; // other accepted ids, e.g. "meta-llama/Llama-2-70b-chat-hf"
+  aliases?: string[]; // other accepted ids besides HOSTED_MODEL_ID
   dtype?: WeightFormat;
   context?: number;
   maxBatch?: number; // sequences decoding together (default 8)
@@ -61,7 +64,7 @@ export async function loadLlamaEngine(opts: LlamaEngineOptions = {}): Promise<Ll
       onProgress: opts.onProgress,
     });
     const scheduler = new Scheduler(model, { maxBatch, maxQueue: opts.maxQueue, prefixCaching: opts.prefixCaching });
-    const engine = createEngine({ backend: scheduler, tokenizer: llamaChatTokenizer(tok), modelName: opts.modelName ?? src.name, aliases: opts.aliases, prices: opts.prices });
+    const engine = createEngine({ backend: scheduler, tokenizer: llamaChatTokenizer(tok), modelName: opts.modelName ?? src.name, aliases: [HOSTED_MODEL_ID, ...(opts.aliases ?? [])], prices: opts.prices });
     const m = model;
     return {
       engine,

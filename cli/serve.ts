@@ -22,6 +22,7 @@ export const SERVE_HELP = `llama2-webgpu serve [options]
   --max-batch N         sequences decoding together (default 8)
   --max-queue N         waiting requests before 429 (default 64)
   --kv-budget SIZE      KV cache for all sequences, e.g. 2GiB (default: max-batch full contexts)
+  --prefill-chunk N     prompt tokens computed per step for one sequence (default 128)
   --no-prefix-cache     disable prefix caching
   --devices N           shard the layers over N WebGPU devices (default 1)
   --price-input USD --price-output USD   per million tokens, for usage.estimated_cost
@@ -42,6 +43,7 @@ export async function runServe(argv: string[]): Promise<void> {
       'max-batch': { type: 'string' },
       'max-queue': { type: 'string' },
       'kv-budget': { type: 'string' },
+      'prefill-chunk': { type: 'string' },
       'no-prefix-cache': { type: 'boolean', default: false },
       devices: { type: 'string' },
       'price-input': { type: 'string' },
@@ -62,12 +64,13 @@ export async function runServe(argv: string[]): Promise<void> {
   const llama = await loadLlamaEngine({
     model: values.model,
     modelName: values['model-name'],
-    aliases: ['meta-llama/Llama-2-70b-chat-hf', ...(values.alias ?? [])],
+    aliases: values.alias,
     dtype,
     context,
     maxBatch: intArg('max-batch', values['max-batch'], 8, 1, 256),
     maxQueue: intArg('max-queue', values['max-queue'], 64, 0, 100000),
     kvBudgetBytes: sizeArg('kv-budget', values['kv-budget']),
+    prefillChunk: intArg('prefill-chunk', values['prefill-chunk'], 128, 1, 4096),
     prefixCaching: !values['no-prefix-cache'],
     devices: intArg('devices', values.devices, 1, 1, 64),
     prices,
