@@ -2,6 +2,7 @@
 
 import { runGenerate, GENERATE_HELP } from './generate.ts';
 import { runServe, SERVE_HELP } from './serve.ts';
+import { runPlan, PLAN_HELP } from './plan.ts';
 import { UsageError } from './common.ts';
 
 const HELP = `llama2-webgpu: Llama-2 inference on WebGPU
@@ -9,10 +10,13 @@ const HELP = `llama2-webgpu: Llama-2 inference on WebGPU
 Commands:
   generate   raw text completion
   serve      OpenAI-compatible HTTP server with continuous batching
+  plan       memory plan of a model across devices, before allocating anything
 
 ${GENERATE_HELP}
 
 ${SERVE_HELP}
+
+${PLAN_HELP}
 `;
 
 export async function main(argv: string[]): Promise<number> {
@@ -23,7 +27,7 @@ export async function main(argv: string[]): Promise<number> {
       return cmd ? 0 : 1;
     }
     if (rest.includes('--help') || rest.includes('-h')) {
-      const helps: Record<string, string> = { generate: GENERATE_HELP, serve: SERVE_HELP };
+      const helps: Record<string, string> = { generate: GENERATE_HELP, serve: SERVE_HELP, plan: PLAN_HELP };
       process.stdout.write((helps[cmd] ?? HELP) + '\n');
       return 0;
     }
@@ -31,6 +35,8 @@ export async function main(argv: string[]): Promise<number> {
       case 'generate':
         await runGenerate(rest);
         return 0;
+      case 'plan':
+        return await runPlan(rest);
       case 'serve':
         await runServe(rest);
         return 0;

@@ -1,0 +1,385 @@
+// Memory planner for pipeline sharding: before anything is allocated, decide which consecutive layers go on
+// which device and check that every device's share, and every single buffer, fits. Pure arithmetic over the
+// config: it allocates nothing and needs no GPU, so `llama2-webgpu plan` runs anywhere and the runtime can
+// call it before loading.
+//
+// What a device holds (bytes are exactly what the runtime allocates, see the functions below):
+//   device 0        the token embedding (vocab, dim)
+//   every device    its layers' weights and its layers' KV cache, plus its scratch: the RunState of
+//                   runtime/forward.ts (sized by the prefill chunk, maxOut, dim, hiddenDim, vocab, context)
+//                   and the read-back staging buffers of runtime/model.ts
+//   the last device the final norm and the output head (vocab, dim); with tied embeddings the head is the
+//                   embedding matrix, uploaded again there unless the model is on one device
+// Every device holds at least one layer (LlamaModel allows at most one device per layer).
+//
+// Padding: kernels/common.ts storageBuffer rounds each buffer up to a multiple of 16 bytes (at least 16), and
+// weights.ts splits each matrix by rows into chunks of rowsPerChunk rows (one binding each), so a matrix costs
+// the sum of its padded chunks. Not counted: the per-dispatch Params uniforms (16-48 bytes each, about 25 per
+// layer: under 2 KiB a layer), pipelines, and the driver's own overhead; leave some headroom for those.
+
+import type { LlamaConfig } from './config.ts';
+import { rowsPerChunk } from './weights.ts';
+import { FORMATS, formatSpec, type WeightFormat } from '../kernels/weight-formats.ts';
+
+/** What the planner needs to know about one device. Bytes. */
+export interface DeviceBudget {
+  memoryBytes: number; // memory the model may use on this device
+  maxBindingBytes: number; // maxStorageBufferBindingSize
+  maxBufferBytes: number; // maxBufferSize
+}
+
+export interface PlanInput {
+  config: LlamaConfig;
+  dtype: WeightFormat;
+  context: number; // positions per sequence
+  devices: DeviceBudget[];
+  kvBudgetBytes?: number; // KV cache of the whole batch (all layers, K and V); default: nSlots full contexts
+  prefillChunk?: number; // token rows per step; default 128
+  maxOut?: number; // logits rows per step; default 8
+  nSlots?: number; // sequences holding KV at once; default 1
+  blockSize?: number; // KV positions per block; default 16
+}
+
+export interface DevicePlan {
+  layers: [number, number]; // [first, last], inclusive
+  embedding: boolean;
+  head: boolean; // final norm + output head
+  weightBytes: number;
+  kvBytes: number;
+  scratchBytes: number;
+  bytes: number; // weightBytes + kvBytes + scratchBytes
+  memoryBytes: number;
+}
+
+export interface Plan {
+  fits: boolean;
+  devices: DevicePlan[];
+  totalBytes: number;
+  /** Bytes by which the devices of this plan exceed their memory, summed (0 when they do not). */
+  shortfallBytes: number;
+  /** Per-buffer limits this plan breaks (each makes it not fit, whatever the memory). */
+  violations: string[];
+  /** Changes that were re-planned and found to fit, e.g. "fits with --dtype q4". */
+  suggestions: string[];
+  message: string;
+  kv: KvLayout;
+}
+
+const F32 = 4; // bytes
+const DEFAULTS = { prefillChunk: 128, maxOut: 8, nSlots: 1, blockSize: 16 } as const;
+
+/** The size of a storage buffer of `bytes`, as kernels/common.ts storageBuffer allocates it. */
+export const paddedBytes = (bytes: number): number => Math.max(16, Math.ceil(bytes / 16) * 16);
+
+type Limits = Pick<DeviceBudget, 'maxBindingBytes' | 'maxBufferBytes'>;
+
+/** The largest single buffer a device can bind, and which limit sets it. */
+function bindCap(d: Limits): { bytes: number; limit: string } {
+  return d.maxBindingBytes <= d.maxBufferBytes
+    ? { bytes: d.maxBindingBytes, limit: 'storage binding limit (maxStorageBufferBindingSize)' }
+    : { bytes: d.maxBufferBytes, limit: 'buffer size limit (maxBufferSize)' };
+}
+
+/** GPU bytes of a (rows, cols) matrix in `dtype`, split into row chunks as weights.ts loadWeights does. */
+export function matrixBytes(rows: number, cols: number, dtype: WeightFormat, limits: Limits): number {
+  const rowBytes = formatSpec(dtype).rowBytes(cols);
+  // A row that does not fit a binding is a violation (checked separately); count it as one-row chunks.
+  const per = rowBytes <= bindCap(limits).bytes ? rowsPerChunk(limits, rowBytes) : 1;
+  const full = Math.floor(rows / per);
+  const rest = rows - full * per;
+  return full * paddedBytes(per * rowBytes) + (rest > 0 ? paddedBytes(rest * rowBytes) : 0);
+}
+
+export interface WeightBytes {
+  embedding: number; // tok_embeddings (vocab, dim)
+  layer: number; // one layer: wq wk wv wo w1 w2 w3 + attention_norm, ffn_norm (dim) f32
+  norm: number; // final norm (dim) f32
+  output: number; // output (vocab, dim); with tied embeddings the embedding's size
+}
+
+export function weightBytes(c: LlamaConfig, dtype: WeightFormat, limits: Limits): WeightBytes {
+  const qDim = c.nHeads * c.headDim;
+  const kvDim = c.nKvHeads * c.headDim;
+  const m = (rows: number, cols: number): number => matrixBytes(rows, cols, dtype, limits);
+  const norm = paddedBytes(c.dim * F32);
+  const layer = m(qDim, c.dim) + 2 * m(kvDim, c.dim) + m(c.dim, qDim) + 2 * m(c.hiddenDim, c.dim) + m(c.dim, c.hiddenDim) + 2 * norm;
+  const embedding = m(c.vocabSize, c.dim);
+  return { embedding, layer, norm, output: embedding };
+}
+
+export interface KvLayout {
+  blockSize: number; // positions per block
+  nBlocks: number; // blocks in the pool (shared by the batch's sequences)
+  positions: number; // nBlocks * blockSize
+  bytesPerTokenPerLayer: number; // K and V of one position: 2 * nKvHeads * headDim * 4
+  bufferBytes: number; // one layer's K (or V) buffer: (nBlocks * blockSize, nKvHeads * headDim) f32
+  layerBytes: number; // K + V of one layer
+  totalBytes: number; // every layer
+}
+
+/** The KV pool of runtime/model.ts: f32, in blocks of blockSize positions, one K and one V buffer per layer. */
+export function kvLayout(c: LlamaConfig, context: number, kvBudgetBytes?: number, nSlots: number = DEFAULTS.nSlots, blockSize: number = DEFAULTS.blockSize): KvLayout {
+  const kvDim = c.nKvHeads * c.headDim;
+  const blockBytes = 2 * c.nLayers * blockSize * kvDim * F32; // one block, all layers, K and V
+  let nBlocks: number;
+  if (kvBudgetBytes === undefined) nBlocks = Math.ceil(context / blockSize) * nSlots;
+  else {
+    nBlocks = Math.floor(kvBudgetBytes / blockBytes);
+    if (nBlocks < 1) throw new RangeError(`KV budget of ${kvBudgetBytes} bytes is less than one block of ${blockSize} positions (${blockBytes} bytes)`);
+  }
+  const bufferBytes = paddedBytes(nBlocks * blockSize * kvDim * F32);
+  return {
+    blockSize, nBlocks, positions: nBlocks * blockSize, bytesPerTokenPerLayer: 2 * kvDim * F32,
+    bufferBytes, layerBytes: 2 * bufferBytes, totalBytes: 2 * c.nLayers * bufferBytes,
+  };
+}
+
+/** The buffers of forward.ts RunState (without the KV cache), (name, bytes). */
+export function runStateBuffers(c: LlamaConfig, context: number, opts: { prefillChunk?: number; maxOut?: number; nSlots?: number; blockSize?: number } = {}): [string, number][] {
+  const T = opts.prefillChunk ?? DEFAULTS.prefillChunk;
+  const O = opts.maxOut ?? DEFAULTS.maxOut;
+  const blockSize = opts.blockSize ?? DEFAULTS.blockSize;
+  const maxBlocksPerSeq = Math.ceil(context / blockSize);
+  const qDim = c.nHeads * c.headDim;
+  const kvDim = c.nKvHeads * c.headDim;
+  const p = paddedBytes;
+  return [
+    ['step', 16], // uniform Step
+    ['ids', p(T * 4)], ['pos', p(T * 4)], ['slot', p(T * 4)],
+    ['blockTable', p((opts.nSlots ?? DEFAULTS.nSlots) * maxBlocksPerSeq * 4)],
+    ['ropeCs', p(maxBlocksPerSeq * blockSize * c.headDim * F32)], // (context rounded to blocks, headDim/2) vec2
+    ['x', p(T * c.dim * F32)], ['xb', p(T * c.dim * F32)],
+    ['q', p(T * qDim * F32)], ['k', p(T * kvDim * F32)], ['v', p(T * kvDim * F32)], ['att', p(T * qDim * F32)],
+    ['hb', p(T * c.hiddenDim * F32)], ['hb2', p(T * c.hiddenDim * F32)],
+    ['xOut', p(O * c.dim * F32)], ['xOutNorm', p(O * c.dim * F32)],
+    ['logits', p(O * c.vocabSize * F32)], ['best', p(O * 4)],
+  ];
+}
+
+/** Scratch of one device: RunState plus model.ts's staging (x read-back on every stage, logits/best on the head). */
+export function scratchBytes(c: LlamaConfig, context: number, head: boolean, opts: { prefillChunk?: number; maxOut?: number; nSlots?: number; blockSize?: number } = {}): number {
+  const rs = runStateBuffers(c, context, opts);
+  const size = (name: string): number => rs.find(([n]) => n === name)![1];
+  const staging = size('x') + (head ? size('logits') + size('best') : 16 + 16); // 16-byte stubs off the head
+  return rs.reduce((a, [, b]) => a + b, 0) + staging;
+}
+
+/**
+ * Consecutive layer counts per device (each >= 1) that minimise the largest load / memory ratio. Device i
+ * costs fixed[i] + k * perLayer[i] for k layers. The optimum ratio is one of the values (fixed + k per) / mem;
+ * for a given ratio, filling devices in order with as many layers as fit is feasible whenever any split is,
+ * so a binary search over the sorted candidates finds it.
+ */
+function splitLayers(nLayers: number, fixed: number[], perLayer: number[], mem: number[]): number[] {
+  const N = fixed.length;
+  const cands: number[] = [];
+  for (let i = 0; i < N; i++) for (let k = 1; k <= nLayers; k++) cands.push((fixed[i]! + k * perLayer[i]!) / mem[i]!);
+  cands.sort((a, b) => a - b);
+  const maxLayers = (r: number): number[] | null => {
+    const ks: number[] = [];
+    for (let i = 0; i < N; i++) {
+      const room = r * mem[i]! * (1 + 1e-12) - fixed[i]!; // tolerance: r was computed by a division
+      const k = Math.min(nLayers, Math.floor(room / perLayer[i]!));
+      if (k < 1) return null;
+      ks.push(k);
+    }
+    return ks.reduce((a, b) => a + b, 0) >= nLayers ? ks : null;
+  };
+  let lo = 0;
+  let hi = cands.length - 1; // every device holding every layer: always feasible
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (maxLayers(cands[mid]!)) hi = mid;
+    else lo = mid + 1;
+  }
+  const ks = maxLayers(cands[lo]!)!;
+  const out: number[] = [];
+  let left = nLayers;
+  for (let i = 0; i < N; i++) {
+    const k = Math.min(ks[i]!, left - (N - 1 - i)); // leave one layer for each later device
+    out.push(k);
+    left -= k;
+  }
+  return out;
+}
+
+function validate(input: PlanInput): void {
+  const { config: c, context, devices } = input;
+  const posInt = (name: string, v: number | undefined): void => {
+    if (v !== undefined && (!Number.isInteger(v) || v < 1)) throw new RangeError(`${name} must be a positive integer, got ${v}`);
+  };
+  if (!Number.isInteger(context) || context < 1 || context > c.maxSeqLen) {
+    throw new RangeError(`context ${context} must be between 1 and the model's max_position_embeddings (${c.maxSeqLen})`);
+  }
+  posInt('prefillChunk', input.prefillChunk);
+  posInt('maxOut', input.maxOut);
+  posInt('nSlots', input.nSlots);
+  posInt('blockSize', input.blockSize);
+  if (devices.length < 1) throw new RangeError('no devices to plan for');
+  if (devices.length > c.nLayers) throw new RangeError(`${devices.length} devices for ${c.nLayers} layers: at most one device per layer`);
+  devices.forEach((d, i) => {
+    for (const k of ['memoryBytes', 'maxBindingBytes', 'maxBufferBytes'] as const) {
+      if (!Number.isFinite(d[k]) || d[k] <= 0) throw new RangeError(`device ${i}: ${k} must be a positive number of bytes, got ${d[k]}`);
+    }
+  });
+  if (!(input.dtype in FORMATS)) throw new RangeError(`unknown weight format "${input.dtype}" (expected one of ${Object.keys(FORMATS).join(', ')})`);
+}
+
+/** The split and its checks, without suggestions. */
+function planCore(input: PlanInput): Omit<Plan, 'suggestions' | 'message'> {
+  validate(input);
+  const { config: c, dtype, context, devices } = input;
+  const opts = { prefillChunk: input.prefillChunk, maxOut: input.maxOut, nSlots: input.nSlots, blockSize: input.blockSize };
+  const kv = kvLayout(c, context, input.kvBudgetBytes, input.nSlots, input.blockSize);
+  const N = devices.length;
+  const wb = devices.map((d) => weightBytes(c, dtype, d));
+  const headWeights = (i: number): number => wb[i]!.norm + (c.tieWordEmbeddings && N === 1 ? 0 : wb[i]!.output);
+  const fixedWeights = devices.map((_, i) => (i === 0 ? wb[i]!.embedding : 0) + (i === N - 1 ? headWeights(i) : 0));
+  const scratch = devices.map((_, i) => scratchBytes(c, context, i === N - 1, opts));
+  const counts = splitLayers(c.nLayers, fixedWeights.map((f, i) => f + scratch[i]!), wb.map((w) => w.layer + kv.layerBytes), devices.map((d) => d.memoryBytes));
+
+  let first = 0;
+  const plans: DevicePlan[] = counts.map((k, i) => {
+    const weightBytes = fixedWeights[i]! + k * wb[i]!.layer;
+    const kvBytes = k * kv.layerBytes;
+    const layers: [number, number] = [first, first + k - 1];
+    first += k;
+    return {
+      layers, embedding: i === 0, head: i === N - 1, weightBytes, kvBytes, scratchBytes: scratch[i]!,
+      bytes: weightBytes + kvBytes + scratch[i]!, memoryBytes: devices[i]!.memoryBytes,
+    };
+  });
+
+  // Per-buffer limits, merged across devices that break them the same way.
+  const broken = new Map<string, number[]>();
+  const breaks = (what: string, bytes: number, i: number): void => {
+    const cap = bindCap(devices[i]!);
+    if (bytes <= cap.bytes) return;
+    const key = `${what} is ${bytes} bytes, over the ${cap.limit} of ${cap.bytes} bytes`;
+    broken.set(key, [...(broken.get(key) ?? []), i]);
+  };
+  const spec = formatSpec(dtype);
+  const qDim = c.nHeads * c.headDim;
+  devices.forEach((_, i) => {
+    breaks(`one ${dtype} weight row of ${c.dim} columns (wq, wk, wv, w1, w3, embedding, output)`, spec.rowBytes(c.dim), i);
+    if (qDim !== c.dim) breaks(`one ${dtype} weight row of ${qDim} columns (wo)`, spec.rowBytes(qDim), i);
+    breaks(`one ${dtype} weight row of ${c.hiddenDim} columns (w2)`, spec.rowBytes(c.hiddenDim), i);
+    breaks(`one layer's K cache (and its V cache): ${kv.positions} positions x ${c.nKvHeads * c.headDim} x f32,`, kv.bufferBytes, i);
+    for (const [name, bytes] of runStateBuffers(c, context, opts)) breaks(`scratch buffer ${name}`, bytes, i);
+  });
+  const violations = [...broken].map(([what, ds]) => `${N > 1 ? `device${ds.length > 1 ? 's' : ''} ${ds.join(', ')}: ` : ''}${what}`);
+
+  const totalBytes = plans.reduce((a, d) => a + d.bytes, 0);
+  const shortfallBytes = plans.reduce((a, d) => a + Math.max(0, d.bytes - d.memoryBytes), 0);
+  return { fits: shortfallBytes === 0 && violations.length === 0, devices: plans, totalBytes, shortfallBytes, violations, kv };
+}
+
+const DTYPE_ORDER = ['f32', 'f16', 'q8', 'q4'] as const; // largest to smallest
+
+/** The smallest device count in (have, nLayers] that fits with copies of the largest device added, or null. */
+function devicesNeeded(input: PlanInput): number | null {
+  const big = input.devices.reduce((a, d) => (d.memoryBytes > a.memoryBytes ? d : a));
+  for (let n = input.devices.length + 1; n <= input.config.nLayers; n++) {
+    const devices = [...input.devices, ...Array.from({ length: n - input.devices.length }, () => big)];
+    if (planCore({ ...input, devices }).fits) return n;
+  }
+  return null;
+}
+
+/** The largest value in [lo, hi] for which fits(v) holds (fits is monotone: true up to some value), or null. */
+function largestFitting(lo: number, hi: number, fits: (v: number) => boolean): number | null {
+  if (hi < lo || !fits(lo)) return null;
+  while (lo < hi) {
+    const mid = Math.ceil((lo + hi) / 2);
+    if (fits(mid)) lo = mid;
+    else hi = mid - 1;
+  }
+  return lo;
+}
+
+/** Single changes (and dtype + device count) that make `input` fit, each found by planning it. */
+function suggest(input: PlanInput): string[] {
+  const out: string[] = [];
+  const N = input.devices.length;
+  const same = input.devices.every((d) => d.memoryBytes === input.devices[0]!.memoryBytes);
+  const big = Math.max(...input.devices.map((d) => d.memoryBytes));
+  const more = (n: number): string => (same ? `${n} devices of ${formatGiB(big)} (--devices ${n})` : `${n} devices (adding ${n - N} of ${formatGiB(big)})`);
+
+  const n = devicesNeeded(input);
+  if (n !== null) out.push(`fits with ${more(n)}`);
+
+  const fitsWith = (patch: Partial<PlanInput>): boolean => planCore({ ...input, ...patch }).fits;
+  if (input.kvBudgetBytes === undefined) {
+    const ctx = largestFitting(1, input.context - 1, (context) => fitsWith({ context }));
+    // A round number for the flag: a multiple of 256 positions where that still leaves some.
+    if (ctx !== null) out.push(`fits with --context ${ctx >= 256 ? ctx - (ctx % 256) : ctx}`);
+  } else {
+    const kv = kvLayout(input.config, input.context, input.kvBudgetBytes, input.nSlots, input.blockSize);
+    const blockBytes = kv.totalBytes / kv.nBlocks;
+    const blocks = largestFitting(1, kv.nBlocks - 1, (b) => fitsWith({ kvBudgetBytes: b * blockBytes }));
+    if (blocks !== null) out.push(`fits with --kv-budget ${formatSizeFlag(blocks * blockBytes)} (${blocks * kv.blockSize} positions)`);
+  }
+
+  const at = DTYPE_ORDER.indexOf(input.dtype as (typeof DTYPE_ORDER)[number]);
+  const smaller = (at < 0 ? [] : DTYPE_ORDER.slice(at + 1)).filter((d): d is WeightFormat & (typeof DTYPE_ORDER)[number] => d in FORMATS);
+  for (const dtype of smaller) {
+    if (fitsWith({ dtype })) {
+      out.push(`fits with --dtype ${dtype}`);
+      break;
+    }
+    const m = devicesNeeded({ ...input, dtype });
+    if (m !== null) out.push(`fits with --dtype ${dtype} on ${more(m)}`);
+  }
+  return out;
+}
+
+/** Plans `input` (see the header); never allocates. Throws RangeError on invalid input. */
+export function planModel(input: PlanInput): Plan {
+  const core = planCore(input);
+  const suggestions = core.fits ? [] : suggest(input);
+  return { ...core, suggestions, message: planMessage(core, suggestions) };
+}
+
+function planMessage(p: Omit<Plan, 'suggestions' | 'message'>, suggestions: string[]): string {
+  const N = p.devices.length;
+  const loads = p.devices.map((d, i) => `device ${i}: layers ${d.layers[0]}-${d.layers[1]}${d.embedding ? ' + embedding' : ''}${d.head ? ' + head' : ''}, ` +
+    `${formatGiB(d.bytes)} of ${formatGiB(d.memoryBytes)} (${percent(d.bytes, d.memoryBytes)})`).join('; ');
+  const sum = (f: (d: DevicePlan) => number): number => p.devices.reduce((a, d) => a + f(d), 0);
+  const needs = `${formatGiB(p.totalBytes)} (weights ${formatGiB(sum((d) => d.weightBytes))}, KV cache ${formatGiB(sum((d) => d.kvBytes))}, ` +
+    `scratch ${formatGiB(sum((d) => d.scratchBytes))}) on ${N} device${N > 1 ? 's' : ''}`;
+  if (p.fits) return `fits: ${needs}. ${loads}.`;
+  const parts = [`does not fit: needs ${needs}`];
+  if (p.shortfallBytes > 0) parts.push(`${formatGiB(p.shortfallBytes)} more than the devices hold (${loads})`);
+  if (p.violations.length) parts.push(`a buffer is over a per-buffer limit: ${p.violations.join('; ')}`);
+  const tail = suggestions.length ? `Would fit: ${suggestions.join('; ')}.` : 'No single change found that fits (tried more devices, a smaller context or KV budget, smaller dtypes).';
+  return `${parts.join('; ')}. ${tail}`;
+}
+
+export const formatGiB = (bytes: number): string => `${(bytes / 2 ** 30).toFixed(2)} GiB`;
+const percent = (a: number, b: number): string => `${((100 * a) / b).toFixed(1)}%`;
+
+/** A size that parseSize reads back exactly: whole MiB or GiB where it is one, else bytes. */
+export function formatSizeFlag(bytes: number): string {
+  if (bytes % 2 ** 30 === 0) return `${bytes / 2 ** 30}GiB`;
+  if (bytes % 2 ** 20 === 0) return `${bytes / 2 ** 20}MiB`;
+  return String(bytes);
+}
+
+const UNITS: Record<string, number> = {
+  b: 1, kb: 1e3, mb: 1e6, gb: 1e9, tb: 1e12, kib: 2 ** 10, mib: 2 ** 20, gib: 2 ** 30, tib: 2 ** 40,
+};
+
+/** "24GiB" (2^30), "48GB" (10^9), "512MiB", "1.5GiB", "1000000" or a number: bytes (rounded down). */
+export function parseSize(size: string | number): number {
+  if (typeof size === 'number') {
+    if (!Number.isInteger(size) || size < 0) throw new RangeError(`invalid size ${size}: expected a whole number of bytes`);
+    return size;
+  }
+  const m = /^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$/i.exec(size);
+  const unit = m ? (m[2]!.toLowerCase() || 'b') : '';
+  if (!m || !(unit in UNITS)) throw new RangeError(`invalid size "${size}" (expected e.g. 24GiB, 48GB, 512MiB or a number of bytes)`);
+  if (unit === 'b' && m[1]!.includes('.')) throw new RangeError(`invalid size "${size}": a number of bytes must be whole`);
+  const bytes = Math.floor(Number(m[1]) * UNITS[unit]!);
+  if (!Number.isSafeInteger(bytes)) throw new RangeError(`invalid size "${size}": too large`);
+  return bytes;
+}
