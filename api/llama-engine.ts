@@ -29,6 +29,7 @@ export interface LlamaEngineOptions {
   prefillChunk?: number; // prompt tokens per step (default 128)
   prefixCaching?: boolean; // default true
   devices?: number; // pipeline-shard the layers over this many devices (default 1)
+  deviceMemoryBytes?: number; // memory of each device: plan and check the placement before allocating
   deviceOptions?: DeviceOptions;
   prices?: Prices;
   onProgress?: (p: LoadProgress) => void;
@@ -61,6 +62,7 @@ export async function loadLlamaEngine(opts: LlamaEngineOptions = {}): Promise<Ll
       maxOut: maxBatch,
       prefillChunk: opts.prefillChunk ?? 128,
       kvBudgetBytes: opts.kvBudgetBytes,
+      deviceMemoryBytes: opts.deviceMemoryBytes === undefined ? undefined : gpus.map(() => opts.deviceMemoryBytes!),
       onProgress: opts.onProgress,
     });
     const scheduler = new Scheduler(model, { maxBatch, maxQueue: opts.maxQueue, prefixCaching: opts.prefixCaching });

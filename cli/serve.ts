@@ -24,7 +24,10 @@ export const SERVE_HELP = `llama2-webgpu serve [options]
   --kv-budget SIZE      KV cache for all sequences, e.g. 2GiB (default: max-batch full contexts)
   --prefill-chunk N     prompt tokens computed per step for one sequence (default 128)
   --no-prefix-cache     disable prefix caching
-  --devices N           shard the layers over N WebGPU devices (default 1)
+  --devices N           shard the layers over N WebGPU devices (default 1); each device is its own memory
+                        space (requested from the adapter WebGPU offers)
+  --device-memory SIZE  memory of each device, e.g. 24GiB: the layers are placed by the planner and a model
+                        that does not fit is refused before anything is allocated
   --price-input USD --price-output USD   per million tokens, for usage.estimated_cost
                         (default ${DEFAULT_PRICES.inputPerMTok} / ${DEFAULT_PRICES.outputPerMTok}, the hosted Llama-2-70b-chat's)`;
 
@@ -46,6 +49,7 @@ export async function runServe(argv: string[]): Promise<void> {
       'prefill-chunk': { type: 'string' },
       'no-prefix-cache': { type: 'boolean', default: false },
       devices: { type: 'string' },
+      'device-memory': { type: 'string' },
       'price-input': { type: 'string' },
       'price-output': { type: 'string' },
     },
@@ -73,6 +77,7 @@ export async function runServe(argv: string[]): Promise<void> {
     prefillChunk: intArg('prefill-chunk', values['prefill-chunk'], 128, 1, 4096),
     prefixCaching: !values['no-prefix-cache'],
     devices: intArg('devices', values.devices, 1, 1, 64),
+    deviceMemoryBytes: sizeArg('device-memory', values['device-memory']),
     prices,
     onProgress: progressPrinter(`loading ${values.model}`),
   });

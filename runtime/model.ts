@@ -6,6 +6,7 @@ import type { LlamaConfig } from './config.ts';
 import { loadWeights, destroyWeights, type GpuWeights, type LoadProgress, type TensorProvider } from './weights.ts';
 import { createForward, destroyForward, encodeForward, type Forward } from './forward.ts';
 import { KvPool } from './kv-pool.ts';
+import { planModel } from './planner.ts';
 import { packParams } from '../kernels/common.ts';
 import type { WeightFormat } from '../kernels/weight-formats.ts';
 import type { GenerateRequest, GenerationBackend, ModelInfo } from './generation-types.ts';
@@ -21,6 +22,11 @@ export interface ModelOptions {
   gpu?: GpuContext; // default: a new device
   gpus?: GpuContext[]; // several devices: the layers are split across them (pipeline sharding)
   layerSplit?: [number, number][]; // [first, last] layer per device; default: as even as possible
+  /**
+   * Memory of each device in bytes (WebGPU does not report it). When given, the planner places the layers
+   * and checks that everything fits before anything is allocated; a plan that does not fit throws its message.
+   */
+  deviceMemoryBytes?: number[];
   onProgress?: (p: LoadProgress) => void;
 }
 
@@ -121,7 +127,17 @@ export class LlamaModel implements GenerationBackend {
     } else {
       nBlocks = Math.min(maxBlocksPerSeq * nSlots, maxBlocksPerBinding);
     }
-    const split = opts.layerSplit ?? evenLayerSplit(cfg.nLayers, gpus.length);
+    let split = opts.layerSplit ?? evenLayerSplit(cfg.nLayers, gpus.length);
+    if (opts.deviceMemoryBytes) {
+      if (opts.deviceMemoryBytes.length !== gpus.length) throw new Error(`deviceMemoryBytes has ${opts.deviceMemoryBytes.length} entries for ${gpus.length} devices`);
+      const plan = planModel({
+        config: cfg, dtype, context, nSlots, blockSize, prefillChunk: opts.prefillChunk ?? 128, maxOut: opts.maxOut ?? 8,
+        kvBudgetBytes: nBlocks * blockBytes,
+        devices: gpus.map((g, i) => ({ memoryBytes: opts.deviceMemoryBytes![i]!, maxBindingBytes: g.maxBindingBytes, maxBufferBytes: g.maxBufferBytes })),
+      });
+      if (!plan.fits) throw new Error(plan.message);
+      if (!opts.layerSplit) split = plan.devices.map((d) => d.layers);
+    }
     if (split.length !== gpus.length || split[0]![0] !== 0 || split[split.length - 1]![1] !== cfg.nLayers - 1 ||
       split.some(([a, b], i) => b < a || (i > 0 && a !== split[i - 1]![1] + 1))) {
       throw new Error(`layer split ${JSON.stringify(split)} must cover layers 0..${cfg.nLayers - 1} in order, one run per device`);

@@ -10,6 +10,11 @@ import { memoryProvider } from '../runtime/weights.ts';
 import { LlamaModel, evenLayerSplit } from '../runtime/model.ts';
 import { Scheduler } from '../runtime/scheduler.ts';
 import { ReferenceModel } from '../runtime/reference.ts';
+import { encodeHfModel } from '../runtime/random-model.ts';
+import { mapDir } from '../runtime/byte-source.ts';
+import { buildLlama2TokenizerJson } from '../tokenizer/llama2-vocab.ts';
+import { loadLlamaEngine } from '../api/llama-engine.ts';
+import { startServer } from '../api/server.ts';
 
 let ctx: GpuContext | null = null;
 beforeAll(async () => {
@@ -62,4 +67,26 @@ describe('sharding', () => {
       }
     });
   }
+
+  it('through the server: 2 devices answer exactly like 1; a plan that does not fit is refused before allocating', async (t) => {
+    if (!ctx) return t.skip();
+    const files = encodeHfModel(cfg, weights, { dtype: 'F32', tokenizerJson: JSON.stringify(buildLlama2TokenizerJson()) });
+    const ask = async (devices: number): Promise<string> => {
+      const llama = await loadLlamaEngine({ model: mapDir('shard-model', files), dtype: 'f32', context: 64, devices, maxBatch: 2, deviceMemoryBytes: 1 << 30 });
+      const server = await startServer({ engine: llama.engine, port: 0 });
+      try {
+        expect(llama.model.stages.length).toBe(devices);
+        const r = await fetch(`${server.url}/v1/chat/completions`, { method: 'POST', headers: { 'Content-Type': 'application/json' },
+          body: JSON.stringify({ model: 'shard-model', temperature: 0, max_tokens: 8, messages: [{ role: 'user', content: 'Split me across devices' }] }) });
+        return (await r.json()).choices[0].message.content;
+      } finally {
+        await server.close();
+        await llama.close();
+      }
+    };
+    expect(await ask(2)).toBe(await ask(1));
+    // 4 MiB per device cannot hold the 12 MB embedding: refused with the planner's message, nothing loaded.
+    await expect(loadLlamaEngine({ model: mapDir('shard-model', files), dtype: 'f32', context: 64, devices: 2, deviceMemoryBytes: 4 << 20 }))
+      .rejects.toThrow(/does not fit: needs .* more than the devices hold/);
+  });
 });
