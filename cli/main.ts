@@ -3,6 +3,7 @@
 import { runGenerate, GENERATE_HELP } from './generate.ts';
 import { runServe, SERVE_HELP } from './serve.ts';
 import { runPlan, PLAN_HELP } from './plan.ts';
+import { runBench, BENCH_HELP } from './bench.ts';
 import { UsageError } from './common.ts';
 
 const HELP = `llama2-webgpu: Llama-2 inference on WebGPU
@@ -11,12 +12,15 @@ Commands:
   generate   raw text completion
   serve      OpenAI-compatible HTTP server with continuous batching
   plan       memory plan of a model across devices, before allocating anything
+  bench      benchmarks: bench generate (vs llama.cpp), bench kernels, bench quality
 
 ${GENERATE_HELP}
 
 ${SERVE_HELP}
 
 ${PLAN_HELP}
+
+${BENCH_HELP}
 `;
 
 export async function main(argv: string[]): Promise<number> {
@@ -27,7 +31,7 @@ export async function main(argv: string[]): Promise<number> {
       return cmd ? 0 : 1;
     }
     if (rest.includes('--help') || rest.includes('-h')) {
-      const helps: Record<string, string> = { generate: GENERATE_HELP, serve: SERVE_HELP, plan: PLAN_HELP };
+      const helps: Record<string, string> = { generate: GENERATE_HELP, serve: SERVE_HELP, plan: PLAN_HELP, bench: BENCH_HELP };
       process.stdout.write((helps[cmd] ?? HELP) + '\n');
       return 0;
     }
@@ -35,6 +39,8 @@ export async function main(argv: string[]): Promise<number> {
       case 'generate':
         await runGenerate(rest);
         return 0;
+      case 'bench':
+        return await runBench(rest);
       case 'plan':
         return await runPlan(rest);
       case 'serve':

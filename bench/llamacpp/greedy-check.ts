@@ -11,20 +11,17 @@
 // GGUF reader decodes from the same file, so llama.cpp and the oracle see the same weights. llama.cpp
 // rounds activations to f16 / q8_0 inside those matmuls, so small logit differences are expected there.
 //
-// node-llama-cpp is not a dependency of this project. Install it outside the checkout, CPU binary only
-// (npm does not run its postinstall here, so nothing is downloaded or compiled), and point
-// NODE_LLAMA_CPP_DIR at it; without the variable a plain `import('node-llama-cpp')` is tried:
-//   mkdir -p /tmp/nlc && cd /tmp/nlc && echo '{"private":true}' > package.json
-//   npm install --no-save --no-audit --no-fund --omit=optional node-llama-cpp@3.22.1 @node-llama-cpp/linux-x64@3.22.1
-//   cd - && NODE_LLAMA_CPP_DIR=/tmp/nlc/node_modules/node-llama-cpp npx vite-node bench/llamacpp/greedy-check.ts \
-//     [--tokens 24] [--types F32,F16,Q8_0,Q4_0] [--out DIR] [--json]
+// node-llama-cpp is not a dependency of this project: it is pinned in bench/llamacpp/package.json (a
+// bench-only package), CPU binary only, nothing downloaded or compiled at install (see runner.ts):
+//   npm install --prefix bench/llamacpp --omit=optional --ignore-scripts --no-audit --no-fund
+//   npx vite-node bench/llamacpp/greedy-check.ts [--tokens 24] [--types F32,F16,Q8_0,Q4_0] [--out DIR] [--json]
+// NODE_LLAMA_CPP_DIR=/path/to/node_modules/node-llama-cpp uses another install instead.
 // The files stay in --out (default $TMPDIR/llama2-webgpu-llamacpp) for gguf_py_check.py.
 // Exit status 1 when an F32 comparison differs.
 
 import { mkdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { pathToFileURL } from 'node:url';
 import { nodeDir, fileSource } from '../../runtime/byte-source.ts';
 import type { LlamaConfig } from '../../runtime/config.ts';
 import { openGgufModel } from '../../runtime/gguf-provider.ts';
@@ -36,6 +33,7 @@ import { encodeHfModel, randomWeights, TEST_CONFIGS, writeModelDir } from '../..
 import { ReferenceModel } from '../../runtime/reference.ts';
 import type { TensorProvider } from '../../runtime/weights.ts';
 import { buildLlama2TokenizerJson, llama2TokenizerConfigJson, LlamaTokenizer } from '../../tokenizer/index.ts';
+import { importNodeLlamaCpp } from './runner.ts';
 
 const SEED = 20240601;
 const PROMPT_TEXT = 'Hello, my dog is cute';
@@ -59,13 +57,7 @@ interface Nlc {
 }
 
 async function loadNodeLlamaCpp(): Promise<Nlc> {
-  const dir = process.env.NODE_LLAMA_CPP_DIR;
-  const spec = dir ? pathToFileURL(join(dir, 'dist', 'index.js')).href : 'node-llama-cpp';
-  try {
-    return (await import(spec)) as Nlc;
-  } catch (e) {
-    throw new Error(`cannot import node-llama-cpp from ${spec} (${(e as Error).message}); see the header of bench/llamacpp/greedy-check.ts`);
-  }
+  return (await importNodeLlamaCpp()) as Nlc;
 }
 
 function arg(name: string, fallback: string): string {
