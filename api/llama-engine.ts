@@ -47,11 +47,11 @@ export interface LlamaEngine {
 export async function loadLlamaEngine(opts: LlamaEngineOptions = {}): Promise<LlamaEngine> {
   const src = await openModelSource(opts.model ?? 'default');
   let model: LlamaModel | null = null;
+  const gpus: Awaited<ReturnType<typeof createGpuContext>>[] = [];
   try {
     if (!src.tokenizerJson) throw new Error(`${src.name}: the model has no tokenizer (tokenizer.json, or tokenizer metadata in the GGUF)`);
     const tok = LlamaTokenizer.fromJson(src.tokenizerJson, src.tokenizerConfigJson ?? undefined);
     const nDevices = opts.devices ?? 1;
-    const gpus: Awaited<ReturnType<typeof createGpuContext>>[] = [];
     for (let i = 0; i < nDevices; i++) gpus.push(await createGpuContext(opts.deviceOptions));
     const maxBatch = opts.maxBatch ?? 8;
     model = await LlamaModel.fromProvider(src.provider, {
@@ -80,6 +80,7 @@ export async function loadLlamaEngine(opts: LlamaEngineOptions = {}): Promise<Ll
     };
   } catch (e) {
     model?.destroy();
+    for (const g of gpus) g.destroy(); // a failed load leaves no device behind (a browser tab may retry)
     throw e;
   } finally {
     await src.close();

@@ -1,0 +1,75 @@
+// The messages between the chat page and the engine's Web Worker. The page sends commands (load, chat,
+// stop); the worker answers with events (progress, chunk, done, error) that carry the command's id.
+// Everything here is structured-clone data: Files and bigints cross as they are.
+
+import type { ChatCompletionChunk, ChatCompletionCreateParamsStreaming } from '../api/types.ts';
+
+/** Where a model comes from. A new source is a kind here and a case in open-engine.ts `openSource`. */
+export type LoadSpec =
+  | { kind: 'builtin' } // the embedded default model, built in memory (no download)
+  | { kind: 'folder'; name: string; files: { path: string; file: File }[] } // an HF directory the user picked
+  | { kind: 'gguf'; file: File } // one llama.cpp GGUF file the user picked
+  | { kind: 'url'; url: string }; // an HF directory, or a .gguf file, served over HTTP (Range requests)
+
+/** Weight formats on the GPU (kernels/weight-formats.ts); q8 and q4 are quantized while loading. */
+export type WeightDtype = 'f32' | 'f16' | 'q8' | 'q4';
+
+export interface LoadOptions {
+  /** Default: f16 where the adapter has shader-f16, else f32. */
+  dtype?: WeightDtype;
+  /** GPU memory to plan for (WebGPU does not report it): a model that needs more is refused before loading. */
+  memoryBytes?: number;
+  /** Positions per sequence (prompt + answer); default: the model's, at most 4096. */
+  context?: number;
+}
+
+export type PageCommand =
+  | { type: 'load'; id: number; spec: LoadSpec; options: LoadOptions }
+  | { type: 'chat'; id: number; request: ChatCompletionCreateParamsStreaming }
+  | { type: 'stop'; id: number };
+
+export interface LoadProgressEvent {
+  phase: 'building' | 'reading' | 'uploading';
+  /** Bytes read from the model's weight files so far, and their total size (0 until known). */
+  bytesRead: number;
+  bytesTotal: number;
+  /** Tensors uploaded to the GPU so far, of `tensorsTotal`; `tensor` is the last one. */
+  tensorsDone: number;
+  tensorsTotal: number;
+  tensor: string;
+}
+
+export interface LoadedModelInfo {
+  modelName: string;
+  adapter: string;
+  dtype: string; // weight format on the GPU: f32 | f16
+  weightBytes: number; // GPU bytes of the weights
+  params: number; // parameter count
+  contextLength: number;
+  loadSeconds: number;
+}
+
+/** An error as plain data: APIError fields when it is one (status, type, param, code). */
+export interface SerializedError {
+  name: string;
+  message: string;
+  status?: number;
+  type?: string;
+  param?: string | null;
+  code?: string | null;
+}
+
+/** Why a load or the whole engine failed; the page picks its message and remedy from this. */
+export type FailureKind =
+  | 'no_webgpu' // no navigator.gpu, no adapter, or no device
+  | 'does_not_fit' // the adapter's limits or memory are too small for the model
+  | 'device_lost' // the GPU device went away after loading (driver reset, GPU removed)
+  | 'load_failed' // bad files, network errors, unsupported checkpoints
+  | 'request'; // a chat request failed (validation, abort, generation error)
+
+export type WorkerEvent =
+  | { type: 'progress'; id: number; progress: LoadProgressEvent }
+  | { type: 'chunk'; id: number; chunk: ChatCompletionChunk }
+  /** A load finished (with the model's info) or a chat stream ended normally. */
+  | { type: 'done'; id: number; info?: LoadedModelInfo }
+  | { type: 'error'; id: number | null; kind: FailureKind; error: SerializedError };

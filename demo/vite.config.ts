@@ -1,0 +1,36 @@
+// Vite config of the chat demo: `npm run demo` (dev server), `npm run demo:build` (to dist/demo) and
+// `npm run demo:preview` (serves the build). Both servers listen on 127.0.0.1 only; WebGPU needs a secure
+// context, which http://127.0.0.1 and http://localhost are.
+import { fileURLToPath } from 'node:url';
+import { defineConfig } from 'vite';
+
+const demoDir = fileURLToPath(new URL('.', import.meta.url));
+const repoRoot = fileURLToPath(new URL('..', import.meta.url));
+
+export default defineConfig({
+  root: demoDir,
+  base: './',
+  // The page imports ../api, ../runtime and ../tokenizer straight from the sources.
+  server: { host: '127.0.0.1', port: 5173, fs: { allow: [repoRoot] } },
+  preview: { host: '127.0.0.1', port: 4173 },
+  // The engine worker uses dynamic import() (runtime/load.ts), which needs ES-module workers.
+  worker: { format: 'es' },
+  // The dev server's dependency scan starts at index.html and does not follow the worker: list the
+  // worker's dependencies so that their first use does not re-optimize and reload the page mid-load.
+  optimizeDeps: { include: ['@huggingface/tokenizers', 'llama-tokenizer-js'] },
+  build: {
+    outDir: fileURLToPath(new URL('../dist/demo', import.meta.url)),
+    emptyOutDir: true,
+    target: 'es2022',
+    // llama-tokenizer-js carries Llama-2's vocabulary (~1.5 MB): one chunk, loaded by the worker only.
+    chunkSizeWarningLimit: 4096,
+    rollupOptions: {
+      onwarn(warning, warn) {
+        // runtime/ reads files through a dynamic import('node:fs/promises') that only runs in Node and
+        // Deno; in the browser models come as Blobs or URLs, so the empty browser stub is never called.
+        if (warning.message.includes('"node:fs/promises" has been externalized')) return;
+        warn(warning);
+      },
+    },
+  },
+});

@@ -1,0 +1,20 @@
+// The engine as an ES module under Deno, whose WebGPU is built in:
+//   npx deno run -A --unstable-webgpu examples/deno-example.ts
+// Loads the embedded default model (no download) and prints one chat completion as JSON.
+import { loadLlamaEngine } from '../api/llama-engine.ts';
+
+const { engine, model, close } = await loadLlamaEngine({ model: 'default', maxBatch: 1 });
+console.error(`${engine.modelName} on ${model.gpu.adapterName}`);
+
+const completion = await engine.chat.completions.create({
+  model: engine.modelName,
+  messages: [
+    { role: 'system', content: 'You are a helpful assistant.' },
+    { role: 'user', content: 'Hello from Deno!' },
+  ],
+  max_tokens: 8,
+  seed: 1,
+});
+console.error(completion.choices[0]!.message.content);
+console.log(JSON.stringify(completion));
+await close();
