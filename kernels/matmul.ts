@@ -1,26 +1,69 @@
 // Matrix products with the weights: Y (M, ldy)[:, rowOffset .. rowOffset+N] (+)= X (M, K) · W (N, K)^T.
-// X and Y are f32 activations; W is one row-chunk of a weight matrix in a WeightFormat (a matrix bigger
-// than maxStorageBufferBindingSize is split by rows into chunks, one dispatch each, writing its columns
-// of Y at rowOffset). M is Step.nTokens (or Step.nOut for the logits head).
+// X and Y are f32 activations; W is one row-chunk of a weight matrix in a WeightFormat (a matrix bigger than
+// maxStorageBufferBindingSize is split by rows into chunks, one dispatch each, writing its columns of Y at
+// rowOffset). M is Step.nTokens (or Step.nOut for the logits head). With accumulate = 1 the result is added
+// to Y (the residual connection, fused).
 //
-// Two kernels:
-//  - matvec (decode, M <= 4): a workgroup of WG invocations computes ROWS rows of W for all M rows of X:
-//    the invocations stride over K in vec4s (so each weight is loaded once per step, coalesced), and
-//    the partial sums are reduced through workgroup memory. Grid: (ceil(N / ROWS), 1).
-//  - tiled (prefill, M > 4): 64x64 output tiles, 256 invocations each computing a 4x4 block, K in steps
-//    of 16 staged through workgroup memory. Grid: (ceil(N / 64), ceil(M / 64)).
-// With accumulate = 1 the result is added to Y (the residual connection, fused).
+// Bindings (all kernels): 0 Step, 1 Params, 2 x (M, K) f32 as vec4, 3 y (M, ldy) f32, 4 w (the chunk).
+//
+// Matrix-vector (decode, M <= 4): one pipeline per M (the M rows of X are unrolled), in one of two designs
+// picked per device at load (`matvecVariant`), both reading whole blocks of the weight layouts
+// (weight-formats.ts) with aligned vec4 loads and dequantizing in registers:
+//  - lanes (CPU adapters: lavapipe, SwiftShader): one invocation per weight row, workgroup = one subgroup of
+//    SG lanes, ROWSETS sets of SG rows per workgroup, each lane looping over all of K. X is loaded once per
+//    workgroup, one vec4 per lane, and handed to every lane with subgroupBroadcast: on lavapipe every
+//    non-constant storage load is a per-lane scalar loop with a bounds check (~9 instructions per 32-bit
+//    component), so loads are what costs, and this loads each weight byte once and X once per SG*ROWSETS
+//    rows. No barriers, no reduction. Grid: (ceil(N / (SG*ROWSETS)), 1), folded into y past 65535.
+//  - split (GPUs): a workgroup of 64 takes one octet of 8 rows; invocation l works on row l % 8 and on the
+//    blocks b ≡ l / 8 (mod 8) of K, so 8 neighbouring invocations read one contiguous 128-byte run. The 8
+//    partial sums of a row are reduced with subgroupShuffleXor where the device has subgroups (>= 8 lanes)
+//    and through workgroup memory otherwise. Grid: (ceil(N / 8), 1), folded.
+// Tiled (prefill, M > 4): 64x64 output tiles, 256 invocations each computing a 4x4 block, K in steps of 16
+// staged through workgroup memory, weights read with the format's generic loadW4. Grid: (ceil(N/64), ceil(M/64)).
 
-import { STEP_WGSL, packParams, type Dispatch, encodeDispatch } from './common.ts';
+import { STEP_WGSL, packParams, type Dispatch, encodeDispatch, getPipeline, bindGroup, uniformBuffer } from './common.ts';
 import { formatSpec, type WeightFormat } from './weight-formats.ts';
+import { F16_KBLOCK, Q8_KBLOCK, Q4_KBLOCK, F16_BLOCK_VEC4, Q8_BLOCK_VEC4, Q4_BLOCK_VEC4, OCTET } from './quantize.ts';
 
 export const MATVEC_MAX_M = 4;
-const MATVEC_WG = 64;
-const MATVEC_ROWS = 4;
 
-export function matvecWgsl(format: WeightFormat): string {
-  return /* wgsl */ `
-${STEP_WGSL}
+/** How matrix-vector products are computed on a device (see the header). */
+export type MatvecVariant =
+  | { kind: 'lanes'; sg: number; rowsets: number }
+  | { kind: 'split'; subgroups: boolean };
+
+/** The device facts the choice of kernel depends on (a subset of GpuContext). */
+export interface MatvecDevice {
+  device: GPUDevice;
+  hasSubgroups: boolean;
+}
+
+/** Rowsets per workgroup of the lanes kernel, by format (measured on lavapipe, see bench/kernels.ts). */
+const LANES_ROWSETS: Record<WeightFormat, number> = { f32: 1, f16: 1, q8: 1, q4: 1 };
+
+/**
+ * The matrix-vector design for a device: `lanes` on CPU adapters whose subgroups have a fixed size that is
+ * a multiple of 8, else `split` (with subgroup reductions where subgroups of >= 8 lanes exist).
+ */
+export function matvecVariant(ctx: MatvecDevice, format: WeightFormat, force?: 'lanes' | 'split' | 'split-shared'): MatvecVariant {
+  const info = (ctx.device as GPUDevice & { adapterInfo?: GPUAdapterInfo }).adapterInfo;
+  const ext = info as (GPUAdapterInfo & { subgroupMinSize?: number; subgroupMaxSize?: number; isFallbackAdapter?: boolean }) | undefined;
+  const sgMin = ext?.subgroupMinSize ?? 0, sgMax = ext?.subgroupMaxSize ?? 0;
+  const name = `${info?.vendor ?? ''} ${info?.architecture ?? ''} ${info?.device ?? ''} ${info?.description ?? ''}`;
+  const cpu = ext?.isFallbackAdapter === true || /llvmpipe|lavapipe|swiftshader|softpipe/i.test(name);
+  const fixedSg = ctx.hasSubgroups && sgMin === sgMax && sgMin % OCTET === 0 && sgMin > 0;
+  if (force === 'lanes' || (force === undefined && cpu && fixedSg)) {
+    if (!fixedSg) throw new Error('the lanes matvec needs subgroups of one fixed size, a multiple of 8');
+    return { kind: 'lanes', sg: sgMin, rowsets: LANES_ROWSETS[format] };
+  }
+  return { kind: 'split', subgroups: force !== 'split-shared' && ctx.hasSubgroups && sgMin >= OCTET };
+}
+
+export const variantName = (v: MatvecVariant): string =>
+  v.kind === 'lanes' ? `lanes${v.sg}x${v.rowsets}` : v.subgroups ? 'split-subgroup' : 'split-shared';
+
+const PARAMS_WGSL = /* wgsl */ `
 struct Params {
   N: u32,          // rows of W in this chunk
   K4: u32,         // K / 4
@@ -28,53 +71,294 @@ struct Params {
   ldy: u32,        // row stride of Y in f32
   accumulate: u32, // 1: Y += X W^T
   useOut: u32,     // 1: M = step.nOut, else step.nTokens
+}`;
+
+const ms = (M: number): number[] => [...Array(M).keys()];
+const u32 = (i: number | string): string => (typeof i === 'number' ? `${i}u` : i);
+/** A balanced sum (short dependency chains: lavapipe does not reassociate float adds). */
+const tree = (t: string[]): string => (t.length === 1 ? t[0]! : `(${tree(t.slice(0, t.length >> 1))} + ${tree(t.slice(t.length >> 1))})`);
+const f = (v: number): string => (Number.isInteger(v) ? `${v}.0` : v.toExponential());
+
+/**
+ * The per-format part of a matrix-vector kernel: the weights of a block of KB consecutive k (for f32, one of
+ * 32) are read `sub` sub-blocks of 32 k at a time. X for a sub-block is the 8 vec4 `xb{m}_{c}` (c = 0..7,
+ * k = 32 j + 4 c ..) and, for q4, its sum `sx{m}`. The generated statements add row r's dot product into
+ * `acc{r}_{m}`; `v(i)` is the WGSL index of the row's i-th vec4 of the current block.
+ */
+interface BlockCode {
+  KB: number;
+  sub: number;
+  /** WGSL type of w's elements. */
+  elem: 'vec4<f32>' | 'vec4<u32>';
+  /** Vec4 index of the start of row `row`'s data in its block `b`, where `row8` = row / 8 for octet formats. */
+  rowBlockBase(row: string, b: string): string;
+  /** Stride between a row's consecutive vec4 within a block. */
+  stride: number;
+  /** Statements run once per block and row, before the sub-blocks (scales). */
+  head(r: number, v: (i: number | string) => string): string[];
+  /** Statements for sub-block j (a WGSL u32 expression) of the block for row r. */
+  body(r: number, j: string, M: number, v: (i: number | string) => string): string[];
+  /** Statements computing, per sub-block, shared values from xb (q4: prescaled x and sums). */
+  xprep(M: number): string[];
 }
+
+// q4 nibble i of a u32, taken as (u & mask) converted to f32 = nib * 2^shift (or u >> 28 for the top one,
+// whose mask would not fit an i32): the 2^-shift is folded into the broadcast x, which all rows share,
+// saving one shift per weight.
+const Q4_LO_MASK = 'vec4<u32>(0xfu, 0xf00u, 0xf0000u, 0xf000000u)';
+const Q4_LO_SCALE = `vec4<f32>(1.0, ${f(2 ** -8)}, ${f(2 ** -16)}, ${f(2 ** -24)})`;
+const Q4_HI_SCALE = `vec4<f32>(${f(2 ** -4)}, ${f(2 ** -12)}, ${f(2 ** -20)}, 1.0)`;
+
+function blockCode(format: WeightFormat): BlockCode {
+  switch (format) {
+    case 'f32':
+      return {
+        KB: 32, sub: 1, elem: 'vec4<f32>', stride: 1,
+        rowBlockBase: (row, b) => `${row} * p.K4 + ${b} * 8u`,
+        head: () => [],
+        xprep: () => [],
+        body: (r, _j, M, v) => [
+          ...[...Array(8).keys()].map((c) => `let w${c} = ${v(c)};`),
+          ...ms(M).map((m) => `acc${r}_${m} += ${tree([...Array(8).keys()].map((c) => `w${c} * xb${m}_${c}`))};`),
+        ],
+      };
+    case 'f16':
+      return {
+        KB: F16_KBLOCK, sub: 1, elem: 'vec4<u32>', stride: OCTET,
+        rowBlockBase: (row, b) => `(${row} / 8u) * Kp + ${b} * ${F16_BLOCK_VEC4 * OCTET}u + ${row} % 8u`,
+        head: () => [],
+        xprep: () => [],
+        body: (r, _j, M, v) => {
+          const out: string[] = [];
+          for (let c = 0; c < 4; c++) {
+            out.push(`let h${c} = ${v(c)};`);
+            out.push(`let a${c} = vec4<f32>(unpack2x16float(h${c}.x), unpack2x16float(h${c}.y));`);
+            out.push(`let b${c} = vec4<f32>(unpack2x16float(h${c}.z), unpack2x16float(h${c}.w));`);
+          }
+          for (const m of ms(M)) {
+            out.push(`acc${r}_${m} += ${tree([0, 1, 2, 3].flatMap((c) => [`a${c} * xb${m}_${2 * c}`, `b${c} * xb${m}_${2 * c + 1}`]))};`);
+          }
+          return out;
+        },
+      };
+    case 'q8':
+      return {
+        KB: Q8_KBLOCK, sub: 8, elem: 'vec4<u32>', stride: OCTET,
+        rowBlockBase: (row, b) => `((${row} / 8u) * (Kp / ${Q8_KBLOCK}u) + ${b}) * ${Q8_BLOCK_VEC4 * OCTET}u + ${row} % 8u`,
+        head: (r, v) => [`let sc${r} = ${v(16)};`],
+        xprep: () => [],
+        body: (r, j, M, v) => {
+          const out: string[] = [];
+          // int8 byte s of u32 t: shifted to the top and back down, arithmetically (sign extension).
+          for (let h = 0; h < 2; h++) {
+            out.push(`let q${h} = ${v(`(2u * ${j} + ${h}u)`)};`);
+            for (let t = 0; t < 4; t++) {
+              out.push(`let e${h}${t} = vec4<f32>(bitcast<vec4<i32>>(vec4<u32>(q${h}[${t}]) << vec4<u32>(24u, 16u, 8u, 0u)) >> vec4<u32>(24u));`);
+            }
+          }
+          out.push(`let d = unpack2x16float(sc${r}[${j} / 2u])[${j} % 2u];`);
+          for (const m of ms(M)) {
+            const terms = [0, 1].flatMap((h) => [0, 1, 2, 3].map((t) => `e${h}${t} * xb${m}_${4 * h + t}`));
+            out.push(`acc${r}_${m} += d * ${tree(terms)};`);
+          }
+          return out;
+        },
+      };
+    case 'q4':
+      return {
+        KB: Q4_KBLOCK, sub: 4, elem: 'vec4<u32>', stride: OCTET,
+        rowBlockBase: (row, b) => `((${row} / 8u) * (Kp / ${Q4_KBLOCK}u) + ${b}) * ${Q4_BLOCK_VEC4 * OCTET}u + ${row} % 8u`,
+        head: (r, v) => [`let sc${r} = ${v(4)};`],
+        xprep: (M) => ms(M).flatMap((m) => [
+          ...[0, 1, 2, 3].map((t) => `let xl${m}_${t} = xb${m}_${t} * ${Q4_LO_SCALE};`),
+          ...[0, 1, 2, 3].map((t) => `let xh${m}_${t} = xb${m}_${4 + t} * ${Q4_HI_SCALE};`),
+        ]),
+        body: (r, j, M, v) => {
+          const out: string[] = [`let q = ${v(j)};`];
+          for (let t = 0; t < 4; t++) {
+            out.push(`let l${t} = vec4<f32>(bitcast<vec4<i32>>(vec4<u32>(q[${t}]) & ${Q4_LO_MASK}));`);
+            out.push(`let h${t} = vec4<f32>(bitcast<vec4<i32>>(vec4<u32>(q[${t}] & 0xf0u, q[${t}] & 0xf000u, q[${t}] & 0xf00000u, q[${t}] >> 28u)));`);
+          }
+          out.push(`let sm = unpack2x16float(sc${r}[${j}]);`); // (scale d, min m): w = d q + m
+          for (const m of ms(M)) {
+            const terms = [0, 1, 2, 3].flatMap((t) => [`l${t} * xl${m}_${t}`, `h${t} * xh${m}_${t}`]);
+            // The min's term m * sum(x) is spread over the 4 lanes of the vec4 accumulator.
+            out.push(`acc${r}_${m} += fma(vec4<f32>(sm.x), ${tree(terms)}, vec4<f32>(0.25 * sm.y * sx${m}));`);
+          }
+          return out;
+        },
+      };
+  }
+}
+
+/**
+ * The loop header over a block's sub-blocks. Its bound is `min(sub, Kp / 32)` (always `sub`) rather than
+ * the constant: with a constant trip count of 4 the compiler unrolls it, and LLVM then takes seconds per
+ * pipeline on lavapipe.
+ */
+const subLoop = (bc: BlockCode): string[] =>
+  bc.sub === 1 ? ['{', '  let j = 0u;'] : [`let nSub = min(${bc.sub}u, Kp / 32u);`, `for (var j = 0u; j < nSub; j++) {`];
+
+/** WGSL of the M-row matrix-vector kernel of `format` in `variant`. */
+export function matvecWgsl(format: WeightFormat, M: number, variant: MatvecVariant): string {
+  if (M < 1 || M > MATVEC_MAX_M) throw new Error(`matvec: M = ${M} outside 1..${MATVEC_MAX_M}`);
+  return variant.kind === 'lanes' ? lanesWgsl(format, M, variant.sg, variant.rowsets) : splitWgsl(format, M, variant.subgroups);
+}
+
+const indent = (lines: string[], n: number): string => lines.map((l) => ' '.repeat(n) + l).join('\n');
+
+/** Kp: K padded to whole blocks (the octet formats' row length in the layout). */
+const kpLine = (KB: number): string => `let Kp = (p.K4 * 4u + ${KB - 1}u) / ${KB}u * ${KB}u;`;
+
+function lanesWgsl(format: WeightFormat, M: number, SG: number, ROWSETS: number): string {
+  const bc = blockCode(format);
+  const rs = [...Array(ROWSETS).keys()];
+  const L: string[] = [];
+  // Rows of this lane: (wg * ROWSETS + r) * SG + lane; loads use the row clamped into the chunk (the
+  // clamped lanes compute a duplicate and do not write), so every lane stays active for the broadcasts.
+  for (const r of rs) {
+    L.push(`let row${r} = (wg * ${ROWSETS}u + ${r}u) * ${SG}u + lane;`);
+    L.push(`let rc${r} = min(row${r}, p.N - 1u);`);
+  }
+  for (const r of rs) for (const m of ms(M)) L.push(`var acc${r}_${m} = vec4<f32>(0.0);`);
+  L.push(`for (var b = 0u; b < nB; b++) {`);
+  const body: string[] = [];
+  for (const r of rs) body.push(`let base${r} = ${bc.rowBlockBase(`rc${r}`, 'b')};`);
+  for (const r of rs) body.push(...bc.head(r, (i) => `w[base${r} + ${u32(i)} * ${bc.stride}u]`));
+  // Sub-blocks of 32 k in a loop (unrolling them made LLVM take seconds per pipeline on lavapipe).
+  const sb: string[] = [];
+  // X of sub-block j: lane l loads vec4 l % 8 of its 32 values (zero past K), then all 8 are broadcast.
+  for (const m of ms(M)) {
+    sb.push(`let xi${m} = b * ${bc.KB / 4}u + j * 8u + lane % 8u;`);
+    sb.push(`let xv${m} = select(vec4<f32>(0.0), x[${m}u * p.K4 + xi${m}], xi${m} < p.K4);`);
+    // subgroupShuffle with a constant lane measured 2x cheaper than subgroupBroadcast on lavapipe.
+    for (let c = 0; c < 8; c++) sb.push(`let xb${m}_${c} = subgroupShuffle(xv${m}, ${c}u);`);
+    if (format === 'q4') sb.push(`let sx${m} = subgroupAdd(dot(xv${m}, vec4<f32>(select(1.0, 0.0, lane >= 8u))));`);
+  }
+  sb.push(...bc.xprep(M));
+  for (const r of rs) sb.push('{', ...bc.body(r, 'j', M, (i) => `w[base${r} + ${u32(i)} * ${bc.stride}u]`).map((s) => '  ' + s), '}');
+  body.push(...subLoop(bc), ...sb.map((s) => '  ' + s), '}');
+  L.push(...body.map((s) => '  ' + s), '}');
+  for (const r of rs) {
+    L.push(`if (row${r} < p.N) {`);
+    for (const m of ms(M)) {
+      L.push(`  if (${m}u < Mrt) { let i = ${m}u * p.ldy + p.rowOffset + row${r}; let t = dot(acc${r}_${m}, vec4<f32>(1.0)); y[i] = select(t, y[i] + t, p.accumulate == 1u); }`);
+    }
+    L.push(`}`);
+  }
+  return /* wgsl */ `enable subgroups;
+${STEP_WGSL}
+${PARAMS_WGSL}
 @group(0) @binding(0) var<uniform> step: Step;
 @group(0) @binding(1) var<uniform> p: Params;
 @group(0) @binding(2) var<storage, read> x: array<vec4<f32>>;     // (M, K)
 @group(0) @binding(3) var<storage, read_write> y: array<f32>;     // (M, ldy)
-${formatSpec(format).wgsl(4)}
+@group(0) @binding(4) var<storage, read> w: array<${bc.elem}>;     // the chunk, ${format}
 
-const WG: u32 = ${MATVEC_WG}u;
-const ROWS: u32 = ${MATVEC_ROWS}u;
-const MAXM: u32 = ${MATVEC_MAX_M}u;
-var<workgroup> partial: array<vec4<f32>, ${MATVEC_WG * MATVEC_ROWS}>; // [row][lane], one vec4 lane per m
-
-@compute @workgroup_size(${MATVEC_WG})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let M = min(select(step.nTokens, step.nOut, p.useOut == 1u), MAXM);
-  let row0 = wid.x * ROWS;
-  var acc: array<vec4<f32>, ${MATVEC_ROWS}>; // acc[r][m]
-  for (var k4 = lid; k4 < p.K4; k4 += WG) {
-    var xs: array<vec4<f32>, ${MATVEC_MAX_M}>;
-    for (var m = 0u; m < M; m++) { xs[m] = x[m * p.K4 + k4]; }
-    for (var r = 0u; r < ROWS; r++) {
-      let row = row0 + r;
-      if (row < p.N) {
-        let wv = loadW4(row, k4, p.K4);
-        for (var m = 0u; m < M; m++) { acc[r][m] += dot(wv, xs[m]); }
-      }
-    }
-  }
-  for (var r = 0u; r < ROWS; r++) { partial[r * WG + lid] = acc[r]; }
-  workgroupBarrier();
-  for (var s = WG / 2u; s > 0u; s >>= 1u) {
-    if (lid < s) {
-      for (var r = 0u; r < ROWS; r++) { partial[r * WG + lid] += partial[r * WG + lid + s]; }
-    }
-    workgroupBarrier();
-  }
-  if (lid < ROWS * MAXM) {
-    let r = lid / MAXM;
-    let m = lid % MAXM;
-    let row = row0 + r;
-    if (row < p.N && m < M) {
-      let i = m * p.ldy + p.rowOffset + row;
-      let v = partial[r * WG][m];
-      y[i] = select(v, y[i] + v, p.accumulate == 1u);
-    }
-  }
+// lanes: ${SG} rows per rowset, ${ROWSETS} rowsets per workgroup, ${M} row(s) of X.
+@compute @workgroup_size(${SG})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(subgroup_invocation_id) lane: u32) {
+  let wg = wid.x + wid.y * nwg.x;
+  let Mrt = select(step.nTokens, step.nOut, p.useOut == 1u);
+  ${kpLine(bc.KB)}
+  let nB = Kp / ${bc.KB}u;
+${indent(L, 2)}
 }`;
+}
+
+const SPLIT_WG = 64;
+const SPLIT_SLICES = SPLIT_WG / OCTET;
+
+function splitWgsl(format: WeightFormat, M: number, subgroups: boolean): string {
+  const bc = blockCode(format);
+  const L: string[] = [];
+  for (const m of ms(M)) L.push(`var acc0_${m} = vec4<f32>(0.0);`);
+  L.push(`for (var b = slice; b < nB; b += ${SPLIT_SLICES}u) {`);
+  const body: string[] = [`let base0 = ${bc.rowBlockBase('rc', 'b')};`, ...bc.head(0, (i) => `w[base0 + ${u32(i)} * ${bc.stride}u]`)];
+  const sb: string[] = [];
+  // X of sub-block j, read directly: the 8 invocations of a slice read the same addresses (a broadcast).
+  for (const m of ms(M)) {
+    for (let c = 0; c < 8; c++) {
+      sb.push(`let xb${m}_${c} = select(vec4<f32>(0.0), x[${m}u * p.K4 + b * ${bc.KB / 4}u + j * 8u + ${c}u], b * ${bc.KB / 4}u + j * 8u + ${c}u < p.K4);`);
+    }
+    if (format === 'q4') sb.push(`let sx${m} = ${[...Array(8).keys()].map((c) => `dot(xb${m}_${c}, vec4<f32>(1.0))`).join(' + ')};`);
+  }
+  sb.push(...bc.xprep(M));
+  sb.push(...bc.body(0, 'j', M, (i) => `w[base0 + ${u32(i)} * ${bc.stride}u]`));
+  body.push(...subLoop(bc), ...sb.map((s) => '  ' + s), '}');
+  L.push(...body.map((s) => '  ' + s), '}');
+  const accVec = `vec4<f32>(${[0, 1, 2, 3].map((m) => (m < M ? `dot(acc0_${m}, vec4<f32>(1.0))` : '0.0')).join(', ')})`;
+  const write = [
+    `let row = oct * 8u + r;`,
+    `if (row < p.N) {`,
+    ...ms(M).map((m) => `  if (${m}u < Mrt) { let i = ${m}u * p.ldy + p.rowOffset + row; y[i] = select(total[${m}], y[i] + total[${m}], p.accumulate == 1u); }`),
+    `}`,
+  ];
+  let reduce: string;
+  if (subgroups) {
+    // Invocations l and l ^ 8, l ^ 16, l ^ 32 hold the same row: fold the slices inside each subgroup
+    // (subgroups of a 1-D workgroup are runs of consecutive local indices, aligned to their size, on every
+    // adapter we know; WGSL does not promise it, which is why the shared variant exists and is tested too),
+    // then add the subgroups' partials through workgroup memory.
+    reduce = `
+  var v = ${accVec};
+  for (var o = 8u; o < min(sgSize, ${SPLIT_WG}u); o <<= 1u) { v += subgroupShuffleXor(v, o); }
+  if (sgSize >= ${SPLIT_WG}u) {
+    if (lid < 8u) { let total = v;
+${indent(write, 6)}
+    }
+    return;
+  }
+  if (sgLane < 8u) { part[lid] = v; }
+  workgroupBarrier();
+  if (lid < 8u) {
+    var total = vec4<f32>(0.0);
+    for (var s = 0u; s < ${SPLIT_WG}u; s += sgSize) { total += part[s + lid]; }
+${indent(write, 4)}
+  }`;
+  } else {
+    reduce = `
+  part[lid] = ${accVec};
+  workgroupBarrier();
+  if (lid < 8u) {
+    var total = vec4<f32>(0.0);
+    for (var s = 0u; s < ${SPLIT_SLICES}u; s++) { total += part[s * 8u + lid]; }
+${indent(write, 4)}
+  }`;
+  }
+  return /* wgsl */ `${subgroups ? 'enable subgroups;\n' : ''}${STEP_WGSL}
+${PARAMS_WGSL}
+@group(0) @binding(0) var<uniform> step: Step;
+@group(0) @binding(1) var<uniform> p: Params;
+@group(0) @binding(2) var<storage, read> x: array<vec4<f32>>;     // (M, K)
+@group(0) @binding(3) var<storage, read_write> y: array<f32>;     // (M, ldy)
+@group(0) @binding(4) var<storage, read> w: array<${bc.elem}>;     // the chunk, ${format}
+
+var<workgroup> part: array<vec4<f32>, ${SPLIT_WG}>; // partial sums, one vec4 lane per row of X
+
+// split: one octet per workgroup, ${SPLIT_SLICES} slices of K per row, ${M} row(s) of X.
+@compute @workgroup_size(${SPLIT_WG})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) lid: u32${subgroups ? ',\n        @builtin(subgroup_size) sgSize: u32, @builtin(subgroup_invocation_id) sgLane: u32' : ''}) {
+  let oct = wid.x + wid.y * nwg.x;
+  let Mrt = select(step.nTokens, step.nOut, p.useOut == 1u);
+  ${kpLine(bc.KB)}
+  let nB = Kp / ${bc.KB}u;
+  let r = lid % 8u;
+  let slice = lid / 8u;
+  let rc = min(oct * 8u + r, p.N - 1u);
+${indent(L, 2)}
+${reduce}
+}`;
+}
+
+/** Workgroups of one matvec dispatch over N rows, as (x, y) under the 65535-per-dimension limit. */
+export function matvecGrid(variant: MatvecVariant, N: number): [number, number] {
+  const groups = Math.max(1, Math.ceil(N / (variant.kind === 'lanes' ? variant.sg * variant.rowsets : OCTET)));
+  if (groups <= 65535) return [groups, 1];
+  const y = Math.ceil(groups / 65535);
+  return [Math.ceil(groups / y), y];
 }
 
 const TILE = 64;
@@ -83,14 +367,7 @@ const TK4 = 4; // K step of 16 = 4 vec4
 export function tiledWgsl(format: WeightFormat): string {
   return /* wgsl */ `
 ${STEP_WGSL}
-struct Params {
-  N: u32,
-  K4: u32,
-  rowOffset: u32,
-  ldy: u32,
-  accumulate: u32,
-  useOut: u32,
-}
+${PARAMS_WGSL}
 @group(0) @binding(0) var<uniform> step: Step;
 @group(0) @binding(1) var<uniform> p: Params;
 @group(0) @binding(2) var<storage, read> x: array<vec4<f32>>;     // (M, K)
@@ -146,6 +423,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
 }`;
 }
 
+export const tiledGrid = (N: number, M: number): [number, number] => [Math.ceil(N / TILE), Math.ceil(M / TILE)];
+
 export interface MatmulParams {
   N: number;
   K: number;
@@ -167,16 +446,50 @@ export function packMatmulParams(q: MatmulParams): ArrayBuffer {
   ]);
 }
 
-/** The two recorded dispatches of one weight chunk; encode picks by M. */
+/** The pipelines of one weight format on one device: matvec[M - 1] for M = 1..4, and the tiled one. */
+export interface MatmulPipelines {
+  format: WeightFormat;
+  variant: MatvecVariant;
+  matvec: GPUComputePipeline[];
+  tiled: GPUComputePipeline;
+}
+
+export async function matmulPipelines(ctx: MatvecDevice, format: WeightFormat, force?: 'lanes' | 'split' | 'split-shared'): Promise<MatmulPipelines> {
+  const variant = matvecVariant(ctx, format, force);
+  const name = variantName(variant);
+  const [tiled, ...matvec] = await Promise.all([
+    getPipeline(ctx.device, `tiled-${format}`, tiledWgsl(format)),
+    ...[1, 2, 3, 4].map((M) => getPipeline(ctx.device, `matvec-${format}-${name}-m${M}`, matvecWgsl(format, M, variant))),
+  ]);
+  return { format, variant, matvec, tiled: tiled! };
+}
+
+/** The recorded dispatches of one weight chunk (made at load); encode picks by M. */
 export interface MatmulDispatch {
-  matvec: Dispatch;
+  matvec: Dispatch[]; // [M - 1]
+  matvecGrid: [number, number];
   tiled: Dispatch;
   N: number;
 }
 
+/** Records the dispatches of y (+)= x · chunk^T with their bind groups and Params uniform. */
+export function recordMatmul(
+  device: GPUDevice, pipes: MatmulPipelines, step: GPUBuffer, q: MatmulParams, x: GPUBuffer, y: GPUBuffer, w: GPUBuffer, label: string,
+): MatmulDispatch {
+  const params = uniformBuffer(device, `${label}.params`, packMatmulParams(q));
+  const bufs = [step, params, x, y, w];
+  const d = (pipeline: GPUComputePipeline, l: string): Dispatch => ({ pipeline, label: l, bindGroup: bindGroup(device, pipeline, l, bufs) });
+  return {
+    N: q.N,
+    matvec: pipes.matvec.map((p, i) => d(p, `${label}.matvec${i + 1}`)),
+    matvecGrid: matvecGrid(pipes.variant, q.N),
+    tiled: d(pipes.tiled, `${label}.tiled`),
+  };
+}
+
 export function encodeMatmul(pass: GPUComputePassEncoder, d: MatmulDispatch, M: number): void {
-  if (M <= MATVEC_MAX_M) encodeDispatch(pass, d.matvec, Math.ceil(d.N / MATVEC_ROWS));
-  else encodeDispatch(pass, d.tiled, Math.ceil(d.N / TILE), Math.ceil(M / TILE));
+  if (M <= MATVEC_MAX_M) encodeDispatch(pass, d.matvec[M - 1]!, d.matvecGrid[0], d.matvecGrid[1]);
+  else encodeDispatch(pass, d.tiled, ...tiledGrid(d.N, M));
 }
 
 /** CPU reference: y (M, N) = x (M, K) · w (N, K)^T, accumulated in f64. */

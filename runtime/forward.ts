@@ -9,7 +9,7 @@ import type { GpuContext } from './device.ts';
 import type { LlamaConfig } from './config.ts';
 import type { GpuWeights, WeightMatrix } from './weights.ts';
 import { bindGroup, getPipeline, grid1d, packParams, storageBuffer, uniformBuffer, uploadBuffer, encodeDispatch, type Dispatch } from '../kernels/common.ts';
-import { matvecWgsl, tiledWgsl, packMatmulParams, encodeMatmul, type MatmulDispatch } from '../kernels/matmul.ts';
+import { matmulPipelines, recordMatmul, encodeMatmul, type MatmulDispatch } from '../kernels/matmul.ts';
 import { embeddingWgsl, packEmbeddingParams } from '../kernels/embedding.ts';
 import { RMSNORM_WGSL, packRmsnormParams } from '../kernels/rmsnorm.ts';
 import { ROPE_WGSL, packRopeParams, ropeTable } from '../kernels/rope.ts';
@@ -121,9 +121,11 @@ export async function createForward(ctx: GpuContext, cfg: LlamaConfig, w: GpuWei
   }
 
   const fmt = w.format;
-  const [pMatvec, pTiled, pEmbed, pNorm, pRope, pKv, pAtt, pSwiglu, pArgmax] = await Promise.all([
-    getPipeline(device, `matvec-${fmt}`, matvecWgsl(fmt)),
-    getPipeline(device, `tiled-${fmt}`, tiledWgsl(fmt)),
+  // Matmul pipelines per weight format in use (a matrix whose K the format cannot hold is stored as f16).
+  const matrices = [...w.layers.flatMap((L) => [L.wq, L.wk, L.wv, L.wo, L.w1, L.w2, L.w3]), ...(w.output ? [w.output] : [])];
+  const formats = [...new Set(matrices.map((m) => m.format))];
+  const mmPipes = new Map(await Promise.all(formats.map(async (f) => [f, await matmulPipelines(ctx, f)] as const)));
+  const [pEmbed, pNorm, pRope, pKv, pAtt, pSwiglu, pArgmax] = await Promise.all([
     getPipeline(device, `embedding-${fmt}`, embeddingWgsl(fmt)),
     getPipeline(device, 'rmsnorm', RMSNORM_WGSL),
     getPipeline(device, 'rope', ROPE_WGSL),
@@ -137,17 +139,10 @@ export async function createForward(ctx: GpuContext, cfg: LlamaConfig, w: GpuWei
     label,
     bindGroup: bindGroup(device, pipeline, label, [rs.step, uniformBuffer(device, label + '.params', params), ...buffers]),
   });
-  // One matmul dispatch pair per row-chunk of W; y (M, ldy) at columns chunk.rowStart..
+  // The matmul dispatches of each row-chunk of W (matvec per M, tiled); y (M, ldy) at columns chunk.rowStart..
   const matmul = (m: WeightMatrix, x: GPUBuffer, y: GPUBuffer, accumulate: boolean, useOut = false): MatmulDispatch[] =>
-    m.chunks.map((c) => {
-      const params = packMatmulParams({ N: c.rows, K: m.cols, rowOffset: c.rowStart, ldy: m.rows, accumulate, useOut });
-      const bufs = [x, y, c.buffer];
-      return {
-        N: c.rows,
-        matvec: dispatch(pMatvec, `${m.name}.matvec`, params, bufs),
-        tiled: dispatch(pTiled, `${m.name}.tiled`, params, bufs),
-      };
-    });
+    m.chunks.map((c) => recordMatmul(device, mmPipes.get(m.format)!, rs.step,
+      { N: c.rows, K: m.cols, rowOffset: c.rowStart, ldy: m.rows, accumulate, useOut }, x, y, c.buffer, `${m.name}[${c.rowStart}]`));
 
   const embed = (w.tokEmbeddings?.chunks ?? []).map((c) =>
     dispatch(pEmbed, `embed[${c.rowStart}]`, packEmbeddingParams(cfg.dim, c.rowStart, c.rows), [rs.ids, rs.x, c.buffer]));

@@ -6,7 +6,7 @@
 import type { GpuContext } from './device.ts';
 import type { LlamaConfig } from './config.ts';
 import { expectedTensors } from './keymap.ts';
-import { formatSpec, type WeightFormat } from '../kernels/weight-formats.ts';
+import { formatSpec, storedFormat, type WeightFormat } from '../kernels/weight-formats.ts';
 import { storageBuffer, writeBufferPadded } from '../kernels/common.ts';
 
 /** Where weights come from (an HF directory, a converted directory, a GGUF file, memory). Names are ours (keymap.ts). */
@@ -67,11 +67,11 @@ export interface LoadProgress {
   bytes: number; // GPU bytes uploaded so far
 }
 
-/** Rows per chunk so that one chunk fits a binding and a buffer. */
-export function rowsPerChunk(ctx: Pick<GpuContext, 'maxBindingBytes' | 'maxBufferBytes'>, rowBytes: number): number {
+/** Rows per chunk so that one chunk fits a binding and a buffer; a multiple of `align` (the format's rowAlign). */
+export function rowsPerChunk(ctx: Pick<GpuContext, 'maxBindingBytes' | 'maxBufferBytes'>, rowBytes: number, align = 1): number {
   const cap = Math.min(ctx.maxBindingBytes, ctx.maxBufferBytes);
-  const r = Math.floor(cap / rowBytes);
-  if (r < 1) throw new Error(`a single weight row (${rowBytes} bytes) exceeds the adapter's binding limit (${cap} bytes)`);
+  const r = Math.floor(cap / rowBytes / align) * align;
+  if (r < 1) throw new Error(`${align} weight row(s) of ${rowBytes} bytes exceed the adapter's binding limit (${cap} bytes)`);
   return r;
 }
 
@@ -99,11 +99,15 @@ export async function loadWeights(
     onProgress?.({ tensor, done, total, bytes });
   };
 
+  // q8/q4 need K % 32 == 0: a model whose dim is not loads whole as f16 (the embedding gather is
+  // compiled for one format), and any other matrix whose K is not (w2 with hidden_dim) is stored as f16.
+  if (!formatSpec(format).supports(cfg.dim)) format = storedFormat(format, cfg.dim);
   const matrix = async (name: string): Promise<WeightMatrix> => {
     const shape = shapes.get(name)!;
     const [rows, cols] = shape as [number, number];
-    const spec = formatSpec(format);
-    const per = rowsPerChunk(ctx, spec.rowBytes(cols));
+    const mFormat = storedFormat(format, cols);
+    const spec = formatSpec(mFormat);
+    const per = rowsPerChunk(ctx, spec.rowBytes(cols), spec.rowAlign);
     const chunks: WeightChunk[] = [];
     for (let r0 = 0; r0 < rows; r0 += per) {
       const n = Math.min(per, rows - r0);
@@ -116,7 +120,7 @@ export async function loadWeights(
       chunks.push({ buffer, rowStart: r0, rows: n });
     }
     tick(name);
-    return { name, format, rows, cols, chunks };
+    return { name, format: mFormat, rows, cols, chunks };
   };
   const vector = async (name: string): Promise<GPUBuffer> => {
     const data = await src.readRowsF32(name, 0, 1);
