@@ -8,7 +8,9 @@
 //     one); the faster is read_gbps, the roofline of this device.
 //  2. matvec (decode, M = 1) for each dtype and shape, the chunks split by rows exactly as runtime/weights.ts
 //     does: gbps = weight bytes (what the chunks hold, padding included) / time; fraction = gbps / read_gbps.
-//  3. tiled (prefill, M = 128 rows of X): GFLOP/s = 2 M N K / time (and the same bandwidth columns).
+//  3. prefill (M = 128 rows of X, the device's path for M > 4: see kernels/matmul.ts PrefillKind), and the
+//     tiled kernel where that is not the device's path (first shape only, by default): GFLOP/s = 2 M N K /
+//     time, and the same bandwidth columns (weight bytes / time).
 //
 // Time per call: the median of `iterations` timed submissions after a warm-up, each holding enough calls
 // (every chunk's dispatch, encoded back to back in one pass) to last ~0.2 s, timed from submit to
@@ -17,16 +19,19 @@
 // than the benchmark.
 //
 // Standalone: BENCH_KERNELS_MAIN=1 npx vite-node bench/kernels.ts -- [--json] [--dtypes q4,f16] [--shapes 4096x4096,...]
-//   [--kernels matvec,tiled] [--iterations N] [--variant lanes|split|split-shared] [--no-f32-70b]
+//   [--kernels matvec,prefill,tiled] [--iterations N] [--variant lanes|split|split-shared] [--prefill matvec|tiled]
+//   [--prefill-m N] [--prefill-all] [--no-f32-70b]
 
 import { bindGroup, getPipeline, storageBuffer, uniformBuffer, packParams } from '../kernels/common.ts';
-import { matmulPipelines, recordMatmul, encodeMatmul, variantName, type MatmulDispatch } from '../kernels/matmul.ts';
+import { matmulPipelines, recordMatmul, encodeMatmul, variantName, type MatmulDispatch, type PrefillKind } from '../kernels/matmul.ts';
 import { formatSpec, type WeightFormat } from '../kernels/weight-formats.ts';
 import { createGpuContext, type GpuContext } from '../runtime/device.ts';
 import { rowsPerChunk } from '../runtime/weights.ts';
 
+export type BenchKernel = 'matvec' | 'prefill' | 'tiled';
+
 export interface BenchRow {
-  kernel: 'read' | 'matvec' | 'tiled';
+  kernel: 'read' | 'matvec' | 'prefill' | 'tiled'; // prefill: the device's M > 4 path; tiled: the tiled kernel
   dtype: WeightFormat | 'u32';
   rows: number; // N (read: 0)
   cols: number; // K (read: 0)
@@ -46,13 +51,17 @@ export interface BenchKernelsOptions {
   /** (rows, cols) = (N, K); default: Llama-2-7B's and 70B's matrix shapes. */
   shapes?: [number, number][];
   dtypes?: WeightFormat[];
-  kernels?: ('matvec' | 'tiled')[];
+  /** Default: matvec and prefill on every shape, and tiled on the first shape where prefill is not tiled. */
+  kernels?: BenchKernel[];
   iterations?: number; // timed submissions per row (default 5)
   /** Force a matvec design instead of the device's default. */
   variant?: 'lanes' | 'split' | 'split-shared';
+  /** Force the prefill path (default: the device's, see kernels/matmul.ts PrefillKind). */
+  prefill?: PrefillKind;
   /** Skip f32 on shapes with a side of 8192 or more (940 MB of weights, minutes on lavapipe). */
   skipF32Large?: boolean;
-  prefillM?: number; // rows of X for the tiled kernel (default 128)
+  prefillM?: number; // rows of X for the prefill and tiled kernels (default 128)
+  prefillAll?: boolean; // prefill on every shape (default: the 7B shapes only)
   gpu?: GpuContext;
   print: (line: string) => void;
 }
@@ -66,7 +75,7 @@ export const DEFAULT_DTYPES: WeightFormat[] = ['f32', 'f16', 'q8', 'q4'];
 const READ_BYTES = 64 * 2 ** 20;
 const TARGET_SECONDS = 0.2;
 
-/** Median wall time of one call: `encode` records `calls` calls into one pass; warm-up first. */
+/** Median wall time of one call: `encode` records `calls` calls into one pass; the first submission warms up. */
 async function timeCalls(device: GPUDevice, encode: (pass: GPUComputePassEncoder) => void, iterations: number): Promise<number> {
   const submit = async (calls: number): Promise<number> => {
     const enc = device.createCommandEncoder();
@@ -78,9 +87,8 @@ async function timeCalls(device: GPUDevice, encode: (pass: GPUComputePassEncoder
     await device.queue.onSubmittedWorkDone();
     return (performance.now() - t0) / 1000;
   };
-  await submit(1); // warm-up: compiles the pipeline on lavapipe, pages the weights in
-  const one = await submit(1);
-  const calls = Math.max(1, Math.min(200, Math.round(TARGET_SECONDS / Math.max(one, 1e-5))));
+  const first = await submit(1); // warm-up: compiles the pipeline on lavapipe, pages the weights in
+  const calls = Math.max(1, Math.min(200, Math.round(TARGET_SECONDS / Math.max(first, 1e-5))));
   const times: number[] = [];
   for (let i = 0; i < iterations; i++) times.push((await submit(calls)) / calls);
   times.sort((a, b) => a - b);
@@ -167,7 +175,6 @@ export async function benchKernels(opts: BenchKernelsOptions): Promise<BenchRow[
   const iterations = opts.iterations ?? 5;
   const shapes = opts.shapes ?? DEFAULT_SHAPES;
   const dtypes = opts.dtypes ?? DEFAULT_DTYPES;
-  const kernels = opts.kernels ?? ['matvec', 'tiled'];
   const prefillM = opts.prefillM ?? 128;
   const rows: BenchRow[] = [];
   const emit = (row: BenchRow): void => {
@@ -196,22 +203,29 @@ export async function benchKernels(opts: BenchKernelsOptions): Promise<BenchRow[
   const stepM = uniformBuffer(device, 'bench.stepM', packParams([[prefillM, 'u32'], [prefillM, 'u32'], [0, 'u32'], [0, 'u32']]));
 
   for (const dtype of dtypes) {
-    const pipes = await matmulPipelines(gpu, dtype, opts.variant);
-    for (const [N, K] of shapes) {
+    const pipes = await matmulPipelines(gpu, dtype, { variant: opts.variant, prefill: opts.prefill });
+    for (const [si, [N, K]] of shapes.entries()) {
       if (dtype === 'f32' && opts.skipF32Large && Math.max(N, K) >= 8192) continue;
       if (!formatSpec(dtype).supports(K)) continue;
+      // Prefill re-reads the weights per slice of X on CPU adapters: minutes per call on the 70B shapes
+      // there, so by default it runs on the 7B ones (--prefill-all for every shape).
+      const small = N * K <= 4096 * 11008;
+      const kernels = opts.kernels ?? (['matvec', ...(small || opts.prefillAll ? ['prefill'] : []),
+        ...(si === 0 && pipes.prefill !== 'tiled' ? ['tiled'] : [])] as BenchKernel[]);
       const chunks = makeChunks(gpu, dtype, N, K);
       const bytes = chunks.reduce((sum, c) => sum + formatSpec(dtype).bufferBytes(c.rows, K), 0);
       for (const kernel of kernels) {
         const M = kernel === 'matvec' ? 1 : prefillM;
-        const ds: MatmulDispatch[] = chunks.map((c) => recordMatmul(device, pipes, M === 1 ? step : stepM,
+        const kp = kernel === 'tiled' ? { ...pipes, prefill: 'tiled' as const } : pipes;
+        const ds: MatmulDispatch[] = chunks.map((c) => recordMatmul(device, kp, M === 1 ? step : stepM,
           { N: c.rows, K, rowOffset: c.rowStart, ldy: N, accumulate: false, useOut: false }, x, y, c.buffer, `bench.${dtype}`));
         const s = await timeCalls(device, (pass) => ds.forEach((d) => encodeMatmul(pass, d, M)), iterations);
         const gbps = bytes / s / 1e9;
         emit({
           kernel, dtype, rows: N, cols: K, ms: s * 1000, gbps, read_gbps: readGbps, fraction: gbps / readGbps,
-          ...(kernel === 'tiled' ? { gflops: (2 * M * N * K) / s / 1e9 } : {}),
-          variant: kernel === 'matvec' ? variantName(pipes.variant) : 'tiled64', chunks: chunks.length, bytes, adapter: gpu.adapterName,
+          ...(kernel !== 'matvec' ? { gflops: (2 * M * N * K) / s / 1e9 } : {}),
+          variant: kernel === 'matvec' ? variantName(kp.variant) : kp.prefill === 'tiled' ? 'tiled64' : `${variantName(kp.variant)}-m4xz`,
+          chunks: chunks.length, bytes, adapter: gpu.adapterName,
         });
       }
       chunks.forEach((c) => c.buffer.destroy());
@@ -247,10 +261,12 @@ export function parseBenchKernelsArgs(argv: string[]): Omit<BenchKernelsOptions,
     if (a === '--json') o.json = true;
     else if (a === '--no-f32-70b') o.skipF32Large = true;
     else if (a === '--dtypes') o.dtypes = val().split(',') as WeightFormat[];
-    else if (a === '--kernels') o.kernels = val().split(',') as ('matvec' | 'tiled')[];
+    else if (a === '--kernels') o.kernels = val().split(',') as BenchKernel[];
     else if (a === '--iterations') o.iterations = Number(val());
     else if (a === '--variant') o.variant = val() as 'lanes' | 'split' | 'split-shared';
+    else if (a === '--prefill') o.prefill = val() as PrefillKind;
     else if (a === '--prefill-m') o.prefillM = Number(val());
+    else if (a === '--prefill-all') o.prefillAll = true;
     else if (a === '--shapes') {
       o.shapes = val().split(',').map((s) => {
         const [n, k] = s.split('x').map(Number);

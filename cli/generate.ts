@@ -16,11 +16,11 @@ export const GENERATE_HELP = `llama2-webgpu generate [options]
   --max-tokens N        tokens to generate at most (default 64)
   --temperature T       0 = greedy (default 0)
   --top-p P, --top-k K, --seed S   sampling (with temperature > 0)
-  --dtype f32|f16       weight format on the GPU (default f16 where the adapter has shader-f16)
+  --dtype q4|q8|f16|f32 weight format on the GPU (default: a converted model's own, else f16)
   --context N           context length to allocate (default: the model's, at most 4096)
   --json                print {"prompt_tokens":[...],"completion_tokens":[...],"text":"..."} as the last line`;
 
-export const DTYPES = ['f32', 'f16'] as const satisfies readonly WeightFormat[];
+export const DTYPES = ['q4', 'q8', 'f16', 'f32'] as const satisfies readonly WeightFormat[];
 
 export async function runGenerate(argv: string[]): Promise<void> {
   const { values } = parseArgs({

@@ -4,6 +4,7 @@ import { runGenerate, GENERATE_HELP } from './generate.ts';
 import { runServe, SERVE_HELP } from './serve.ts';
 import { runPlan, PLAN_HELP } from './plan.ts';
 import { runBench, BENCH_HELP } from './bench.ts';
+import { runConvert, CONVERT_HELP } from './convert.ts';
 import { UsageError } from './common.ts';
 
 const HELP = `llama2-webgpu: Llama-2 inference on WebGPU
@@ -12,6 +13,7 @@ Commands:
   generate   raw text completion
   serve      OpenAI-compatible HTTP server with continuous batching
   plan       memory plan of a model across devices, before allocating anything
+  convert    pre-quantize a model for fast loading
   bench      benchmarks: bench generate (vs llama.cpp), bench kernels, bench quality
 
 ${GENERATE_HELP}
@@ -19,6 +21,8 @@ ${GENERATE_HELP}
 ${SERVE_HELP}
 
 ${PLAN_HELP}
+
+${CONVERT_HELP}
 
 ${BENCH_HELP}
 `;
@@ -31,7 +35,7 @@ export async function main(argv: string[]): Promise<number> {
       return cmd ? 0 : 1;
     }
     if (rest.includes('--help') || rest.includes('-h')) {
-      const helps: Record<string, string> = { generate: GENERATE_HELP, serve: SERVE_HELP, plan: PLAN_HELP, bench: BENCH_HELP };
+      const helps: Record<string, string> = { generate: GENERATE_HELP, serve: SERVE_HELP, plan: PLAN_HELP, bench: BENCH_HELP, convert: CONVERT_HELP };
       process.stdout.write((helps[cmd] ?? HELP) + '\n');
       return 0;
     }
@@ -39,6 +43,8 @@ export async function main(argv: string[]): Promise<number> {
       case 'generate':
         await runGenerate(rest);
         return 0;
+      case 'convert':
+        return await runConvert(rest);
       case 'bench':
         return await runBench(rest);
       case 'plan':

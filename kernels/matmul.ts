@@ -11,7 +11,7 @@
 // (weight-formats.ts) with aligned vec4 loads and dequantizing in registers:
 //  - lanes (CPU adapters: lavapipe, SwiftShader): one invocation per weight row, workgroup = one subgroup of
 //    SG lanes, ROWSETS sets of SG rows per workgroup, each lane looping over all of K. X is loaded once per
-//    workgroup, one vec4 per lane, and handed to every lane with subgroupBroadcast: on lavapipe every
+//    workgroup, one vec4 per lane, and handed to every lane with subgroupShuffle: on lavapipe every
 //    non-constant storage load is a per-lane scalar loop with a bounds check (~9 instructions per 32-bit
 //    component), so loads are what costs, and this loads each weight byte once and X once per SG*ROWSETS
 //    rows. No barriers, no reduction. Grid: (ceil(N / (SG*ROWSETS)), 1), folded into y past 65535.
@@ -19,14 +19,17 @@
 //    blocks b ≡ l / 8 (mod 8) of K, so 8 neighbouring invocations read one contiguous 128-byte run. The 8
 //    partial sums of a row are reduced with subgroupShuffleXor where the device has subgroups (>= 8 lanes)
 //    and through workgroup memory otherwise. Grid: (ceil(N / 8), 1), folded.
-// Tiled (prefill, M > 4): 64x64 output tiles, 256 invocations each computing a 4x4 block, K in steps of 16
-// staged through workgroup memory, weights read with the format's generic loadW4. Grid: (ceil(N/64), ceil(M/64)).
+// Prefill (M > 4), `PrefillKind`: the M = 4 matvec over slices of X along z (CPU adapters), or tiled: 64x64
+// output tiles, 256 invocations each computing a 4x4 block, K in steps of 16 staged through workgroup
+// memory, weights read with the format's generic loadW4. Grid: (ceil(N/64), ceil(M/64)).
 
 import { STEP_WGSL, packParams, type Dispatch, encodeDispatch, getPipeline, bindGroup, uniformBuffer } from './common.ts';
 import { formatSpec, type WeightFormat } from './weight-formats.ts';
 import { F16_KBLOCK, Q8_KBLOCK, Q4_KBLOCK, F16_BLOCK_VEC4, Q8_BLOCK_VEC4, Q4_BLOCK_VEC4, OCTET } from './quantize.ts';
 
 export const MATVEC_MAX_M = 4;
+/** Rows of X per slice when a prefill runs the matvec kernel (PrefillKind 'matvec'; 1, 2 and 4 measured alike). */
+const PREFILL_SLICE = MATVEC_MAX_M;
 
 /** How matrix-vector products are computed on a device (see the header). */
 export type MatvecVariant =
@@ -39,8 +42,13 @@ export interface MatvecDevice {
   hasSubgroups: boolean;
 }
 
-/** Rowsets per workgroup of the lanes kernel, by format (measured on lavapipe, see bench/kernels.ts). */
-const LANES_ROWSETS: Record<WeightFormat, number> = { f32: 1, f16: 1, q8: 1, q4: 1 };
+/**
+ * Rowsets per workgroup of the lanes kernel, by format. Measured on lavapipe (Mesa 25, AVX2): more rowsets
+ * share each X load between more rows, but keep more values live than the 16 AVX registers hold, and the
+ * spills cost more than the X loads saved, except for q4 at 2 (f16 at 2: 0.28 of the read bandwidth vs
+ * 0.49 at 1; q4 at 1, 2, 3, 4: 0.22, 0.30, 0.25, 0.20).
+ */
+const LANES_ROWSETS: Record<WeightFormat, number> = { f32: 1, f16: 1, q8: 1, q4: 2 };
 
 /**
  * The matrix-vector design for a device: `lanes` on CPU adapters whose subgroups have a fixed size that is
@@ -90,7 +98,7 @@ interface BlockCode {
   sub: number;
   /** WGSL type of w's elements. */
   elem: 'vec4<f32>' | 'vec4<u32>';
-  /** Vec4 index of the start of row `row`'s data in its block `b`, where `row8` = row / 8 for octet formats. */
+  /** Vec4 index of row `row`'s first vec4 in its block `b` (WGSL; `Kp` is K padded to whole blocks). */
   rowBlockBase(row: string, b: string): string;
   /** Stride between a row's consecutive vec4 within a block. */
   stride: number;
@@ -230,7 +238,7 @@ function lanesWgsl(format: WeightFormat, M: number, SG: number, ROWSETS: number)
   // X of sub-block j: lane l loads vec4 l % 8 of its 32 values (zero past K), then all 8 are broadcast.
   for (const m of ms(M)) {
     sb.push(`let xi${m} = b * ${bc.KB / 4}u + j * 8u + lane % 8u;`);
-    sb.push(`let xv${m} = select(vec4<f32>(0.0), x[${m}u * p.K4 + xi${m}], xi${m} < p.K4);`);
+    sb.push(`let xv${m} = select(vec4<f32>(0.0), x[(m0 + ${m}u) * p.K4 + xi${m}], xi${m} < p.K4);`);
     // subgroupShuffle with a constant lane measured 2x cheaper than subgroupBroadcast on lavapipe.
     for (let c = 0; c < 8; c++) sb.push(`let xb${m}_${c} = subgroupShuffle(xv${m}, ${c}u);`);
     if (format === 'q4') sb.push(`let sx${m} = subgroupAdd(dot(xv${m}, vec4<f32>(select(1.0, 0.0, lane >= 8u))));`);
@@ -242,7 +250,7 @@ function lanesWgsl(format: WeightFormat, M: number, SG: number, ROWSETS: number)
   for (const r of rs) {
     L.push(`if (row${r} < p.N) {`);
     for (const m of ms(M)) {
-      L.push(`  if (${m}u < Mrt) { let i = ${m}u * p.ldy + p.rowOffset + row${r}; let t = dot(acc${r}_${m}, vec4<f32>(1.0)); y[i] = select(t, y[i] + t, p.accumulate == 1u); }`);
+      L.push(`  if (m0 + ${m}u < Mrt) { let i = (m0 + ${m}u) * p.ldy + p.rowOffset + row${r}; let t = dot(acc${r}_${m}, vec4<f32>(1.0)); y[i] = select(t, y[i] + t, p.accumulate == 1u); }`);
     }
     L.push(`}`);
   }
@@ -261,6 +269,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         @builtin(subgroup_invocation_id) lane: u32) {
   let wg = wid.x + wid.y * nwg.x;
   let Mrt = select(step.nTokens, step.nOut, p.useOut == 1u);
+  let m0 = wid.z * ${M}u; // first row of X and Y: a prefill runs ceil(M / 4) slices of 4 along z
   ${kpLine(bc.KB)}
   let nB = Kp / ${bc.KB}u;
 ${indent(L, 2)}
@@ -280,7 +289,7 @@ function splitWgsl(format: WeightFormat, M: number, subgroups: boolean): string 
   // X of sub-block j, read directly: the 8 invocations of a slice read the same addresses (a broadcast).
   for (const m of ms(M)) {
     for (let c = 0; c < 8; c++) {
-      sb.push(`let xb${m}_${c} = select(vec4<f32>(0.0), x[${m}u * p.K4 + b * ${bc.KB / 4}u + j * 8u + ${c}u], b * ${bc.KB / 4}u + j * 8u + ${c}u < p.K4);`);
+      sb.push(`let xb${m}_${c} = select(vec4<f32>(0.0), x[(m0 + ${m}u) * p.K4 + b * ${bc.KB / 4}u + j * 8u + ${c}u], b * ${bc.KB / 4}u + j * 8u + ${c}u < p.K4);`);
     }
     if (format === 'q4') sb.push(`let sx${m} = ${[...Array(8).keys()].map((c) => `dot(xb${m}_${c}, vec4<f32>(1.0))`).join(' + ')};`);
   }
@@ -292,7 +301,7 @@ function splitWgsl(format: WeightFormat, M: number, subgroups: boolean): string 
   const write = [
     `let row = oct * 8u + r;`,
     `if (row < p.N) {`,
-    ...ms(M).map((m) => `  if (${m}u < Mrt) { let i = ${m}u * p.ldy + p.rowOffset + row; y[i] = select(total[${m}], y[i] + total[${m}], p.accumulate == 1u); }`),
+    ...ms(M).map((m) => `  if (m0 + ${m}u < Mrt) { let i = (m0 + ${m}u) * p.ldy + p.rowOffset + row; y[i] = select(total[${m}], y[i] + total[${m}], p.accumulate == 1u); }`),
     `}`,
   ];
   let reduce: string;
@@ -343,6 +352,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         @builtin(local_invocation_index) lid: u32${subgroups ? ',\n        @builtin(subgroup_size) sgSize: u32, @builtin(subgroup_invocation_id) sgLane: u32' : ''}) {
   let oct = wid.x + wid.y * nwg.x;
   let Mrt = select(step.nTokens, step.nOut, p.useOut == 1u);
+  let m0 = wid.z * ${M}u; // first row of X and Y: a prefill runs ceil(M / 4) slices of 4 along z
   ${kpLine(bc.KB)}
   let nB = Kp / ${bc.KB}u;
   let r = lid % 8u;
@@ -446,22 +456,37 @@ export function packMatmulParams(q: MatmulParams): ArrayBuffer {
   ]);
 }
 
+/**
+ * How a step of M > 4 rows (prefill) is computed: `tiled`, or `matvec`, the M = 4 matvec kernel run over
+ * ceil(M / 4) slices of X along the grid's z (the weights are re-read per slice). On lavapipe, whose
+ * barriers and workgroup memory are slow, the latter measured ~9x faster than the tiled kernel at M = 128
+ * (bench/kernels.ts), so the lanes design uses it; GPUs use the tiled kernel.
+ */
+export type PrefillKind = 'tiled' | 'matvec';
+
 /** The pipelines of one weight format on one device: matvec[M - 1] for M = 1..4, and the tiled one. */
 export interface MatmulPipelines {
   format: WeightFormat;
   variant: MatvecVariant;
+  prefill: PrefillKind;
   matvec: GPUComputePipeline[];
   tiled: GPUComputePipeline;
 }
 
-export async function matmulPipelines(ctx: MatvecDevice, format: WeightFormat, force?: 'lanes' | 'split' | 'split-shared'): Promise<MatmulPipelines> {
-  const variant = matvecVariant(ctx, format, force);
+export interface MatmulChoice {
+  variant?: 'lanes' | 'split' | 'split-shared'; // force a matvec design
+  prefill?: PrefillKind; // force a prefill path
+}
+
+export async function matmulPipelines(ctx: MatvecDevice, format: WeightFormat, choice: MatmulChoice = {}): Promise<MatmulPipelines> {
+  const variant = matvecVariant(ctx, format, choice.variant);
   const name = variantName(variant);
   const [tiled, ...matvec] = await Promise.all([
     getPipeline(ctx.device, `tiled-${format}`, tiledWgsl(format)),
     ...[1, 2, 3, 4].map((M) => getPipeline(ctx.device, `matvec-${format}-${name}-m${M}`, matvecWgsl(format, M, variant))),
   ]);
-  return { format, variant, matvec, tiled: tiled! };
+  const prefill = choice.prefill ?? (variant.kind === 'lanes' ? 'matvec' : 'tiled');
+  return { format, variant, prefill, matvec, tiled: tiled! };
 }
 
 /** The recorded dispatches of one weight chunk (made at load); encode picks by M. */
@@ -469,6 +494,7 @@ export interface MatmulDispatch {
   matvec: Dispatch[]; // [M - 1]
   matvecGrid: [number, number];
   tiled: Dispatch;
+  prefill: PrefillKind;
   N: number;
 }
 
@@ -484,11 +510,13 @@ export function recordMatmul(
     matvec: pipes.matvec.map((p, i) => d(p, `${label}.matvec${i + 1}`)),
     matvecGrid: matvecGrid(pipes.variant, q.N),
     tiled: d(pipes.tiled, `${label}.tiled`),
+    prefill: pipes.prefill,
   };
 }
 
 export function encodeMatmul(pass: GPUComputePassEncoder, d: MatmulDispatch, M: number): void {
   if (M <= MATVEC_MAX_M) encodeDispatch(pass, d.matvec[M - 1]!, d.matvecGrid[0], d.matvecGrid[1]);
+  else if (d.prefill === 'matvec') encodeDispatch(pass, d.matvec[PREFILL_SLICE - 1]!, d.matvecGrid[0], d.matvecGrid[1], Math.ceil(M / PREFILL_SLICE));
   else encodeDispatch(pass, d.tiled, ...tiledGrid(d.N, M));
 }
 

@@ -6,6 +6,7 @@ import { openGgufModel } from './gguf-provider.ts';
 import type { LlamaConfig } from './config.ts';
 import { openHfModel, validateHfModel } from './hf-model.ts';
 import { hfProvider } from './hf-provider.ts';
+import { isConverted, convertedProvider } from './converted.ts';
 import type { TensorProvider } from './weights.ts';
 import { DEFAULT_MODEL_NAME, defaultModelDir } from './default-model.ts';
 
@@ -61,8 +62,13 @@ export async function openModelSource(spec: string | ModelDir | ByteSource): Pro
     return openGgufSource(spec);
   } else dir = spec;
   const hf = await openHfModel(dir);
+  let provider: TensorProvider;
   try {
-    validateHfModel(hf);
+    if (isConverted(hf)) provider = convertedProvider(hf);
+    else {
+      validateHfModel(hf);
+      provider = hfProvider(hf);
+    }
   } catch (e) {
     await hf.close();
     throw e;
@@ -71,7 +77,7 @@ export async function openModelSource(spec: string | ModelDir | ByteSource): Pro
   return {
     name: base,
     config: hf.config,
-    provider: hfProvider(hf),
+    provider,
     tokenizerJson: hf.tokenizerJson,
     tokenizerConfigJson: hf.tokenizerConfigJson,
     generationConfig: hf.generationConfig,

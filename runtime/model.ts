@@ -101,7 +101,7 @@ export class LlamaModel implements GenerationBackend {
     const gpus = opts.gpus ?? (opts.gpu ? [opts.gpu] : [await createGpuContext()]);
     if (gpus.length < 1) throw new Error('no devices given');
     if (gpus.length > cfg.nLayers) throw new Error(`${gpus.length} devices for ${cfg.nLayers} layers: at most one device per layer`);
-    const dtype = opts.dtype ?? (gpus.every((g) => g.hasF16) ? 'f16' : 'f32');
+    const dtype = opts.dtype ?? src.storedFormat ?? (gpus.every((g) => g.hasF16) ? 'f16' : 'f32');
     const context = opts.context ?? Math.min(cfg.maxSeqLen, 4096);
     if (!Number.isInteger(context) || context < 1 || context > cfg.maxSeqLen) {
       throw new Error(`context ${context} must be between 1 and the model's max_position_embeddings (${cfg.maxSeqLen})`);

@@ -19,7 +19,7 @@
 
 import type { LlamaConfig } from './config.ts';
 import { rowsPerChunk } from './weights.ts';
-import { FORMATS, formatSpec, type WeightFormat } from '../kernels/weight-formats.ts';
+import { FORMATS, formatSpec, storedFormat, type WeightFormat } from '../kernels/weight-formats.ts';
 
 /** What the planner needs to know about one device. Bytes. */
 export interface DeviceBudget {
@@ -82,12 +82,13 @@ function bindCap(d: Limits): { bytes: number; limit: string } {
 
 /** GPU bytes of a (rows, cols) matrix in `dtype`, split into row chunks as weights.ts loadWeights does. */
 export function matrixBytes(rows: number, cols: number, dtype: WeightFormat, limits: Limits): number {
-  const rowBytes = formatSpec(dtype).rowBytes(cols);
-  // A row that does not fit a binding is a violation (checked separately); count it as one-row chunks.
-  const per = rowBytes <= bindCap(limits).bytes ? rowsPerChunk(limits, rowBytes) : 1;
+  const spec = formatSpec(storedFormat(dtype, cols)); // q8/q4 store a matrix whose K they cannot hold as f16
+  const rowBytes = spec.rowBytes(cols);
+  // Rows that do not fit a binding are a violation (checked separately); count them as minimal chunks.
+  const per = rowBytes * spec.rowAlign <= bindCap(limits).bytes ? rowsPerChunk(limits, rowBytes, spec.rowAlign) : spec.rowAlign;
   const full = Math.floor(rows / per);
   const rest = rows - full * per;
-  return full * paddedBytes(per * rowBytes) + (rest > 0 ? paddedBytes(rest * rowBytes) : 0);
+  return full * paddedBytes(spec.bufferBytes(per, cols)) + (rest > 0 ? paddedBytes(spec.bufferBytes(rest, cols)) : 0);
 }
 
 export interface WeightBytes {
@@ -98,6 +99,8 @@ export interface WeightBytes {
 }
 
 export function weightBytes(c: LlamaConfig, dtype: WeightFormat, limits: Limits): WeightBytes {
+  // As loadWeights: a model whose dim q8/q4 cannot hold loads whole as f16.
+  if (!formatSpec(dtype).supports(c.dim)) dtype = storedFormat(dtype, c.dim);
   const qDim = c.nHeads * c.headDim;
   const kvDim = c.nKvHeads * c.headDim;
   const m = (rows: number, cols: number): number => matrixBytes(rows, cols, dtype, limits);

@@ -12,6 +12,13 @@ import { storageBuffer, writeBufferPadded } from '../kernels/common.ts';
 /** Where weights come from (an HF directory, a converted directory, a GGUF file, memory). Names are ours (keymap.ts). */
 export interface TensorProvider {
   readonly config: LlamaConfig;
+  /** The format a pre-converted model is stored in (the default --dtype for it). */
+  readonly storedFormat?: WeightFormat;
+  /**
+   * Rows [rowStart, rowStart + rows) of a matrix already packed in `format` (exactly what
+   * formatSpec(format).pack would give), or null when the provider does not hold that format.
+   */
+  readRowsPacked?(name: string, format: WeightFormat, rowStart: number, rows: number): Promise<Uint8Array | null>;
   /** Rows [rowStart, rowStart + rows) of a (rows, cols) tensor (or all of a 1-D one), as f32. */
   readRowsF32(name: string, rowStart: number, rows: number): Promise<Float32Array>;
 }
@@ -111,9 +118,13 @@ export async function loadWeights(
     const chunks: WeightChunk[] = [];
     for (let r0 = 0; r0 < rows; r0 += per) {
       const n = Math.min(per, rows - r0);
-      const data = await src.readRowsF32(name, r0, n);
-      if (data.length !== n * cols) throw new Error(`${name}: expected ${n * cols} values for rows ${r0}..${r0 + n}, got ${data.length}`);
-      const packed = spec.pack(data, n, cols);
+      // A converted model's bytes go straight to the GPU; anything else is packed (quantized) here.
+      let packed = (await src.readRowsPacked?.(name, mFormat, r0, n)) ?? null;
+      if (!packed) {
+        const data = await src.readRowsF32(name, r0, n);
+        if (data.length !== n * cols) throw new Error(`${name}: expected ${n * cols} values for rows ${r0}..${r0 + n}, got ${data.length}`);
+        packed = spec.pack(data, n, cols);
+      }
       const buffer = storageBuffer(ctx.device, `${name}[${r0}:${r0 + n}]`, packed.byteLength);
       writeBufferPadded(ctx.device, buffer, 0, packed);
       bytes += buffer.size;

@@ -75,3 +75,25 @@ describe('llama2-webgpu generate', () => {
     expect(unknown.stderr).toMatch(/bogus/);
   });
 });
+
+describe('llama2-webgpu convert', () => {
+  it('writes a q4 directory that loads without quantizing and generates like the model quantized at load', async () => {
+    const out = join(dir, 'converted-q4');
+    const conv = await cli(['convert', '--model', dir, '--dtype', 'q4', '--out', out]);
+    expect(conv.stderr).toMatch(/wrote .*converted-q4 \(q4\)/);
+    expect(conv.code).toBe(0);
+    const a = await cli(['generate', '--model', out, '--prompt', 'Hello world', '--max-tokens', '10', '--json']);
+    const b = await cli(['generate', '--model', dir, '--prompt', 'Hello world', '--max-tokens', '10', '--dtype', 'q4', '--json']);
+    expect(a.code).toBe(0);
+    expect(a.stderr).toMatch(/\(q4,/);
+    const ja = JSON.parse(a.stdout.trim().split('\n').pop()!), jb = JSON.parse(b.stdout.trim().split('\n').pop()!);
+    expect(ja.prompt_tokens).toEqual([1, 15043, 3186]);
+    expect(ja.completion_tokens).toEqual(jb.completion_tokens);
+    // A truncated converted file is refused with a message naming the file and tensor.
+    const { truncateSync, statSync } = await import('node:fs');
+    truncateSync(join(out, 'model.safetensors'), statSync(join(out, 'model.safetensors')).size - 100);
+    const bad = await cli(['generate', '--model', out, '--prompt', 'x']);
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toMatch(/model\.safetensors.*(truncated|past the end|lm_head)/);
+  });
+});

@@ -90,15 +90,17 @@ describe('weight bytes', () => {
     expect(q8.layer).toBe(909_180_928);
   });
 
-  it('counts the 16-byte padding of each row chunk, as weights.ts allocates', () => {
-    // dim 4, hidden 8, vocab 10, f16, a 40-byte binding: rows of 4 weights (8 bytes) go 5 to a chunk, rows of 8 (16 bytes) 2.
-    const tiny: LlamaConfig = { ...L7, dim: 4, hiddenDim: 8, nHeads: 1, nKvHeads: 1, headDim: 4, vocabSize: 10, nLayers: 1 };
-    const w = weightBytes(tiny, 'f16', { maxBindingBytes: 40, maxBufferBytes: 1000 });
-    expect(w.embedding).toBe(48 + 48); // (10, 4): chunks of 5 + 5 rows, 40 bytes each, padded to 48
-    // wq wk wv wo (4, 4): one chunk of 32 bytes; w1 w3 (8, 4): 5 + 3 rows = 40 + 24 -> 48 + 32;
-    // w2 (4, 8): 2 + 2 rows = 32 + 32; attention_norm, ffn_norm: 16 each.
-    expect(w.layer).toBe(4 * 32 + 2 * (48 + 32) + (32 + 32) + 2 * 16);
-    expect(w.norm).toBe(16);
+  it('counts whole octets of rows per chunk for the octet formats, as weights.ts allocates', () => {
+    // f16 rows of 32 weights are 64 bytes, stored in octets of 8 rows; a 600-byte binding holds one octet.
+    const tiny: LlamaConfig = { ...L7, dim: 32, hiddenDim: 64, nHeads: 1, nKvHeads: 1, headDim: 32, vocabSize: 10, nLayers: 1 };
+    const w = weightBytes(tiny, 'f16', { maxBindingBytes: 600, maxBufferBytes: 100000 });
+    expect(w.embedding).toBe(512 + 512); // (10, 32): rows 0-7, then rows 8-9 padded to a whole octet
+    // wq wk wv wo (32, 32): 4 octets of 512; w1 w3 (64, 32): 8 octets of 512; w2 (32, 64): rows of 128 bytes
+    // (a 1024-byte octet over the binding) -> minimal chunks of one octet each, 4 of 1024; norms 128 each.
+    expect(w.layer).toBe(4 * 4 * 512 + 2 * 8 * 512 + 4 * 1024 + 2 * 128);
+    // q4 cannot hold dim 30 (K % 32): the whole model is counted as f16, as weights.ts loads it.
+    const odd: LlamaConfig = { ...tiny, dim: 36, headDim: 36 };
+    expect(weightBytes(odd, 'q4', { maxBindingBytes: 1 << 20, maxBufferBytes: 1 << 20 })).toEqual(weightBytes(odd, 'f16', { maxBindingBytes: 1 << 20, maxBufferBytes: 1 << 20 }));
   });
 });
 
@@ -383,8 +385,8 @@ describe('the plan is what a sharded model allocates (GPU)', () => {
   it('weights, KV cache and scratch of each device, with chunk padding', async (t) => {
     const base = await testGpu();
     if (!base) return t.skip();
-    // f16, a 9984-byte binding cap: w2 rows of 172 x 2 = 344 bytes split 29 + 29 + 6 rows, the 29-row chunks
-    // (9976 bytes) padded to 9984; the (300, 64) embedding splits 78 rows per chunk.
+    // f16, a 9984-byte binding cap: w2 rows of 172 weights (padded to 192: 384 bytes) go in whole octets of
+    // 8 rows, 24 rows per chunk: 24 + 24 + 16 (the last octets whole); the (300, 64) embedding 72 rows per chunk.
     const cfg: LlamaConfig = { ...TEST_CONFIGS.mha, nLayers: 5, vocabSize: 300 };
     const gpus: GpuContext[] = [];
     for (let i = 0; i < 3; i++) gpus.push(await createGpuContext({ maxBindingBytes: 10000 }));
@@ -408,7 +410,7 @@ describe('the plan is what a sharded model allocates (GPU)', () => {
         expect({ weights: st.weights.bytes, kv, scratch }).toEqual({ weights: d.weightBytes, kv: d.kvBytes, scratch: d.scratchBytes });
       });
       const w2 = model.stages[0]!.weights.layers[0]!.w2;
-      expect(w2.chunks.map((c) => [c.rows, c.buffer.size])).toEqual([[29, 9984], [29, 9984], [6, 2064]]);
+      expect(w2.chunks.map((c) => [c.rows, c.buffer.size])).toEqual([[24, 9216], [24, 9216], [16, 6144]]);
     } finally {
       model.destroy();
       gpus.forEach((g) => g.destroy());
