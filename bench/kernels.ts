@@ -3,9 +3,11 @@
 //
 //  1. read: the adapter's streaming-read bandwidth, from plain read kernels over a 64 MiB buffer: every
 //     invocation loads vec4<u32> and xors them (the result is written only if it equals a value it never
-//     does, so the loads cannot be dropped). Two access patterns are measured, one contiguous run per
-//     invocation ("blocked") and consecutive invocations on consecutive vec4 ("strided", the GPU-friendly
-//     one); the faster is read_gbps, the roofline of this device.
+//     does, so the loads cannot be dropped). Access patterns: one contiguous run per invocation ("blocked",
+//     two workgroup sizes) and consecutive invocations on consecutive vec4 ("strided", the GPU-friendly
+//     one); the fastest is the roofline of this device. It is timed again in alternation with every kernel
+//     below, and that row's read_gbps is the median of those runs, so a machine shared with other work
+//     (CI) loads both sides of each fraction alike.
 //  2. matvec (decode, M = 1) for each dtype and shape, the chunks split by rows exactly as runtime/weights.ts
 //     does: gbps = weight bytes (what the chunks hold, padding included) / time; fraction = gbps / read_gbps.
 //  3. prefill (M = 128 rows of X, the device's path for M > 4: see kernels/matmul.ts PrefillKind), and the
@@ -37,7 +39,7 @@ export interface BenchRow {
   cols: number; // K (read: 0)
   ms: number; // per call, median
   gbps: number; // weight bytes per second / 1e9
-  read_gbps: number; // the device's streaming-read bandwidth (best read pattern)
+  read_gbps: number; // the streaming-read bandwidth: the best read pattern, re-timed alternately with this row's kernel
   fraction: number; // gbps / read_gbps
   gflops?: number; // tiled: 2 M N K / time / 1e9
   variant: string; // the kernel design (matvec: lanes8x4, split-subgroup, ...; read: the pattern)
@@ -51,7 +53,7 @@ export interface BenchKernelsOptions {
   /** (rows, cols) = (N, K); default: Llama-2-7B's and 70B's matrix shapes. */
   shapes?: [number, number][];
   dtypes?: WeightFormat[];
-  /** Default: matvec and prefill on every shape, and tiled on the first shape where prefill is not tiled. */
+  /** Default: matvec on every shape, prefill on the first two, tiled on the first where prefill is not tiled. */
   kernels?: BenchKernel[];
   iterations?: number; // timed submissions per row (default 5)
   /** Force a matvec design instead of the device's default. */
@@ -61,7 +63,7 @@ export interface BenchKernelsOptions {
   /** Skip f32 on shapes with a side of 8192 or more (940 MB of weights, minutes on lavapipe). */
   skipF32Large?: boolean;
   prefillM?: number; // rows of X for the prefill and tiled kernels (default 128)
-  prefillAll?: boolean; // prefill on every shape (default: the 7B shapes only)
+  prefillAll?: boolean; // prefill on every shape (default: the first two)
   gpu?: GpuContext;
   print: (line: string) => void;
 }
@@ -75,24 +77,34 @@ export const DEFAULT_DTYPES: WeightFormat[] = ['f32', 'f16', 'q8', 'q4'];
 const READ_BYTES = 64 * 2 ** 20;
 const TARGET_SECONDS = 0.2;
 
-/** Median wall time of one call: `encode` records `calls` calls into one pass; the first submission warms up. */
-async function timeCalls(device: GPUDevice, encode: (pass: GPUComputePassEncoder) => void, iterations: number): Promise<number> {
-  const submit = async (calls: number): Promise<number> => {
+type Encode = (pass: GPUComputePassEncoder) => void;
+
+/**
+ * Median wall time of one call of `encode` (each submission holds enough calls to last ~0.2 s; the first
+ * warms up), and, when `read` is given, of one pass of the read kernel timed in alternation with it, so
+ * that both see the same load on a shared machine.
+ */
+async function timeCalls(device: GPUDevice, encode: Encode, iterations: number, read?: Encode): Promise<{ s: number; readS: number }> {
+  const submit = async (e: Encode, calls: number): Promise<number> => {
     const enc = device.createCommandEncoder();
     const pass = enc.beginComputePass();
-    for (let i = 0; i < calls; i++) encode(pass);
+    for (let i = 0; i < calls; i++) e(pass);
     pass.end();
     const t0 = performance.now();
     device.queue.submit([enc.finish()]);
     await device.queue.onSubmittedWorkDone();
     return (performance.now() - t0) / 1000;
   };
-  const first = await submit(1); // warm-up: compiles the pipeline on lavapipe, pages the weights in
-  const calls = Math.max(1, Math.min(200, Math.round(TARGET_SECONDS / Math.max(first, 1e-5))));
-  const times: number[] = [];
-  for (let i = 0; i < iterations; i++) times.push((await submit(calls)) / calls);
-  times.sort((a, b) => a - b);
-  return times[Math.floor(times.length / 2)]!;
+  const count = (first: number): number => Math.max(1, Math.min(200, Math.round(TARGET_SECONDS / Math.max(first, 1e-5))));
+  const calls = count(await submit(encode, 1)); // warm-up: compiles the pipeline on lavapipe, pages the weights in
+  const readCalls = read ? count(await submit(read, 1)) : 0;
+  const times: number[] = [], reads: number[] = [];
+  for (let i = 0; i < iterations; i++) {
+    if (read) reads.push((await submit(read, readCalls)) / readCalls);
+    times.push((await submit(encode, calls)) / calls);
+  }
+  const median = (a: number[]): number => a.sort((x, y) => x - y)[Math.floor(a.length / 2)] ?? NaN;
+  return { s: median(times), readS: median(reads) };
 }
 
 /** The read kernel: invocation t reads `per` vec4 (blocked: src[t*per + i]; strided: src[t + i*T]). */
@@ -113,7 +125,14 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
 }`;
 }
 
-async function measureRead(gpu: GpuContext, iterations: number): Promise<{ variant: string; gbps: number; ms: number }[]> {
+interface ReadKernel {
+  variant: string;
+  bytes: number;
+  encode: Encode;
+}
+
+/** The read kernels over one 64 MiB buffer (blocked: one contiguous run per invocation; strided: GPU-style). */
+async function readKernels(gpu: GpuContext): Promise<ReadKernel[]> {
   const { device } = gpu;
   const bytes = Math.min(READ_BYTES, Math.floor(gpu.maxBindingBytes / 16) * 16);
   const src = storageBuffer(device, 'read.src', bytes);
@@ -122,23 +141,22 @@ async function measureRead(gpu: GpuContext, iterations: number): Promise<{ varia
   fill[0] = 1; // the xor of all words differs from the sentinel
   device.queue.writeBuffer(src, 0, fill);
   const out = storageBuffer(device, 'read.out', 1 << 20);
-  const res: { variant: string; gbps: number; ms: number }[] = [];
-  // (workgroup size, invocations): blocked runs of 64 KiB per invocation on CPU-like adapters; strided
+  const res: ReadKernel[] = [];
+  // (workgroup size, invocations, blocked): runs of 64 KiB per invocation for CPU-like adapters; strided
   // over 64 Ki invocations (16 vec4 each) for GPUs.
   for (const [wg, threads, blocked] of [[16, 1024, true], [64, 4096, true], [256, 65536, false]] as const) {
-    const vec4s = bytes / 16;
-    const per = vec4s / threads;
+    const per = bytes / 16 / threads;
     const pipeline = await getPipeline(device, `bench-read-${wg}-${blocked}`, readWgsl(wg, blocked));
     const bg = bindGroup(device, pipeline, 'read', [uniformBuffer(device, 'read.params', packParams([[per, 'u32'], [threads, 'u32'], [0, 'u32'], [0, 'u32']])), src, out]);
-    const s = await timeCalls(device, (pass) => {
-      pass.setPipeline(pipeline);
-      pass.setBindGroup(0, bg);
-      pass.dispatchWorkgroups(threads / wg);
-    }, iterations);
-    res.push({ variant: `${blocked ? 'blocked' : 'strided'}-wg${wg}`, gbps: bytes / s / 1e9, ms: s * 1000 });
+    res.push({
+      variant: `${blocked ? 'blocked' : 'strided'}-wg${wg}`, bytes,
+      encode: (pass) => {
+        pass.setPipeline(pipeline);
+        pass.setBindGroup(0, bg);
+        pass.dispatchWorkgroups(threads / wg);
+      },
+    });
   }
-  src.destroy();
-  out.destroy();
   return res;
 }
 
@@ -186,11 +204,16 @@ export async function benchKernels(opts: BenchKernelsOptions): Promise<BenchRow[
     opts.print(tableHeader());
   }
 
-  const reads = await measureRead(gpu, iterations);
-  const readGbps = Math.max(...reads.map((r) => r.gbps));
-  for (const r of reads) {
-    emit({ kernel: 'read', dtype: 'u32', rows: 0, cols: 0, ms: r.ms, gbps: r.gbps, read_gbps: readGbps, fraction: r.gbps / readGbps, variant: r.variant, bytes: Math.min(READ_BYTES, gpu.maxBindingBytes), adapter: gpu.adapterName });
-  }
+  // The roofline: every read pattern once, then the fastest is re-timed next to each kernel below.
+  const reads = await readKernels(gpu);
+  const readTimes: number[] = [];
+  for (const r of reads) readTimes.push((await timeCalls(device, r.encode, iterations)).s);
+  const bestRead = reads[readTimes.indexOf(Math.min(...readTimes))]!;
+  const readGbps = bestRead.bytes / Math.min(...readTimes) / 1e9;
+  reads.forEach((r, i) => {
+    const gbps = r.bytes / readTimes[i]! / 1e9;
+    emit({ kernel: 'read', dtype: 'u32', rows: 0, cols: 0, ms: readTimes[i]! * 1000, gbps, read_gbps: readGbps, fraction: gbps / readGbps, variant: r.variant, bytes: r.bytes, adapter: gpu.adapterName });
+  });
 
   const maxK = Math.max(...shapes.map(([, K]) => K));
   const maxN = Math.max(...shapes.map(([N]) => N));
@@ -207,9 +230,9 @@ export async function benchKernels(opts: BenchKernelsOptions): Promise<BenchRow[
     for (const [si, [N, K]] of shapes.entries()) {
       if (dtype === 'f32' && opts.skipF32Large && Math.max(N, K) >= 8192) continue;
       if (!formatSpec(dtype).supports(K)) continue;
-      // Prefill re-reads the weights per slice of X on CPU adapters: minutes per call on the 70B shapes
-      // there, so by default it runs on the 7B ones (--prefill-all for every shape).
-      const small = N * K <= 4096 * 11008;
+      // Prefill re-reads the weights per slice of X on CPU adapters: seconds per call there, so by default
+      // it runs on the first two shapes (7B's attention and FFN; f32: the first), --prefill-all on all.
+      const small = si < (dtype === 'f32' ? 1 : 2);
       const kernels = opts.kernels ?? (['matvec', ...(small || opts.prefillAll ? ['prefill'] : []),
         ...(si === 0 && pipes.prefill !== 'tiled' ? ['tiled'] : [])] as BenchKernel[]);
       const chunks = makeChunks(gpu, dtype, N, K);
@@ -219,10 +242,13 @@ export async function benchKernels(opts: BenchKernelsOptions): Promise<BenchRow[
         const kp = kernel === 'tiled' ? { ...pipes, prefill: 'tiled' as const } : pipes;
         const ds: MatmulDispatch[] = chunks.map((c) => recordMatmul(device, kp, M === 1 ? step : stepM,
           { N: c.rows, K, rowOffset: c.rowStart, ldy: N, accumulate: false, useOut: false }, x, y, c.buffer, `bench.${dtype}`));
-        const s = await timeCalls(device, (pass) => ds.forEach((d) => encodeMatmul(pass, d, M)), iterations);
+        // Prefill calls take seconds on CPU adapters: fewer iterations.
+        const { s, readS } = await timeCalls(device, (pass) => ds.forEach((d) => encodeMatmul(pass, d, M)),
+          kernel === 'matvec' ? iterations : Math.min(iterations, 3), bestRead.encode);
         const gbps = bytes / s / 1e9;
+        const localRead = bestRead.bytes / readS / 1e9;
         emit({
-          kernel, dtype, rows: N, cols: K, ms: s * 1000, gbps, read_gbps: readGbps, fraction: gbps / readGbps,
+          kernel, dtype, rows: N, cols: K, ms: s * 1000, gbps, read_gbps: localRead, fraction: gbps / localRead,
           ...(kernel !== 'matvec' ? { gflops: (2 * M * N * K) / s / 1e9 } : {}),
           variant: kernel === 'matvec' ? variantName(kp.variant) : kp.prefill === 'tiled' ? 'tiled64' : `${variantName(kp.variant)}-m4xz`,
           chunks: chunks.length, bytes, adapter: gpu.adapterName,
