@@ -1,12 +1,15 @@
 // `llama2-webgpu bench generate|kernels|quality`.
 
 import { runBenchGenerate, BENCH_GENERATE_HELP } from '../bench/generate.ts';
+import { runBenchServe, BENCH_SERVE_HELP } from '../bench/serve.ts';
 import { benchKernels, parseBenchKernelsArgs } from '../bench/kernels.ts';
 import { measureQuality, qualityTable } from '../bench/quality.ts';
 import { createGpuContext } from '../runtime/device.ts';
 import { UsageError } from './common.ts';
 
 export const BENCH_HELP = `${BENCH_GENERATE_HELP}
+
+${BENCH_SERVE_HELP}
 
 llama2-webgpu bench kernels [--json] [--dtypes f32,f16,q8,q4] [--shapes 4096x4096,...] [--kernels matvec,prefill,tiled]
                             [--iterations N] [--no-f32-70b] [--prefill-m M]
@@ -22,6 +25,8 @@ export async function runBench(argv: string[]): Promise<number> {
   switch (which) {
     case 'generate':
       return runBenchGenerate(rest);
+    case 'serve':
+      return runBenchServe(rest);
     case 'kernels': {
       let o;
       try {
@@ -41,6 +46,6 @@ export async function runBench(argv: string[]): Promise<number> {
       return 0;
     }
     default:
-      throw new UsageError(`unknown benchmark "${which ?? ''}" (expected: generate, kernels, quality)`);
+      throw new UsageError(`unknown benchmark "${which ?? ''}" (expected: generate, serve, kernels, quality)`);
   }
 }
