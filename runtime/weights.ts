@@ -142,32 +142,45 @@ export async function loadWeights(
     return buffer;
   };
 
-  const tokEmbeddings = part.embedding ? await matrix('tok_embeddings') : null;
-  const layers: LayerWeights[] = [];
-  for (let i = part.firstLayer; i <= part.lastLayer; i++) {
-    const p = `layers.${i}.`;
-    layers.push({
-      attentionNorm: await vector(p + 'attention_norm'),
-      wq: await matrix(p + 'wq'),
-      wk: await matrix(p + 'wk'),
-      wv: await matrix(p + 'wv'),
-      wo: await matrix(p + 'wo'),
-      ffnNorm: await vector(p + 'ffn_norm'),
-      w1: await matrix(p + 'w1'),
-      w2: await matrix(p + 'w2'),
-      w3: await matrix(p + 'w3'),
-    });
-    // Let the queue drain now and then so staging memory does not pile up on big models.
-    if (i % 4 === 3) await ctx.device.queue.onSubmittedWorkDone();
+  // WebGPU reports a buffer it could not allocate only through an error scope: catch it and say so.
+  ctx.device.pushErrorScope('out-of-memory');
+  let scopeOpen = true;
+  const checkMemory = async (): Promise<void> => {
+    scopeOpen = false;
+    const err = await ctx.device.popErrorScope();
+    if (err) throw new Error(`out of GPU memory after uploading ${(bytes / 2 ** 20).toFixed(1)} MiB of weights (${err.message}): use a smaller --dtype, more devices, or a smaller --context`);
+  };
+  try {
+    const tokEmbeddings = part.embedding ? await matrix('tok_embeddings') : null;
+    const layers: LayerWeights[] = [];
+    for (let i = part.firstLayer; i <= part.lastLayer; i++) {
+      const p = `layers.${i}.`;
+      layers.push({
+        attentionNorm: await vector(p + 'attention_norm'),
+        wq: await matrix(p + 'wq'),
+        wk: await matrix(p + 'wk'),
+        wv: await matrix(p + 'wv'),
+        wo: await matrix(p + 'wo'),
+        ffnNorm: await vector(p + 'ffn_norm'),
+        w1: await matrix(p + 'w1'),
+        w2: await matrix(p + 'w2'),
+        w3: await matrix(p + 'w3'),
+      });
+      // Let the queue drain now and then so staging memory does not pile up on big models.
+      if (i % 4 === 3) await ctx.device.queue.onSubmittedWorkDone();
+    }
+    let norm: GPUBuffer | null = null;
+    let output: WeightMatrix | null = null;
+    if (part.head) {
+      norm = await vector('norm');
+      output = cfg.tieWordEmbeddings ? (tokEmbeddings ?? (await matrix('tok_embeddings'))) : await matrix('output');
+    }
+    await ctx.device.queue.onSubmittedWorkDone();
+    await checkMemory();
+    return { format, part, tokEmbeddings, layers, norm, output, bytes };
+  } finally {
+    if (scopeOpen) await ctx.device.popErrorScope().catch(() => null);
   }
-  let norm: GPUBuffer | null = null;
-  let output: WeightMatrix | null = null;
-  if (part.head) {
-    norm = await vector('norm');
-    output = cfg.tieWordEmbeddings ? (tokEmbeddings ?? (await matrix('tok_embeddings'))) : await matrix('output');
-  }
-  await ctx.device.queue.onSubmittedWorkDone();
-  return { format, part, tokEmbeddings, layers, norm, output, bytes };
 }
 
 /** A provider over in-memory f32 tensors (tests, generated models). */
