@@ -1,5 +1,6 @@
 // Shared CLI helpers: argument errors, number parsing, load progress on stderr.
 
+import { parseSize } from '../runtime/planner.ts';
 import type { LoadProgress } from '../runtime/weights.ts';
 
 export class UsageError extends Error {}
@@ -43,11 +44,12 @@ export function progressPrinter(label: string): (p: LoadProgress) => void {
   };
 }
 
-/** "24GiB", "512MiB", "48GB", "1e9" -> bytes. */
+/** "24GiB", "512MiB", "48GB" or a byte count -> bytes (the planner's parseSize), as a usage error when bad. */
 export function sizeArg(name: string, v: string | undefined): number | undefined {
   if (v === undefined) return undefined;
-  const m = /^\s*(\d+(?:\.\d+)?(?:e\d+)?)\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)?\s*$/i.exec(v);
-  if (!m) throw new UsageError(`--${name} must be a size like 24GiB, 512MiB or a byte count, got "${v}"`);
-  const units: Record<string, number> = { b: 1, kb: 1e3, mb: 1e6, gb: 1e9, tb: 1e12, kib: 2 ** 10, mib: 2 ** 20, gib: 2 ** 30, tib: 2 ** 40 };
-  return Math.floor(Number(m[1]) * units[(m[2] ?? 'b').toLowerCase()]!);
+  try {
+    return parseSize(v);
+  } catch (e) {
+    throw new UsageError(`--${name}: ${(e as Error).message}`);
+  }
 }

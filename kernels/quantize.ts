@@ -16,7 +16,7 @@
 // other side) and 21% below unclipped absmax / 7, for 0.5 bit more per weight. GGUF Q4_0 (d, q - 8) and
 // Q8_0 (d, q) blocks map onto q4 (d, m = -8 d) and q8 without loss.
 
-import { f16ToF32, f32ToF16 } from '../runtime/half.ts';
+import { f16ToF32, f32ToF16 } from './half.ts';
 
 export const QGROUP = 32;
 /** Rows per octet: the unit of row interleaving (and of row chunks) of f16, q8 and q4. */

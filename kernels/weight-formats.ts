@@ -39,7 +39,7 @@
 // Quantization (group size 32, scale/min rounded outward, |error| <= d/2): kernels/quantize.ts. q8 and q4
 // need K % 32 == 0; the loader stores a matrix whose K is not as f16 (`supports`).
 
-import { f16ToF32, f32ToF16 } from '../runtime/half.ts';
+import { f16ToF32, f32ToF16 } from './half.ts';
 import {
   OCTET, QGROUP, packF16, unpackF16, packQ8, unpackQ8, packQ4, unpackQ4, f16RowBytes, q8RowBytes, q4RowBytes, octetBytes,
   quantizeRoundTrip,

@@ -11,7 +11,7 @@
 //         qs[j] low nibble holds element j, high nibble element j + 16; `max` is the signed value of
 //         largest magnitude, so the extreme maps to q = 0 exactly and the other side gets 8 levels.
 
-import { bf16ToF32, f16ToF32, f32ToF16 } from './half.ts';
+import { bf16ToF32, f16ToF32, f32ToF16 } from '../kernels/half.ts';
 
 export interface GgmlType {
   id: number;

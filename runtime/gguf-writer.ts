@@ -14,7 +14,7 @@ import { encodeGgufHeader, type GgufEntry, type GgufTensorSpec } from './gguf.ts
 import { toGgufName, qkHeads, permuteQk } from './gguf-provider.ts';
 import { ggmlRowBytes, ggmlTypeByName, quantizeQ4_0, quantizeQ8_0 } from './gguf-quants.ts';
 import { ggufTokenizerEntries } from './gguf-tokenizer.ts';
-import { f32ToF16 } from './half.ts';
+import { f32ToF16 } from '../kernels/half.ts';
 import { expectedTensors } from './keymap.ts';
 import type { TensorProvider } from './weights.ts';
 

@@ -5,7 +5,7 @@
 import type { ModelDir } from './byte-source.ts';
 import { mapDir } from './byte-source.ts';
 import { toHfConfig, type LlamaConfig } from './config.ts';
-import { f32ToBf16, f32ToF16 } from './half.ts';
+import { f32ToBf16, f32ToF16 } from '../kernels/half.ts';
 import { expectedTensors, toHfName } from './keymap.ts';
 import { encodeSafetensors } from './safetensors.ts';
 

@@ -8,7 +8,7 @@
 // Reading goes through a ByteSource, so only the header and one tensor at a time are in host memory.
 
 import type { ByteSource } from './byte-source.ts';
-import { bf16ToF32, f16ToF32 } from './half.ts';
+import { bf16ToF32, f16ToF32 } from '../kernels/half.ts';
 
 /** Bytes per element of each dtype we accept (packed/quantized data can ride in the integer types). */
 export const DTYPE_SIZES: Readonly<Record<string, number>> = {

@@ -13,7 +13,7 @@ import { encodeGgufHeader, readGguf, type GgufEntry, type GgufTensorSpec } from 
 import { fromGgufName, ggufConfig, openGgufModel, permuteQk, toGgufName, type GgufModel } from '../runtime/gguf-provider.ts';
 import { dequantizeQ4_0, dequantizeQ8_0, quantizeQ4_0, quantizeQ8_0 } from '../runtime/gguf-quants.ts';
 import { encodeGguf, ggufTensorTypes, writeGgufFile, type GgufWriteType } from '../runtime/gguf-writer.ts';
-import { f16ToF32, f32ToF16 } from '../runtime/half.ts';
+import { f16ToF32, f32ToF16 } from '../kernels/half.ts';
 import { openHfModel } from '../runtime/hf-model.ts';
 import { hfProvider } from '../runtime/hf-provider.ts';
 import { expectedTensors } from '../runtime/keymap.ts';

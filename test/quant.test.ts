@@ -10,7 +10,7 @@ import {
 } from '../kernels/matmul.ts';
 import { FORMATS, formatSpec, roundTrip, storedFormat, type WeightFormat } from '../kernels/weight-formats.ts';
 import { QGROUP, packQ8, packQ4, unpackQ8, unpackQ4 } from '../kernels/quantize.ts';
-import { f16ToF32 } from '../runtime/half.ts';
+import { f16ToF32 } from '../kernels/half.ts';
 import { TEST_CONFIGS, randomWeights } from '../runtime/random-model.ts';
 import { ReferenceModel } from '../runtime/reference.ts';
 import { memoryProvider } from '../runtime/weights.ts';

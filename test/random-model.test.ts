@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { mapDir, nodeDir } from '../runtime/byte-source.ts';
 import type { LlamaConfig } from '../runtime/config.ts';
-import { bf16ToF32, f16ToF32, f32ToBf16, f32ToF16 } from '../runtime/half.ts';
+import { bf16ToF32, f16ToF32, f32ToBf16, f32ToF16 } from '../kernels/half.ts';
 import { openHfModel, validateHfModel, type HfModel } from '../runtime/hf-model.ts';
 import { expectedTensors, toHfName } from '../runtime/keymap.ts';
 import { encodeHfModel, randomWeights, TEST_CONFIGS, writeModelDir } from '../runtime/random-model.ts';

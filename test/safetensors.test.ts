@@ -6,7 +6,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { bytesSource, fileSource } from '../runtime/byte-source.ts';
-import { bf16ToF32, f16ToF32, f32ToBf16, f32ToF16 } from '../runtime/half.ts';
+import { bf16ToF32, f16ToF32, f32ToBf16, f32ToF16 } from '../kernels/half.ts';
 import {
   encodeSafetensors,
   readSafetensorsHeader,
