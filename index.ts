@@ -3,7 +3,8 @@
 export { createGpuContext, type GpuContext, type DeviceOptions } from './runtime/device.ts';
 export { LlamaModel, ContextOverflowError, type ModelOptions } from './runtime/model.ts';
 export { openModelSource, type ModelSource } from './runtime/load.ts';
-export { defaultModelDir, defaultModelFiles, DEFAULT_MODEL_CONFIG, DEFAULT_MODEL_NAME } from './runtime/default-model.ts';
+export { defaultModelDir, DEFAULT_MODEL_NAME } from './runtime/default-model.ts';
+export { tinyRandomModelDir, tinyRandomModelFiles, TINY_RANDOM_MODEL_CONFIG, TINY_RANDOM_MODEL_NAME } from './runtime/tiny-random-model.ts';
 export { parseHfConfig, type LlamaConfig } from './runtime/config.ts';
 export { nodeDir, mapDir, urlDir, blobSource, bytesSource, type ModelDir, type ByteSource } from './runtime/byte-source.ts';
 export { createSampler } from './runtime/sampler.ts';

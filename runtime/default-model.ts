@@ -1,47 +1,64 @@
-// The embedded default model: a small Llama-2-architecture model with deterministic random weights and
-// the real Llama-2 tokenizer, built in memory in about a second. It needs no download, so a newcomer sees
-// text generated through WebGPU at once (random weights make the text meaningless, but every kernel,
-// the tokenizer and the API run exactly as for a real checkpoint).
+// The default model (`--model default`): tiny-llama-2-kjv, a small Llama-2-architecture network trained on the
+// King James Bible by scripts/train/ (model card in the README). Its weights ship with the package in
+// assets/tiny-llama-2-kjv/ (HF layout: config.json, F16 model.safetensors, generation_config.json); the
+// tokenizer is Llama-2's own, built in (tokenizer/llama2-vocab.ts), so the folder carries no tokenizer.json.
+//
+// Where the files are read from follows where this module runs: from disk through node:fs in Node and Deno
+// (a file: URL), over HTTP in a browser (the page's bundler serves assets/ next to the code).
 
-import type { LlamaConfig } from './config.ts';
-import { mapDir, type ModelDir } from './byte-source.ts';
-import { randomWeights, encodeHfModel } from './random-model.ts';
+import { bytesSource, nodeDir, urlDir, type ModelDir } from './byte-source.ts';
 import { buildLlama2TokenizerJson, llama2TokenizerConfigJson } from '../tokenizer/llama2-vocab.ts';
 
-export const DEFAULT_MODEL_NAME = 'tiny-random-llama-2';
-export const DEFAULT_MODEL_SEED = 2;
+export const DEFAULT_MODEL_NAME = 'tiny-llama-2-kjv';
 
-/** GQA like 70B (4 query heads per KV head), Llama-2's vocabulary, 2048 context: ~19M parameters. */
-export const DEFAULT_MODEL_CONFIG: LlamaConfig = {
-  dim: 256,
-  hiddenDim: 704,
-  nLayers: 4,
-  nHeads: 8,
-  nKvHeads: 2,
-  headDim: 32,
-  vocabSize: 32000,
-  maxSeqLen: 2048,
-  normEps: 1e-5,
-  ropeTheta: 10000,
-  bosTokenId: 1,
-  eosTokenId: 2,
-  tieWordEmbeddings: false,
-};
-
-let cached: Record<string, Uint8Array> | null = null;
-
-/** The files of the default model (HF layout, F16 safetensors), built once per process. */
-export function defaultModelFiles(): Record<string, Uint8Array> {
-  if (!cached) {
-    cached = encodeHfModel(DEFAULT_MODEL_CONFIG, randomWeights(DEFAULT_MODEL_CONFIG, DEFAULT_MODEL_SEED), {
-      dtype: 'F16',
-      tokenizerJson: JSON.stringify(buildLlama2TokenizerJson()),
-      tokenizerConfigJson: JSON.stringify(llama2TokenizerConfigJson()),
-    });
-  }
-  return cached;
+/**
+ * Where the weights are: assets/tiny-llama-2-kjv/ at the package root, found from this module's URL (runtime/
+ * in the sources, dist/runtime/ when compiled). A page that serves the folder elsewhere passes its URL.
+ */
+export function defaultModelUrls(): URL[] {
+  return ['../assets/tiny-llama-2-kjv/', '../../assets/tiny-llama-2-kjv/'].map((p) => new URL(p, import.meta.url));
 }
 
-export function defaultModelDir(): ModelDir {
-  return mapDir(DEFAULT_MODEL_NAME, defaultModelFiles());
+let tokenizerJson: Uint8Array | null = null;
+let tokenizerConfigJson: Uint8Array | null = null;
+
+/**
+ * The default model's folder, with Llama-2's tokenizer.json and tokenizer_config.json supplied in memory.
+ * `baseUrl`: where a browser page serves assets/tiny-llama-2-kjv/ (default: found next to this module).
+ */
+export function defaultModelDir(baseUrl?: string | URL): ModelDir {
+  let found: ModelDir | null = null;
+  const locate = async (): Promise<ModelDir> => {
+    if (found) return found;
+    const urls = baseUrl !== undefined ? [new URL(String(baseUrl), globalThis.location?.href)] : defaultModelUrls();
+    for (const url of urls) {
+      const dir = url.protocol === 'file:' ? nodeDir(filePath(url)) : urlDir(url.href);
+      const probe = await dir.open('config.json').catch(() => null);
+      if (probe) {
+        await probe.close?.();
+        return (found = dir);
+      }
+    }
+    throw new Error(`the default model's files (assets/tiny-llama-2-kjv/) were not found at ${urls.map(String).join(' or ')}`);
+  };
+  return {
+    name: DEFAULT_MODEL_NAME,
+    async open(file) {
+      if (file === 'tokenizer.json') {
+        tokenizerJson ??= new TextEncoder().encode(JSON.stringify(buildLlama2TokenizerJson()));
+        return bytesSource(`${DEFAULT_MODEL_NAME}/${file}`, tokenizerJson);
+      }
+      if (file === 'tokenizer_config.json') {
+        tokenizerConfigJson ??= new TextEncoder().encode(JSON.stringify(llama2TokenizerConfigJson()));
+        return bytesSource(`${DEFAULT_MODEL_NAME}/${file}`, tokenizerConfigJson);
+      }
+      return (await locate()).open(file);
+    },
+  };
+}
+
+/** A file: URL as a path for node:fs (POSIX, and Windows drive letters). */
+function filePath(url: URL): string {
+  const p = decodeURIComponent(url.pathname);
+  return /^\/[A-Za-z]:\//.test(p) ? p.slice(1) : p;
 }

@@ -9,6 +9,7 @@ import { hfProvider } from './hf-provider.ts';
 import { isConverted, convertedProvider } from './converted.ts';
 import type { TensorProvider } from './weights.ts';
 import { DEFAULT_MODEL_NAME, defaultModelDir } from './default-model.ts';
+import { TINY_RANDOM_MODEL_NAME, tinyRandomModelDir } from './tiny-random-model.ts';
 
 export interface ModelSource {
   name: string; // what the API reports as the model id
@@ -42,10 +43,11 @@ export async function openModelSource(spec: string | ModelDir | ByteSource): Pro
   let dir: ModelDir;
   if (typeof spec === 'string') {
     if (spec === 'default' || spec === DEFAULT_MODEL_NAME) dir = defaultModelDir();
+    else if (spec === TINY_RANDOM_MODEL_NAME) dir = tinyRandomModelDir();
     else {
       const fs = await import('node:fs/promises');
       const st = await fs.stat(spec).catch(() => null);
-      if (!st) throw new Error(`model not found: ${spec} (give an HF model directory, a .gguf file, or "default" for the embedded model)`);
+      if (!st) throw new Error(`model not found: ${spec} (give an HF model directory, a .gguf file, or "default" for the embedded model, "tiny-random-llama-2" for the random-weights test model)`);
       if (!st.isDirectory()) {
         if (!/\.gguf$/i.test(spec)) throw new Error(`${spec} is a file but not a .gguf; expected a model directory (config.json + *.safetensors) or a GGUF file`);
         const src = await fileSource(spec);
