@@ -93,6 +93,9 @@ export async function openHfModel(dir: ModelDir): Promise<HfModel> {
       for (const t of header.tensors) {
         present.add(t.name);
         const ours = fromHfName(t.name);
+        if (ours === null && t.name.endsWith('.bias')) {
+          throw new Error(`${src.name}: tensor "${t.name}": bias tensors are not supported (this runtime has no bias terms)`);
+        }
         if (ours === null) continue; // e.g. rotary_emb.inv_freq: recomputed, not loaded
         const prev = tensors.get(ours);
         if (prev) throw new Error(`${src.name}: tensor "${t.name}" is also in ${sources.get(prev.file)!.name}`);
