@@ -16,3 +16,5 @@ export {
 export type { Llama2TokenizerConfigJson } from './llama2-config.ts';
 export { buildLlama2TokenizerJson, LLAMA2_VOCAB_SIZE } from './llama2-vocab.ts';
 export type { Llama2TokenizerJson, HfAddedToken } from './llama2-vocab.ts';
+export { chatFormat, compileChatTemplate, renderChatTemplate } from './model-chat-template.ts';
+export type { ChatFormat, RenderedChat, TemplateVars } from './model-chat-template.ts';
