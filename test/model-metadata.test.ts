@@ -2,7 +2,10 @@
 // defaults (and GGUF general.sampling.*) applied to requests that omit them; a folder with only
 // tokenizer.model; the chat template carried by a GGUF; and all of it end to end through
 // loadLlamaEngine on a small random model.
-import { readFileSync } from 'node:fs';
+import { execFile } from 'node:child_process';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { createEngine } from '../api/engine.ts';
 import { applySamplingDefaults } from '../api/sampling-defaults.ts';
@@ -14,7 +17,7 @@ import { readGguf } from '../runtime/gguf.ts';
 import { encodeGguf } from '../runtime/gguf-writer.ts';
 import { samplingDefaultsFromGenerationConfig, samplingDefaultsFromGguf } from '../runtime/generation-defaults.ts';
 import { openGgufSource, openModelSource } from '../runtime/load.ts';
-import { encodeHfModel, randomWeights, TEST_CONFIGS } from '../runtime/random-model.ts';
+import { encodeHfModel, randomWeights, TEST_CONFIGS, writeModelDir } from '../runtime/random-model.ts';
 import { ReferenceModel } from '../runtime/reference.ts';
 import { buildLlama2TokenizerJson, chatFormat, llama2TokenizerConfigJson, LlamaTokenizer } from '../tokenizer/index.ts';
 import { encodeSentencePiecePieces, readSentencePiecePieces } from '../tokenizer/sentencepiece-model.ts';
@@ -162,5 +165,37 @@ describe('end to end through loadLlamaEngine (GPU)', () => {
     } finally {
       await llama.close();
     }
+  });
+});
+
+describe('llama2-webgpu generate (the compiled CLI) takes omitted sampling flags from generation_config.json', () => {
+  const cli = (args: string[]): Promise<{ code: number; stdout: string; stderr: string }> =>
+    new Promise((resolve) => {
+      execFile('node', ['bin/llama2-webgpu.js', ...args], { env: { ...process.env, XDG_RUNTIME_DIR: '/tmp' }, timeout: 300_000 }, (err, stdout, stderr) => {
+        resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr });
+      });
+    });
+
+  it('top_k 1 from the model makes temperature 1 greedy; an explicit --top-k 0 wins', async (t) => {
+    if (!(await testGpu())) return t.skip();
+    const cfg = tiny;
+    const weights = randomWeights(cfg, 12);
+    const dir = mkdtempSync(join(tmpdir(), 'llama2-webgpu-gencfg-'));
+    const files = encodeHfModel(cfg, weights, { dtype: 'F32', tokenizerJson: JSON.stringify(buildLlama2TokenizerJson()) });
+    files['generation_config.json'] = enc.encode(JSON.stringify({ do_sample: true, temperature: 1.0, top_k: 1 }));
+    await writeModelDir(dir, files);
+    const prompt = [1, 15043, 3186];
+    const greedy = new ReferenceModel(cfg, weights).generateGreedy(prompt, 8);
+    const run = async (extra: string[]) => {
+      const r = await cli(['generate', '--model', dir, '--prompt', 'Hello world', '--max-tokens', '8', '--dtype', 'f32', '--seed', '3', '--json', ...extra]);
+      expect(r.code, r.stderr).toBe(0);
+      return { stderr: r.stderr, out: JSON.parse(r.stdout.trim().split('\n').pop()!) as { prompt_tokens: number[]; completion_tokens: number[] } };
+    };
+    const byModel = await run([]);
+    expect(byModel.stderr).toContain('sampling defaults from generation_config.json: temperature 1, top_k 1 (requests that set them win)');
+    expect(byModel.out.prompt_tokens).toEqual(prompt);
+    expect(byModel.out.completion_tokens).toEqual(greedy);
+    const overridden = await run(['--top-k', '0']); // temperature 1 over 32000 near-uniform logits: not the argmax path
+    expect(overridden.out.completion_tokens).not.toEqual(greedy);
   });
 });
