@@ -1,7 +1,8 @@
 // The in-process OpenAI-compatible engine: engine.chat.completions.create(request) over a
 // GenerationBackend and a ChatTokenizer.
 //
-// One request: validate -> build the Llama-2 chat prompt (tools in the system prompt) -> check the
+// One request: validate (the model's sampling defaults fill what it omits) -> build the chat prompt (the
+// model's template, else Llama-2's; tools in the system prompt) -> check the
 // context -> sampler -> backend.generate() -> stream decoder (whole UTF-8 characters) -> stop
 // strings -> ChatCompletion, or ChatCompletionChunks when stream: true.
 //
