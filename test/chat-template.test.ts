@@ -14,6 +14,7 @@ import {
   formatLlama2Chat,
   llama2TokenizerConfigJson,
   LLAMA2_CHAT_TEMPLATE,
+  LLAMA2_CHAT_TEMPLATE_META,
   LlamaTokenizer,
   renderChatTemplate,
   type ChatMessage,
@@ -107,6 +108,16 @@ describe('chat template ids', () => {
       const r = renderChatTemplate(compiled, LLAMA2_CHAT_TEMPLATE, conv, vars);
       const viaJinja = tok.encodeMarked(r.text, r.untrusted);
       expect(viaJinja, cname).toEqual(formatLlama2Chat(tok, conv));
+    }
+  });
+
+  it("Meta's spelling of the Llama-2 template (meta-llama/Llama-2-*-chat-hf) is recognised as Llama-2's and renders the same", () => {
+    expect(LLAMA2_CHAT_TEMPLATE_META).not.toBe(LLAMA2_CHAT_TEMPLATE);
+    expect(LLAMA2_CHAT_TEMPLATE_META).toContain("{{ ' '  + content.strip() + ' ' + eos_token }}");
+    expect(chatFormat(tok, LLAMA2_CHAT_TEMPLATE_META).kind).toBe('llama-2');
+    const compiled = compileChatTemplate(LLAMA2_CHAT_TEMPLATE_META);
+    for (const [cname, conv] of Object.entries(fx.conversations)) {
+      expect(renderChatTemplate(compiled, LLAMA2_CHAT_TEMPLATE_META, conv, vars).text, cname).toBe(fx.rendered.llama2![cname]);
     }
   });
 

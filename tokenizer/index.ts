@@ -9,6 +9,7 @@ export type { ChatMessage, ChatRole } from './chat-template.ts';
 export {
   llama2TokenizerConfigJson,
   LLAMA2_CHAT_TEMPLATE,
+  LLAMA2_CHAT_TEMPLATE_META,
   LLAMA2_BOS,
   LLAMA2_EOS,
   LLAMA2_UNK,

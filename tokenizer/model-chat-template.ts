@@ -29,7 +29,7 @@
 
 import { Template } from '@huggingface/jinja';
 import { formatLlama2Chat, type ChatMessage } from './chat-template.ts';
-import { LLAMA2_CHAT_TEMPLATE } from './llama2-config.ts';
+import { LLAMA2_CHAT_TEMPLATE, LLAMA2_CHAT_TEMPLATE_META } from './llama2-config.ts';
 import type { LlamaTokenizer } from './tokenizer.ts';
 
 export interface ChatFormat {
@@ -121,7 +121,9 @@ export function compileChatTemplate(source: string): Template {
  * else the built-in Llama-2 format. `template` overrides the tokenizer's (null: force the built-in).
  */
 export function chatFormat(tok: LlamaTokenizer, template: string | null = tok.chatTemplate): ChatFormat {
-  if (template === null || template.trim() === '' || template === LLAMA2_CHAT_TEMPLATE) {
+  // Llama-2's own template (as we write it or as Meta's repos carry it): the built-in format, whose
+  // strip() is Python's (the Jinja engine's is JS trim(), which differs on a few exotic spaces).
+  if (template === null || template.trim() === '' || template === LLAMA2_CHAT_TEMPLATE || template === LLAMA2_CHAT_TEMPLATE_META) {
     return { kind: 'llama-2', format: (messages) => formatLlama2Chat(tok, messages) };
   }
   const compiled = compileChatTemplate(template);
