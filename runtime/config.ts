@@ -72,7 +72,8 @@ function refuseUnsupported(json: Record<string, unknown>, source: string): void 
     if (json[key] === true) throw new Error(`${source}: "${key}": true is not supported (this runtime has no bias terms in the ${key === 'mlp_bias' ? 'MLP' : 'attention'} projections)`);
   }
   const act = json.hidden_act ?? json.hidden_activation;
-  if (act !== undefined && act !== null && act !== 'silu') {
+  // "swish" is the same function as "silu" (x * sigmoid(x)) in transformers' ACT2FN.
+  if (act !== undefined && act !== null && act !== 'silu' && act !== 'swish') {
     throw new Error(`${source}: "hidden_act": ${JSON.stringify(act)} is not supported (only "silu", Llama's SwiGLU)`);
   }
 }

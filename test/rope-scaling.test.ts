@@ -54,6 +54,7 @@ describe('config.json: rope_scaling, biases, activation', () => {
     for (const [extra, msg] of bad) expect(() => parseHfConfig(hfJson(extra), 'm/config.json'), JSON.stringify(extra)).toThrow(msg);
     // What Llama-2 checkpoints say is accepted.
     expect(() => parseHfConfig(hfJson({ attention_bias: false, mlp_bias: false, hidden_act: 'silu' }))).not.toThrow();
+    expect(() => parseHfConfig(hfJson({ hidden_act: 'swish' }))).not.toThrow(); // transformers' alias of silu
   });
 
   it('refuses an HF checkpoint carrying bias tensors, naming the tensor', async () => {
