@@ -183,9 +183,12 @@ describe('special-token strings typed by a user stay text', () => {
 });
 
 describe('templates that cannot be honoured', () => {
-  it('a template that measures message contents is refused (its user text cannot be traced)', () => {
-    const fmt = chatFormat(tok, "{% for m in messages %}{{ m['content'] | length }}:{{ m['content'] }}{% endfor %}");
-    expect(() => fmt.format([{ role: 'user', content: 'hi' }])).toThrow(/cannot be traced/);
+  it('a template that measures message contents is refused when the format is built (its user text cannot be traced)', () => {
+    expect(() => chatFormat(tok, "{% for m in messages %}{{ m['content'] | length }}:{{ m['content'] }}{% endfor %}")).toThrow(/cannot be traced/);
+    // ... also when only some contents are measured: the one traced, the other not
+    const compiled = compileChatTemplate("{{ messages[0]['content'] }}{% if messages | length > 1 %}{{ messages[1]['content'][:3] }}{% endif %}");
+    expect(renderChatTemplate(compiled, '', [{ role: 'user', content: 'hello' }], vars).text).toBe('hello');
+    expect(() => renderChatTemplate(compiled, '', [{ role: 'user', content: 'a' }, { role: 'assistant', content: 'hello' }], vars)).toThrow(/cannot be traced/);
   });
 
   it('a template that raises reports its message', () => {

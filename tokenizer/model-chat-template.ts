@@ -138,7 +138,7 @@ export function chatFormat(tok: LlamaTokenizer, template: string | null = tok.ch
       return renderChatTemplate(compiled, template, merged, vars);
     }
   };
-  return {
+  const fmt: ChatFormat = {
     kind: 'model',
     format(messages) {
       if (messages.length === 0) throw new Error('chat: no messages');
@@ -154,4 +154,15 @@ export function chatFormat(tok: LlamaTokenizer, template: string | null = tok.ch
       return ids;
     },
   };
+  // A template whose user text cannot be traced fails every request: refuse it now (at load). Other
+  // errors of this probe (a template that wants other roles) are left to the requests that cause them.
+  const probe: ChatMessage[] = [
+    { role: 'system', content: 'You are helpful.' }, { role: 'user', content: 'Hello' }, { role: 'assistant', content: 'Hi!' }, { role: 'user', content: 'Bye' },
+  ];
+  try {
+    fmt.format(probe);
+  } catch (e) {
+    if ((e as Error).message.includes('cannot be traced')) throw e;
+  }
+  return fmt;
 }
