@@ -1,14 +1,19 @@
-// The Llama-2 tokenizer (tokenizer/) adapted to the API's ChatTokenizer interface.
+// The Llama-2 tokenizer (tokenizer/) adapted to the API's ChatTokenizer interface. Prompts use the
+// model's own chat template when its tokenizer config has one (tokenizer/model-chat-template.ts), else
+// the built-in Llama-2 format.
 
 import type { ChatTokenizer } from './chat-tokenizer.ts';
 import type { LlamaTokenizer } from '../tokenizer/tokenizer.ts';
 import { StreamDecoder } from '../tokenizer/stream-decoder.ts';
-import { formatLlama2Chat } from '../tokenizer/chat-template.ts';
+import { chatFormat } from '../tokenizer/model-chat-template.ts';
 
-export function llamaChatTokenizer(tok: LlamaTokenizer): ChatTokenizer {
+/** `chatTemplate`: override the tokenizer config's template (null: the built-in Llama-2 format). */
+export function llamaChatTokenizer(tok: LlamaTokenizer, chatTemplate: string | null = tok.chatTemplate): ChatTokenizer {
   let texts: (string | null)[] | null = null;
+  const fmt = chatFormat(tok, chatTemplate); // compiles the template now: a bad one fails the load
   return {
-    formatChat: (messages) => formatLlama2Chat(tok, messages),
+    formatChat: (messages) => fmt.format(messages),
+    chatFormat: fmt.kind,
     createStreamDecoder: () => new StreamDecoder(tok, { continuation: true }),
     encode: (text) => tok.encode(text, { addBos: false }),
     decode: (ids) => tok.decode(ids),

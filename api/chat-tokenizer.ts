@@ -15,10 +15,13 @@ export interface ChatStreamDecoder {
 
 export interface ChatTokenizer {
   /**
-   * Prompt ids in the Llama-2 chat format, BOS/EOS as ids. Messages are an optional system message
-   * first, then user/assistant alternating, starting and ending with user (the engine ensures it).
+   * Prompt ids in the model's chat format (its own chat template, else Llama-2's), control tokens as
+   * ids and user text never parsed for them. Messages are an optional system message first, then
+   * user/assistant alternating, starting and ending with user (the engine ensures it).
    */
   formatChat(messages: TemplateMessage[]): number[];
+  /** Which format formatChat uses: "model" (the model's chat_template) or "llama-2" (built in). */
+  chatFormat?: 'model' | 'llama-2';
   /** A decoder for generated ids that continue a prompt (keeps the first piece's leading space). */
   createStreamDecoder(): ChatStreamDecoder;
   encode(text: string): number[];

@@ -1,7 +1,8 @@
 // The in-process OpenAI-compatible engine: engine.chat.completions.create(request) over a
 // GenerationBackend and a ChatTokenizer.
 //
-// One request: validate -> build the Llama-2 chat prompt (tools in the system prompt) -> check the
+// One request: validate (the model's sampling defaults fill what it omits) -> build the chat prompt (the
+// model's template, else Llama-2's; tools in the system prompt) -> check the
 // context -> sampler -> backend.generate() -> stream decoder (whole UTF-8 characters) -> stop
 // strings -> ChatCompletion, or ChatCompletionChunks when stream: true.
 //
@@ -16,6 +17,8 @@ import type { ChatTokenizer } from './chat-tokenizer.ts';
 import { APIUserAbortError, BadRequestError, NotFoundError } from './errors.ts';
 import { toolCallAcceptor } from './json-constraint.ts';
 import { buildTemplateMessages } from './prompt.ts';
+import { applySamplingDefaults } from './sampling-defaults.ts';
+import { samplingDefaultsWire, type SamplingDefaults } from '../runtime/generation-defaults.ts';
 import { StopMatcher } from './stop-matcher.ts';
 import { constrainTokens } from './token-mask.ts';
 import { mayBeToolCall, newToolCallId, parseToolCall, randomAlnum } from './tools.ts';
@@ -66,6 +69,8 @@ export interface EngineOptions {
   prices?: Prices;
   ownedBy?: string;
   onRequestLog?: (entry: RequestLogEntry) => void;
+  /** The model's sampling defaults (generation_config.json): used for what a request leaves out; shown by models.list(). */
+  samplingDefaults?: SamplingDefaults;
 }
 
 export interface RequestOptions {
@@ -127,7 +132,7 @@ export function createEngine(opts: EngineOptions): Engine {
   const log = opts.onRequestLog;
 
   function prepare(body: unknown): Prepared {
-    const req = validateChatRequest(body);
+    const req = applySamplingDefaults(validateChatRequest(body), body, opts.samplingDefaults);
     if (!names.has(req.model)) {
       throw new NotFoundError(`The model '${req.model}' does not exist or is not served here.`, 'model', 'model_not_found');
     }
@@ -370,7 +375,10 @@ export function createEngine(opts: EngineOptions): Engine {
     models: {
       list: () => ({
         object: 'list',
-        data: [...names].map((id) => ({ id, object: 'model', created: createdAt, owned_by: opts.ownedBy ?? 'llama2-webgpu' })),
+        data: [...names].map((id) => ({
+          id, object: 'model', created: createdAt, owned_by: opts.ownedBy ?? 'llama2-webgpu',
+          ...(opts.samplingDefaults && Object.keys(opts.samplingDefaults).length > 0 ? { sampling_defaults: samplingDefaultsWire(opts.samplingDefaults) } : {}),
+        })),
       }),
     },
   };

@@ -39,6 +39,8 @@ export interface LlamaEngine {
   engine: Engine;
   scheduler: Scheduler;
   model: LlamaModel;
+  /** Load-log lines: the chat format, where the tokenizer and the sampling defaults came from. */
+  notes: string[];
   /** Prometheus text of the scheduler's gauges and counters. */
   metrics(): string;
   close(): Promise<void>;
@@ -51,6 +53,7 @@ export async function loadLlamaEngine(opts: LlamaEngineOptions = {}): Promise<Ll
   try {
     if (!src.tokenizerJson) throw new Error(`${src.name}: the model has no tokenizer (tokenizer.json, or tokenizer metadata in the GGUF)`);
     const tok = LlamaTokenizer.fromJson(src.tokenizerJson, src.tokenizerConfigJson ?? undefined);
+    const chat = llamaChatTokenizer(tok); // compiles the chat template: a bad one fails before any GPU work
     const nDevices = opts.devices ?? 1;
     for (let i = 0; i < nDevices; i++) gpus.push(await createGpuContext(opts.deviceOptions));
     const maxBatch = opts.maxBatch ?? 8;
@@ -66,12 +69,17 @@ export async function loadLlamaEngine(opts: LlamaEngineOptions = {}): Promise<Ll
       onProgress: opts.onProgress,
     });
     const scheduler = new Scheduler(model, { maxBatch, maxQueue: opts.maxQueue, prefixCaching: opts.prefixCaching });
-    const engine = createEngine({ backend: scheduler, tokenizer: llamaChatTokenizer(tok), modelName: opts.modelName ?? src.name, aliases: [HOSTED_MODEL_ID, ...(opts.aliases ?? [])], prices: opts.prices });
+    const engine = createEngine({
+      backend: scheduler, tokenizer: chat, modelName: opts.modelName ?? src.name, aliases: [HOSTED_MODEL_ID, ...(opts.aliases ?? [])], prices: opts.prices,
+      samplingDefaults: src.sampling.defaults,
+    });
+    const notes = [chat.chatFormat === 'model' ? "chat format: the model's own chat_template" : 'chat format: Llama-2 (built in)', ...src.notes];
     const m = model;
     return {
       engine,
       scheduler,
       model: m,
+      notes,
       metrics: () => prometheusText(scheduler.metrics()),
       async close() {
         m.destroy();

@@ -1,7 +1,8 @@
-// Validated messages -> the Llama-2 template's messages: an optional system message first (the
-// user's system text, then the tools block), then user/assistant alternating, ending with user.
-// User-side text is every user and tool message between two assistant messages, joined by a blank
-// line; tool messages render as "[tool result for <id> (<name>)]: <content>".
+// Validated messages -> the chat template's messages (the model's own template or Llama-2's): an
+// optional system message first (the user's system text, then the tools block), then user/assistant
+// alternating, ending with user. User-side text is every user and tool message between two assistant
+// messages, joined by a blank line; tool messages render as "[tool result for <id> (<name>)]: <content>",
+// whatever the template, so templates without a tool role (Llama-2's, zephyr's) get them too.
 
 import type { TemplateMessage } from './chat-tokenizer.ts';
 import { renderToolCalls, renderToolResult, renderToolsPrompt } from './tools.ts';

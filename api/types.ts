@@ -191,6 +191,8 @@ export interface Model {
   object: 'model';
   created: number;
   owned_by: string;
+  /** llama2-webgpu: the model's own sampling defaults (generation_config.json), applied to requests that omit them. */
+  sampling_defaults?: Record<string, number>;
 }
 
 export interface ModelList {

@@ -14,8 +14,10 @@ export const GENERATE_HELP = `llama2-webgpu generate [options]
   --model DIR|default   HF model directory (config.json, *.safetensors, tokenizer.json); default: the embedded model
   --prompt TEXT         the prompt (required)
   --max-tokens N        tokens to generate at most (default 64)
-  --temperature T       0 = greedy (default 0)
-  --top-p P, --top-k K, --seed S   sampling (with temperature > 0)
+  --temperature T       0 = greedy (default: the model's generation_config.json value, else 0)
+  --top-p P, --top-k K, --repetition-penalty R   sampling (default: the model's generation_config.json
+                        values, else 1, 0 (off), 1)
+  --seed S              seed of the sampler (default: random)
   --dtype q4|q8|f16|f32 weight format on the GPU (default: a converted model's own, else f16)
   --context N           context length to allocate (default: the model's, at most 4096)
   --json                print {"prompt_tokens":[...],"completion_tokens":[...],"text":"..."} as the last line`;
@@ -32,6 +34,7 @@ export async function runGenerate(argv: string[]): Promise<void> {
       temperature: { type: 'string' },
       'top-p': { type: 'string' },
       'top-k': { type: 'string' },
+      'repetition-penalty': { type: 'string' },
       seed: { type: 'string' },
       dtype: { type: 'string' },
       context: { type: 'string' },
@@ -41,9 +44,11 @@ export async function runGenerate(argv: string[]): Promise<void> {
   });
   if (values.prompt === undefined) throw new UsageError('--prompt is required');
   const maxTokens = intArg('max-tokens', values['max-tokens'], 64, 0, 1_000_000);
-  const temperature = numArg('temperature', values.temperature, 0, 0, 2);
-  const topP = numArg('top-p', values['top-p'], 1, Number.MIN_VALUE, 1);
-  const topK = intArg('top-k', values['top-k'], 0, 0, 999);
+  // NaN: not given, take the model's default (below).
+  const temperature = numArg('temperature', values.temperature, NaN, 0, 2);
+  const topP = numArg('top-p', values['top-p'], NaN, Number.MIN_VALUE, 1);
+  const topK = intArg('top-k', values['top-k'], NaN, 0, 999);
+  const repetitionPenalty = numArg('repetition-penalty', values['repetition-penalty'], NaN, 0.01, 5);
   let seed: bigint | undefined;
   if (values.seed !== undefined) {
     if (!/^\d+$/.test(values.seed) || BigInt(values.seed) > MAX_SEED) throw new UsageError(`--seed must be an integer in [0, 2^63-1], got "${values.seed}"`);
@@ -56,12 +61,20 @@ export async function runGenerate(argv: string[]): Promise<void> {
   const src = await openModelSource(values.model!);
   if (!src.tokenizerJson) throw new Error(`${values.model}: no tokenizer.json in the model directory`);
   const tok = LlamaTokenizer.fromJson(src.tokenizerJson, src.tokenizerConfigJson ?? undefined);
+  for (const line of src.notes) process.stderr.write(`${line}\n`);
+  const d = src.sampling.defaults;
+  const sampling = {
+    temperature: Number.isNaN(temperature) ? (d.temperature ?? 0) : temperature,
+    topP: Number.isNaN(topP) ? (d.topP ?? 1) : topP,
+    topK: Number.isNaN(topK) ? (d.topK ?? 0) : topK,
+    repetitionPenalty: Number.isNaN(repetitionPenalty) ? (d.repetitionPenalty ?? 1) : repetitionPenalty,
+  };
   const model = await LlamaModel.fromProvider(src.provider, { dtype, context, onProgress: progressPrinter(`loading ${src.name}`) });
   await src.close();
   process.stderr.write(`loaded ${src.name} (${model.format}, ${(model.weightBytes / 2 ** 20).toFixed(1)} MiB of weights) on ${model.gpu.adapterName} in ${((performance.now() - t0) / 1000).toFixed(1)} s\n`);
 
   const prompt = tok.encode(values.prompt, { addBos: true });
-  const sampler = createSampler({ temperature, topP, topK, minP: 0, presencePenalty: 0, frequencyPenalty: 0, repetitionPenalty: 1, seed }, prompt);
+  const sampler = createSampler({ ...sampling, minP: 0, presencePenalty: 0, frequencyPenalty: 0, seed }, prompt);
   const decoder = new StreamDecoder(tok, { continuation: true });
   const completion: number[] = [];
   let text = '';

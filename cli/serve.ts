@@ -84,6 +84,7 @@ export async function runServe(argv: string[]): Promise<void> {
   const m = llama.model;
   process.stderr.write(`loaded ${llama.engine.modelName} (${m.format}, ${(m.weightBytes / 2 ** 20).toFixed(1)} MiB of weights, ` +
     `${m.pool.nBlocks * m.pool.blockSize} KV positions) on ${m.stages.length} device(s) (${m.gpu.adapterName}) in ${((performance.now() - t0) / 1000).toFixed(1)} s\n`);
+  for (const line of llama.notes) process.stderr.write(`${line}\n`);
   const server = await startServer({ engine: llama.engine, host: values.host, port, apiKey, metrics: llama.metrics });
   process.stdout.write(`listening on ${server.url} (model "${llama.engine.modelName}"${apiKey ? ', API key required' : ''})\n`);
   await new Promise<void>((resolve) => {

@@ -17,7 +17,7 @@ export default defineConfig({
   worker: { format: 'es' },
   // The dev server's dependency scan starts at index.html and does not follow the worker: list the
   // worker's dependencies so that their first use does not re-optimize and reload the page mid-load.
-  optimizeDeps: { include: ['@huggingface/tokenizers', 'llama-tokenizer-js'] },
+  optimizeDeps: { include: ['@huggingface/tokenizers', '@huggingface/jinja', 'llama-tokenizer-js'] },
   build: {
     outDir: fileURLToPath(new URL('../dist/demo', import.meta.url)),
     emptyOutDir: true,

@@ -1,6 +1,8 @@
 // Rotary position embeddings (Su et al. 2021, RoFormer) in the Hugging Face Llama layout
 // ("rotate half"): within each head of size D, element i pairs with element i + D/2 and both are
-// rotated by the angle pos * theta^(-2i/D):
+// rotated by the angle (pos / s) * theta^(-2i/D), s the linear RoPE scale factor (1 for Llama-2;
+// "position interpolation", Chen et al. 2023, arXiv:2306.15595, as HF's rope_scaling "linear" and
+// llama.cpp's rope_freq_scale = 1/s):
 //   out[i]       = x[i] * cos - x[i + D/2] * sin
 //   out[i + D/2] = x[i + D/2] * cos + x[i] * sin
 // cos/sin come from a (maxSeqLen, D/2) table computed on the host in f64 (WGSL's sin/cos are only
@@ -42,13 +44,13 @@ export function packRopeParams(nHeads: number, headDim: number): ArrayBuffer {
   return packParams([[nHeads, 'u32'], [headDim / 2, 'u32']]);
 }
 
-/** (maxSeqLen, D/2) interleaved (cos, sin) for angle pos * theta^(-2i/D). */
-export function ropeTable(maxSeqLen: number, headDim: number, theta: number): Float32Array {
+/** (maxSeqLen, D/2) interleaved (cos, sin) for angle (pos / scale) * theta^(-2i/D). */
+export function ropeTable(maxSeqLen: number, headDim: number, theta: number, scale = 1): Float32Array {
   const half = headDim / 2;
   const t = new Float32Array(maxSeqLen * half * 2);
   for (let pos = 0; pos < maxSeqLen; pos++) {
     for (let i = 0; i < half; i++) {
-      const angle = pos * Math.pow(theta, (-2 * i) / headDim);
+      const angle = (pos / scale) * Math.pow(theta, (-2 * i) / headDim);
       t[(pos * half + i) * 2] = Math.cos(angle);
       t[(pos * half + i) * 2 + 1] = Math.sin(angle);
     }
@@ -56,14 +58,14 @@ export function ropeTable(maxSeqLen: number, headDim: number, theta: number): Fl
   return t;
 }
 
-export function ropeRef(x: Float32Array, positions: number[], nHeads: number, headDim: number, theta: number): Float32Array {
+export function ropeRef(x: Float32Array, positions: number[], nHeads: number, headDim: number, theta: number, scale = 1): Float32Array {
   const out = x.slice();
   const half = headDim / 2;
   positions.forEach((pos, t) => {
     for (let h = 0; h < nHeads; h++) {
       const base = (t * nHeads + h) * headDim;
       for (let i = 0; i < half; i++) {
-        const angle = pos * Math.pow(theta, (-2 * i) / headDim);
+        const angle = (pos / scale) * Math.pow(theta, (-2 * i) / headDim);
         const c = Math.cos(angle);
         const s = Math.sin(angle);
         const a = x[base + i]!;

@@ -11,6 +11,12 @@ export interface LlamaConfig {
   maxSeqLen: number; // max_position_embeddings: the context length
   normEps: number; // rms_norm_eps
   ropeTheta: number; // rope_theta (10000 for Llama-2)
+  /**
+   * Linear RoPE scaling ("position interpolation", Chen et al. 2023, arXiv:2306.15595): rotary angles
+   * use position / ropeScaleFactor. From config.json rope_scaling {"type": "linear", "factor": F} or
+   * GGUF llama.rope.scaling.factor. Absent or 1: no scaling.
+   */
+  ropeScaleFactor?: number;
   bosTokenId: number;
   eosTokenId: number;
   tieWordEmbeddings: boolean;
@@ -31,6 +37,7 @@ export function parseHfConfig(json: Record<string, unknown>, source = 'config.js
   if (Array.isArray(archs) && archs.length > 0 && !archs.some((a) => a === 'LlamaForCausalLM')) {
     throw new Error(`${source}: architecture ${JSON.stringify(archs)} is not supported (expected LlamaForCausalLM)`);
   }
+  refuseUnsupported(json, source);
   const dim = num('hidden_size');
   const nHeads = num('num_attention_heads');
   const nKvHeads = num('num_key_value_heads', nHeads);
@@ -50,8 +57,45 @@ export function parseHfConfig(json: Record<string, unknown>, source = 'config.js
     eosTokenId: Array.isArray(eos) ? Number(eos[0]) : num('eos_token_id', 2),
     tieWordEmbeddings: json.tie_word_embeddings === true,
   };
+  const factor = ropeScalingFactor(json.rope_scaling, source);
+  if (factor !== 1) cfg.ropeScaleFactor = factor;
   validateConfig(cfg, source);
   return cfg;
+}
+
+/**
+ * Fields of a Llama config.json that change the maths in ways this runtime does not implement: they are
+ * refused by name rather than silently ignored (the model would load and produce wrong text).
+ */
+function refuseUnsupported(json: Record<string, unknown>, source: string): void {
+  for (const key of ['attention_bias', 'mlp_bias'] as const) {
+    if (json[key] === true) throw new Error(`${source}: "${key}": true is not supported (this runtime has no bias terms in the ${key === 'mlp_bias' ? 'MLP' : 'attention'} projections)`);
+  }
+  const act = json.hidden_act ?? json.hidden_activation;
+  // "swish" is the same function as "silu" (x * sigmoid(x)) in transformers' ACT2FN.
+  if (act !== undefined && act !== null && act !== 'silu' && act !== 'swish') {
+    throw new Error(`${source}: "hidden_act": ${JSON.stringify(act)} is not supported (only "silu", Llama's SwiGLU)`);
+  }
+}
+
+/**
+ * The linear factor of an HF `rope_scaling` object ({"type" | "rope_type": "linear", "factor": F}); 1 for
+ * none (absent, null, or type "default"). Any other type (dynamic, yarn, llama3, longrope, ...) throws.
+ */
+export function ropeScalingFactor(v: unknown, source = 'config.json'): number {
+  if (v === undefined || v === null) return 1;
+  if (typeof v !== 'object' || Array.isArray(v)) throw new Error(`${source}: "rope_scaling" must be an object or null, got ${JSON.stringify(v)}`);
+  const o = v as Record<string, unknown>;
+  const type = o.rope_type ?? o.type;
+  if (type === 'default') return 1;
+  if (type !== 'linear') {
+    throw new Error(`${source}: rope_scaling type ${JSON.stringify(type ?? null)} is not supported (only "linear" RoPE scaling is implemented)`);
+  }
+  const f = o.factor;
+  if (typeof f !== 'number' || !Number.isFinite(f) || f <= 0) {
+    throw new Error(`${source}: rope_scaling "factor" must be a positive number, got ${JSON.stringify(f ?? null)}`);
+  }
+  return f;
 }
 
 export function validateConfig(c: LlamaConfig, source = 'config'): void {
@@ -62,6 +106,8 @@ export function validateConfig(c: LlamaConfig, source = 'config'): void {
   }
   if (c.headDim * c.nHeads !== c.dim) throw new Error(`${source}: head_dim (${c.headDim}) x num_attention_heads (${c.nHeads}) != hidden_size (${c.dim})`);
   if (c.nHeads % c.nKvHeads !== 0) throw new Error(`${source}: num_attention_heads (${c.nHeads}) is not a multiple of num_key_value_heads (${c.nKvHeads})`);
+  const f = c.ropeScaleFactor;
+  if (f !== undefined && !(Number.isFinite(f) && f > 0)) throw new Error(`${source}: RoPE scale factor must be a positive number, got ${f}`);
   if (c.headDim % 2 !== 0) throw new Error(`${source}: head_dim must be even for rotary embeddings, got ${c.headDim}`);
 }
 
@@ -79,6 +125,7 @@ export function toHfConfig(c: LlamaConfig): Record<string, unknown> {
     max_position_embeddings: c.maxSeqLen,
     rms_norm_eps: c.normEps,
     rope_theta: c.ropeTheta,
+    ...(c.ropeScaleFactor !== undefined && c.ropeScaleFactor !== 1 ? { rope_scaling: { type: 'linear', factor: c.ropeScaleFactor } } : {}),
     bos_token_id: c.bosTokenId,
     eos_token_id: c.eosTokenId,
     tie_word_embeddings: c.tieWordEmbeddings,

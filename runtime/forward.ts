@@ -99,7 +99,7 @@ export async function createForward(ctx: GpuContext, cfg: LlamaConfig, w: GpuWei
     pos: buf('pos', T * 4),
     slot: buf('slot', T * 4),
     blockTable: buf('blockTable', opts.nSlots * opts.maxBlocksPerSeq * 4),
-    ropeCs: uploadBuffer(device, 'ropeCs', ropeTable(Math.max(context, 1), D, cfg.ropeTheta)),
+    ropeCs: uploadBuffer(device, 'ropeCs', ropeTable(Math.max(context, 1), D, cfg.ropeTheta, cfg.ropeScaleFactor ?? 1)),
     x: buf('x', T * cfg.dim * f),
     xb: buf('xb', T * cfg.dim * f),
     q: buf('q', T * qDim * f),

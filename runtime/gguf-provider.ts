@@ -87,6 +87,22 @@ function shortestF32(v: number): number {
   return v;
 }
 
+/**
+ * The linear RoPE scale factor of a GGUF, read as llama.cpp's llama-model.cpp does: the type from
+ * llama.rope.scaling.type (absent: "linear"), the factor from llama.rope.scaling.factor or else the
+ * older llama.rope.scale_linear (absent or 0: no scaling); type "none" means no scaling. Other types
+ * (yarn, longrope, ...) are refused.
+ */
+function ggufRopeScale(f: GgufFile, num: (key: string, fallback?: number) => number): number {
+  const type = f.metadata.get('llama.rope.scaling.type') ?? 'linear';
+  if (type === 'none') return 1;
+  if (type !== 'linear') throw new Error(`${f.source}: llama.rope.scaling.type ${JSON.stringify(String(type))} is not supported (only "linear" RoPE scaling is implemented)`);
+  const factor = f.metadata.has('llama.rope.scaling.factor') ? num('llama.rope.scaling.factor') : num('llama.rope.scale_linear', 0);
+  if (factor === 0) return 1;
+  if (!(factor > 0)) throw new Error(`${f.source}: RoPE scale factor must be positive, got ${factor}`);
+  return factor;
+}
+
 /** LlamaConfig from GGUF metadata and tensor shapes. Throws naming the file and the key. */
 export function ggufConfig(f: GgufFile): LlamaConfig {
   const md = f.metadata;
@@ -101,8 +117,10 @@ export function ggufConfig(f: GgufFile): LlamaConfig {
     if (typeof v !== 'number') throw new Error(`${f.source}: metadata "${key}" must be a number, got ${String(v)}`);
     return f.valueTypes.get(key) === 'f32' ? shortestF32(v) : v;
   };
-  const scaling = md.get('llama.rope.scaling.type');
-  if (scaling !== undefined && scaling !== 'none') throw new Error(`${f.source}: RoPE scaling "${String(scaling)}" is not supported`);
+  const ropeScale = ggufRopeScale(f, num);
+  for (const name of f.tensors.keys()) {
+    if (name.endsWith('.bias')) throw new Error(`${f.source}: tensor "${name}": bias tensors are not supported (this runtime has no bias terms)`);
+  }
   const emb = f.tensors.get('token_embd.weight');
   if (!emb) throw new Error(`${f.source}: missing tensor "token_embd.weight"`);
   const dim = num('llama.embedding_length');
@@ -125,6 +143,7 @@ export function ggufConfig(f: GgufFile): LlamaConfig {
     eosTokenId: num('tokenizer.ggml.eos_token_id', 2),
     tieWordEmbeddings: !f.tensors.has('output.weight'),
   };
+  if (ropeScale !== 1) cfg.ropeScaleFactor = ropeScale;
   validateConfig(cfg, f.source);
   return cfg;
 }

@@ -55,6 +55,10 @@ function plan(cfg: LlamaConfig, opts: EncodeGgufOptions): { entries: GgufEntry[]
     { key: 'llama.attention.layer_norm_rms_epsilon', type: 'f32', value: cfg.normEps },
     { key: 'llama.rope.freq_base', type: 'f32', value: cfg.ropeTheta },
   ];
+  if (cfg.ropeScaleFactor !== undefined && cfg.ropeScaleFactor !== 1) {
+    // What convert_hf_to_gguf.py writes for rope_scaling {"type": "linear"}.
+    entries.push({ key: 'llama.rope.scaling.type', type: 'string', value: 'linear' }, { key: 'llama.rope.scaling.factor', type: 'f32', value: cfg.ropeScaleFactor });
+  }
   if (opts.alignment !== undefined && opts.alignment !== 32) entries.push(u32('general.alignment', opts.alignment));
   if (opts.tokenizerJson) {
     entries.push(...ggufTokenizerEntries(opts.tokenizerJson, { bos: cfg.bosTokenId, eos: cfg.eosTokenId }, opts.chatTemplate));

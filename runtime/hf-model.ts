@@ -8,6 +8,8 @@ import { readText } from './byte-source.ts';
 import { parseHfConfig, type LlamaConfig } from './config.ts';
 import { expectedTensors, fromHfName, toHfName } from './keymap.ts';
 import { readSafetensorsHeader, type TensorInfo } from './safetensors.ts';
+import { buildLlama2TokenizerJson, llama2VocabularyMismatch, LLAMA2_VOCAB_SIZE } from '../tokenizer/llama2-vocab.ts';
+import { readSentencePiecePieces } from '../tokenizer/sentencepiece-model.ts';
 
 export interface HfModel {
   dir: ModelDir;
@@ -16,6 +18,7 @@ export interface HfModel {
   generationConfig: Record<string, unknown> | null;
   tokenizerJson: string | null; // tokenizer.json text
   tokenizerConfigJson: string | null; // tokenizer_config.json text
+  notes: string[]; // load-log lines (e.g. the tokenizer came from tokenizer.model)
   tensors: Map<string, TensorInfo>; // OUR name (keymap.ts) -> where it lies; TensorInfo.name stays the HF name
   sources: Map<string, ByteSource>; // relative file name (TensorInfo.file) -> open source
   metadata: Record<string, string>; // __metadata__ of all weight files, merged
@@ -38,14 +41,41 @@ async function readJson(dir: ModelDir, file: string): Promise<Record<string, unk
   return v as Record<string, unknown>;
 }
 
+/**
+ * A folder with tokenizer.model but no tokenizer.json: when its pieces are exactly Llama-2's (and
+ * config.json says vocab_size 32000), Llama-2's tokenizer.json, built in; null without a
+ * tokenizer.model. Any other SentencePiece model is refused by name (it cannot be rebuilt here).
+ */
+async function llama2FromSentencePiece(dir: ModelDir, config: LlamaConfig): Promise<string | null> {
+  const src = await dir.open('tokenizer.model');
+  if (!src) return null;
+  let bytes: Uint8Array;
+  try {
+    bytes = await src.read(0, src.size);
+  } finally {
+    await src.close?.();
+  }
+  const refuse = (why: string): Error =>
+    new Error(`${dir.name}/tokenizer.model: no tokenizer.json beside it, and ${why}; only Llama-2's own vocabulary is built in (save the tokenizer as tokenizer.json with transformers to use another)`);
+  if (config.vocabSize !== LLAMA2_VOCAB_SIZE) throw refuse(`config.json has vocab_size ${config.vocabSize}, not Llama-2's ${LLAMA2_VOCAB_SIZE}`);
+  const mismatch = llama2VocabularyMismatch(readSentencePiecePieces(bytes, `${dir.name}/tokenizer.model`));
+  if (mismatch !== null) throw refuse(`it is not Llama-2's vocabulary: ${mismatch}`);
+  return JSON.stringify(buildLlama2TokenizerJson());
+}
+
 /** Opens an HF model directory: config, tokenizer files and all safetensors headers. Throws naming the directory/file. */
 export async function openHfModel(dir: ModelDir): Promise<HfModel> {
   const configJson = await readJson(dir, 'config.json');
   if (!configJson) throw new Error(`${dir.name}: no config.json; not a Hugging Face model directory`);
   const config = parseHfConfig(configJson, `${dir.name}/config.json`);
   const generationConfig = await readJson(dir, 'generation_config.json');
-  const tokenizerJson = await readText(dir, 'tokenizer.json');
+  const notes: string[] = [];
+  let tokenizerJson = await readText(dir, 'tokenizer.json');
   const tokenizerConfigJson = await readText(dir, 'tokenizer_config.json');
+  if (tokenizerJson === null) {
+    tokenizerJson = await llama2FromSentencePiece(dir, config);
+    if (tokenizerJson !== null) notes.push(`${dir.name}: no tokenizer.json; tokenizer.model holds Llama-2's 32000-piece vocabulary, so the built-in Llama-2 tokenizer is used`);
+  }
 
   const sources = new Map<string, ByteSource>();
   const closeAll = async (): Promise<void> => {
@@ -93,6 +123,9 @@ export async function openHfModel(dir: ModelDir): Promise<HfModel> {
       for (const t of header.tensors) {
         present.add(t.name);
         const ours = fromHfName(t.name);
+        if (ours === null && t.name.endsWith('.bias')) {
+          throw new Error(`${src.name}: tensor "${t.name}": bias tensors are not supported (this runtime has no bias terms)`);
+        }
         if (ours === null) continue; // e.g. rotary_emb.inv_freq: recomputed, not loaded
         const prev = tensors.get(ours);
         if (prev) throw new Error(`${src.name}: tensor "${t.name}" is also in ${sources.get(prev.file)!.name}`);
@@ -117,6 +150,7 @@ export async function openHfModel(dir: ModelDir): Promise<HfModel> {
       generationConfig,
       tokenizerJson,
       tokenizerConfigJson,
+      notes,
       tensors,
       sources,
       metadata,

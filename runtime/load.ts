@@ -10,6 +10,7 @@ import { isConverted, convertedProvider } from './converted.ts';
 import type { TensorProvider } from './weights.ts';
 import { DEFAULT_MODEL_NAME, defaultModelDir } from './default-model.ts';
 import { TINY_RANDOM_MODEL_NAME, tinyRandomModelDir } from './tiny-random-model.ts';
+import { describeSamplingDefaults, samplingDefaultsFromGenerationConfig, samplingDefaultsFromGguf, type ModelSamplingDefaults } from './generation-defaults.ts';
 
 export interface ModelSource {
   name: string; // what the API reports as the model id
@@ -18,12 +19,22 @@ export interface ModelSource {
   tokenizerJson: string | null;
   tokenizerConfigJson: string | null;
   generationConfig: Record<string, unknown> | null;
+  /** The model's sampling defaults (generation_config.json, or GGUF general.sampling.*). */
+  sampling: ModelSamplingDefaults;
+  /** Lines for the load log: where the tokenizer and the sampling defaults came from, warnings. */
+  notes: string[];
   close(): Promise<void>;
+}
+
+function loadNotes(notes: string[], sampling: ModelSamplingDefaults): string[] {
+  const line = describeSamplingDefaults(sampling);
+  return [...notes, ...(line ? [line] : []), ...sampling.warnings];
 }
 
 /** A GGUF file (llama.cpp's format): weights, config and tokenizer from its metadata. */
 export async function openGgufSource(src: ByteSource, name = src.name): Promise<ModelSource> {
   const g = await openGgufModel(src);
+  const sampling = samplingDefaultsFromGguf(g.metadata, src.name);
   return {
     name: name.replace(/\.gguf$/i, '').split('/').pop() || name,
     config: g.config,
@@ -31,6 +42,8 @@ export async function openGgufSource(src: ByteSource, name = src.name): Promise<
     tokenizerJson: g.tokenizerJson,
     tokenizerConfigJson: g.tokenizerConfigJson,
     generationConfig: null,
+    sampling,
+    notes: loadNotes([], sampling),
     close: () => g.close(),
   };
 }
@@ -76,6 +89,8 @@ export async function openModelSource(spec: string | ModelDir | ByteSource): Pro
     throw e;
   }
   const base = dir.name.replace(/\/+$/, '').split('/').pop() || dir.name;
+  const sampling = samplingDefaultsFromGenerationConfig(hf.generationConfig, `${dir.name}/generation_config.json`);
+  if (sampling.source !== null) sampling.source = 'generation_config.json';
   return {
     name: base,
     config: hf.config,
@@ -83,6 +98,8 @@ export async function openModelSource(spec: string | ModelDir | ByteSource): Pro
     tokenizerJson: hf.tokenizerJson,
     tokenizerConfigJson: hf.tokenizerConfigJson,
     generationConfig: hf.generationConfig,
+    sampling,
+    notes: loadNotes(hf.notes, sampling),
     close: () => hf.close(),
   };
 }

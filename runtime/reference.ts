@@ -53,8 +53,10 @@ export class ReferenceModel {
       const q = matvec(this.t(p + 'wq'), xb, c.nHeads * D);
       const k = matvec(this.t(p + 'wk'), xb, kvDim);
       const v = matvec(this.t(p + 'wv'), xb, kvDim);
-      rope(q, c.nHeads, D, pos, c.ropeTheta);
-      rope(k, c.nKvHeads, D, pos, c.ropeTheta);
+      // Linear RoPE scaling: the rotary angle of position pos is that of pos / factor.
+      const ropePos = pos / (c.ropeScaleFactor ?? 1);
+      rope(q, c.nHeads, D, ropePos, c.ropeTheta);
+      rope(k, c.nKvHeads, D, ropePos, c.ropeTheta);
       this.k[l]!.set(k, pos * kvDim);
       this.v[l]!.set(v, pos * kvDim);
       const att = new Float64Array(c.nHeads * D);

@@ -9,6 +9,7 @@ export type { ChatMessage, ChatRole } from './chat-template.ts';
 export {
   llama2TokenizerConfigJson,
   LLAMA2_CHAT_TEMPLATE,
+  LLAMA2_CHAT_TEMPLATE_META,
   LLAMA2_BOS,
   LLAMA2_EOS,
   LLAMA2_UNK,
@@ -16,3 +17,5 @@ export {
 export type { Llama2TokenizerConfigJson } from './llama2-config.ts';
 export { buildLlama2TokenizerJson, LLAMA2_VOCAB_SIZE } from './llama2-vocab.ts';
 export type { Llama2TokenizerJson, HfAddedToken } from './llama2-vocab.ts';
+export { chatFormat, compileChatTemplate, renderChatTemplate } from './model-chat-template.ts';
+export type { ChatFormat, RenderedChat, TemplateVars } from './model-chat-template.ts';

@@ -31,6 +31,12 @@ export const LLAMA2_CHAT_TEMPLATE =
   "{% elif message['role'] == 'assistant' %}{{ ' ' + content.strip() + ' ' + eos_token }}" +
   '{% endif %}{% endfor %}';
 
+/**
+ * The same template as the files in meta-llama/Llama-2-{7,13,70}b-chat-hf carry it: it differs from
+ * LLAMA2_CHAT_TEMPLATE only by a second space before one `+` (no difference in what it renders).
+ */
+export const LLAMA2_CHAT_TEMPLATE_META = LLAMA2_CHAT_TEMPLATE.replace("{{ ' ' + content.strip()", "{{ ' '  + content.strip()");
+
 /** The tokenizer_config.json fields of Llama-2 (wire spelling kept). */
 export interface Llama2TokenizerConfigJson {
   tokenizer_class: 'LlamaTokenizer';

@@ -71,6 +71,19 @@ export interface Llama2TokenizerJson {
   };
 }
 
+/**
+ * Why `pieces` (a tokenizer.model's, in id order) is not Llama-2's SentencePiece vocabulary, or null
+ * when it is, piece for piece.
+ */
+export function llama2VocabularyMismatch(pieces: readonly string[]): string | null {
+  const ours = llamaTokenizerJs.vocabById;
+  if (pieces.length !== ours.length) return `it has ${pieces.length} pieces, Llama-2's has ${ours.length}`;
+  for (let id = 0; id < ours.length; id++) {
+    if (pieces[id] !== ours[id]) return `piece ${id} is ${JSON.stringify(pieces[id])} where Llama-2's is ${JSON.stringify(ours[id])}`;
+  }
+  return null;
+}
+
 function specialToken(id: number, content: string): HfAddedToken {
   return { id, content, single_word: false, lstrip: false, rstrip: false, normalized: false, special: true };
 }

@@ -35,6 +35,7 @@ interface ConfigFields {
   unk_token?: unknown;
   add_bos_token?: unknown;
   additional_special_tokens?: unknown;
+  chat_template?: unknown;
 }
 
 function parseJsonObject(value: object | string, what: string): Record<string, unknown> {
@@ -54,6 +55,27 @@ function tokenContent(value: unknown, fallback: string): string {
   return fallback;
 }
 
+/**
+ * tokenizer_config.json's chat_template: a string, or (newer files) a list of {name, template} of which
+ * the one named "default" is the chat template, as transformers picks it. Null when there is none.
+ */
+function chatTemplateOf(value: unknown): string | null {
+  if (typeof value === 'string') return value;
+  if (Array.isArray(value)) {
+    const named = value.find((t) => t !== null && typeof t === 'object' && (t as { name?: unknown }).name === 'default') as { template?: unknown } | undefined;
+    if (typeof named?.template === 'string') return named.template;
+  }
+  return null;
+}
+
+/** An added token that text may be split on (tokenizer.json added_tokens with normalized: false). */
+interface SplitToken {
+  content: string;
+  id: number;
+  lstrip: boolean;
+  rstrip: boolean;
+}
+
 /** Pieces tried, in order, as the non-space sentinel that makes `continuation` decoding exact. */
 const SENTINEL_CANDIDATES = ['a', 'e', 't', 'x', 'A', '0'];
 
@@ -66,11 +88,16 @@ export class LlamaTokenizer {
   readonly unkId: number;
   /** Number of ids, added tokens included (32000 for Llama-2). */
   readonly vocabSize: number;
+  /** tokenizer_config.json's add_bos_token (default true): encode() and chat prompts start with BOS. */
+  readonly addsBos: boolean;
+  /** The model's Jinja chat template (tokenizer_config.json chat_template), or null. */
+  readonly chatTemplate: string | null;
 
   private readonly hf: Tokenizer;
   /** Ids that `skipSpecial` drops: special added tokens and config's additional_special_tokens. */
   private readonly specialIds: ReadonlySet<number>;
-  private readonly addBosDefault: boolean;
+  /** Added tokens by first character, longest first: what encodeMarked splits trusted text on. */
+  private readonly splitTokens: Map<string, SplitToken[]>;
   /** Id of a one-character, non-space, non-special piece; see decode's `continuation`. */
   private readonly sentinel: { id: number; text: string } | undefined;
 
@@ -90,10 +117,20 @@ export class LlamaTokenizer {
     this.bosId = idOf(tokenContent(fields.bos_token, '<s>'), 'bos');
     this.eosId = idOf(tokenContent(fields.eos_token, '</s>'), 'eos');
     this.unkId = idOf(tokenContent(fields.unk_token, '<unk>'), 'unk');
-    this.addBosDefault = typeof fields.add_bos_token === 'boolean' ? fields.add_bos_token : true;
+    this.addsBos = typeof fields.add_bos_token === 'boolean' ? fields.add_bos_token : true;
+    this.chatTemplate = chatTemplateOf(fields.chat_template);
 
     const special = new Set<number>();
-    for (const [id, token] of this.hf.get_added_tokens_decoder()) if (token.special) special.add(id);
+    const split = new Map<string, SplitToken[]>();
+    for (const [id, token] of this.hf.get_added_tokens_decoder()) {
+      if (token.special) special.add(id);
+      if (token.normalized || token.content.length === 0) continue; // matched only after normalization by HF; never split on here
+      const first = token.content[0]!;
+      if (!split.has(first)) split.set(first, []);
+      split.get(first)!.push({ content: token.content, id, lstrip: token.lstrip, rstrip: token.rstrip });
+    }
+    for (const list of split.values()) list.sort((a, b) => b.content.length - a.content.length);
+    this.splitTokens = split;
     if (Array.isArray(fields.additional_special_tokens)) {
       for (const t of fields.additional_special_tokens) {
         const id = typeof t === 'string' ? this.hf.token_to_id(t) : undefined;
@@ -129,7 +166,7 @@ export class LlamaTokenizer {
   /** Token ids of `text`: [BOS] + pieces of "▁" + text with spaces as "▁". Never adds EOS. */
   encode(text: string, opts: EncodeOptions = {}): number[] {
     const ids: number[] = [];
-    if (opts.addBos ?? this.addBosDefault) ids.push(this.bosId);
+    if (opts.addBos ?? this.addsBos) ids.push(this.bosId);
     if (text.length === 0) return ids;
     if (opts.parseSpecial === true) {
       // HF path: split on added-token strings, normalize and BPE each section; no post-processor.
@@ -137,12 +174,55 @@ export class LlamaTokenizer {
       return ids;
     }
     // Literal path: the HF pipeline minus the added-token splitter.
+    this.encodeSection(text, 0, ids);
+    return ids;
+  }
+
+  /** Appends the ids of one text section (no added-token splitting): normalize, pre-tokenize, BPE. */
+  private encodeSection(text: string, sectionIndex: number, ids: number[]): void {
     const normalized = this.hf.normalizer === null ? text : this.hf.normalizer(text);
-    if (normalized.length === 0) return ids;
-    const words = this.hf.pre_tokenizer === null ? [normalized] : this.hf.pre_tokenizer(normalized, { section_index: 0 });
+    if (normalized.length === 0) return;
+    const words = this.hf.pre_tokenizer === null ? [normalized] : this.hf.pre_tokenizer(normalized, { section_index: sectionIndex });
     const model = this.hf.model;
     if (model === null) throw new Error('tokenizer.json has no model');
     for (const piece of model(words)) ids.push(this.hf.token_to_id(piece) ?? this.unkId);
+  }
+
+  /**
+   * Ids of `text` (no BOS) where added-token strings ("<s>", "</s>", ...) become their ids only where
+   * they lie wholly in trusted characters (`untrusted[i]` = 0); inside untrusted characters (what a
+   * user typed) they stay text. The text between the tokens is encoded section by section exactly as
+   * the HF tokenizer does with special-token parsing (leftmost-longest split, lstrip/rstrip, a dummy
+   * prefix per section), so with nothing untrusted this equals encode(text, {parseSpecial: true}).
+   */
+  encodeMarked(text: string, untrusted: Uint8Array): number[] {
+    if (untrusted.length !== text.length) throw new RangeError('encodeMarked: the mask must have one entry per UTF-16 unit of the text');
+    const sections: (string | SplitToken)[] = [];
+    let start = 0;
+    let i = 0;
+    while (i < text.length) {
+      const match = untrusted[i] ? undefined : this.splitTokens.get(text[i]!)?.find((t) => text.startsWith(t.content, i) && !untrusted.subarray(i, i + t.content.length).some((u) => u !== 0));
+      if (!match) {
+        i++;
+        continue;
+      }
+      if (i > start) sections.push(text.slice(start, i));
+      sections.push(match);
+      i += match.content.length;
+      start = i;
+    }
+    if (start < text.length) sections.push(text.slice(start));
+    // lstrip / rstrip of an added token eat the whitespace before / after it (HF's encode_text).
+    sections.forEach((s, k) => {
+      if (typeof s === 'string') return;
+      if (s.lstrip && typeof sections[k - 1] === 'string') sections[k - 1] = (sections[k - 1] as string).trimEnd();
+      if (s.rstrip && typeof sections[k + 1] === 'string') sections[k + 1] = (sections[k + 1] as string).trimStart();
+    });
+    const ids: number[] = [];
+    sections.forEach((s, k) => {
+      if (typeof s !== 'string') ids.push(s.id);
+      else if (s.length > 0) this.encodeSection(s, k, ids);
+    });
     return ids;
   }
 
