@@ -166,6 +166,7 @@ def main():
     ap.add_argument('--seq', type=int, default=512); ap.add_argument('--batch', type=int, default=2)
     ap.add_argument('--steps', type=int, default=800); ap.add_argument('--lr', type=float, default=2.5e-3)
     ap.add_argument('--warmup', type=int, default=30); ap.add_argument('--eval-every', type=int, default=50)
+    ap.add_argument('--stop-after', type=int, default=0, help='end at this step (the schedule still spans --steps)')
     ap.add_argument('--seed', type=int, default=1234); ap.add_argument('--threads', type=int, default=1)
     a = ap.parse_args()
     torch.manual_seed(a.seed); torch.set_num_threads(a.threads)
@@ -212,7 +213,9 @@ def main():
             save(step)
         elif step % 10 == 0:
             print(f'step {step} loss {ema:.3f} {time.time() - t0:.0f}s', flush=True)
-    save(a.steps)
+        if step == a.stop_after:
+            break
+    save(step)
 
 
 if __name__ == '__main__':

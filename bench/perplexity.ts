@@ -1,0 +1,172 @@
+// Perplexity of a text under each weight format, ours beside llama.cpp's, on the same weights and the same
+// tokens: `llama2-webgpu bench quality --model default --text FILE`. What quantization costs on a trained model
+// (bounded on the held-out slice in test/perplexity.test.ts).
+//
+// The text is tokenized once (Llama-2's tokenizer, no BOS) and cut into windows of context-1 tokens; each window
+// is scored after BOS, every position predicting the next token: ppl = exp(mean over scored tokens of -log p).
+// Ours: the model loaded at f32/f16/q8/q4, and llama.cpp-quantized GGUF files loaded as stored (GGUF type names
+// such as Q4_K_M). llama.cpp (node-llama-cpp's CPU build, F32 KV cache): the F32 GGUF we write from the model,
+// and that file quantized by llama.cpp's own quantizer (bench/llamacpp/quantize.py).
+
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { tmpdir } from 'node:os';
+import { fileURLToPath } from 'node:url';
+import type { GpuContext } from '../runtime/device.ts';
+import { openModelSource } from '../runtime/load.ts';
+import { LlamaModel } from '../runtime/model.ts';
+import { writeGgufFile } from '../runtime/gguf-writer.ts';
+import { LlamaTokenizer } from '../tokenizer/tokenizer.ts';
+import type { WeightFormat } from '../kernels/weight-formats.ts';
+import { importNodeLlamaCpp } from './llamacpp/runner.ts';
+
+export interface PerplexityRow {
+  engine: 'ours' | 'llamacpp';
+  format: string; // f32, f16, q8, q4 (ours, converted at load) or a GGUF file type (F32, Q8_0, Q4_0, Q4_K_M, ...)
+  tokens: number; // scored tokens
+  ppl: number;
+  nll: number; // mean negative log-likelihood, nats per token
+}
+
+export interface PerplexityOptions {
+  model: string; // "default", an HF directory, ...
+  text: string;
+  maxTokens?: number; // scored tokens at most (default: the whole text)
+  ours?: string[]; // default f32, f16, q8, q4, Q8_0, Q4_0, Q4_K_M
+  llamacpp?: string[]; // default F32, Q8_0, Q4_0, Q4_K_M; [] skips llama.cpp
+  gpu: GpuContext;
+  workDir?: string; // where the GGUF files go (default: a folder in the OS temp dir)
+  log?: (line: string) => void;
+}
+
+const OUR_FORMATS = new Set(['f32', 'f16', 'q8', 'q4']);
+export const DEFAULT_OURS = ['f32', 'f16', 'q8', 'q4', 'Q8_0', 'Q4_0', 'Q4_K_M'];
+export const DEFAULT_LLAMACPP = ['F32', 'Q8_0', 'Q4_0', 'Q4_K_M'];
+
+/** BOS + up to context-1 text tokens per window, covering the text in order. */
+export function perplexityWindows(ids: number[], context: number, maxTokens = Infinity, bos = 1): number[][] {
+  const wins: number[][] = [];
+  const per = context - 1;
+  const n = Math.min(ids.length, maxTokens);
+  for (let i = 0; i < n; i += per) wins.push([bos, ...ids.slice(i, Math.min(i + per, n))]);
+  return wins;
+}
+
+/** -log softmax(logits)[target], computed stably in float64. */
+export function nllOf(logits: ArrayLike<number>, target: number): number {
+  let max = -Infinity;
+  for (let i = 0; i < logits.length; i++) if (logits[i]! > max) max = logits[i]!;
+  let sum = 0;
+  for (let i = 0; i < logits.length; i++) sum += Math.exp(logits[i]! - max);
+  return Math.log(sum) + max - logits[target]!;
+}
+
+/** bench/llamacpp/quantize.py, from the sources (bench/) or the compiled code (dist/bench/). */
+function quantizeScript(): string {
+  const at = ['./llamacpp/quantize.py', '../../bench/llamacpp/quantize.py'].map((p) => fileURLToPath(new URL(p, import.meta.url)));
+  const found = at.find((p) => existsSync(p));
+  if (!found) throw new Error(`llama.cpp's quantizer script not found at ${at.join(' or ')}`);
+  return found;
+}
+
+/** The model as an F32 GGUF (written by us) or llama.cpp's quantization of it, cached in workDir. */
+async function ggufOf(model: string, type: string, workDir: string, log: (l: string) => void): Promise<string> {
+  mkdirSync(workDir, { recursive: true });
+  const f32 = join(workDir, 'F32.gguf');
+  if (!existsSync(f32)) {
+    const src = await openModelSource(model);
+    try {
+      await writeGgufFile(f32, src.provider, { type: 'F32', tokenizerJson: src.tokenizerJson ? JSON.parse(src.tokenizerJson) : undefined, name: src.name });
+    } finally {
+      await src.close();
+    }
+  }
+  if (type === 'F32') return f32;
+  const out = join(workDir, `${type}.gguf`);
+  if (!existsSync(out)) {
+    log(`quantizing with llama.cpp's quantizer: ${type}`);
+    execFileSync(process.env.PYTHON ?? 'python3', [quantizeScript(), f32, out, type], { stdio: ['ignore', 'ignore', 'inherit'] });
+  }
+  return out;
+}
+
+async function oursNll(gpu: GpuContext, spec: string, dtype: WeightFormat | undefined, wins: number[][], context: number): Promise<number> {
+  const src = await openModelSource(spec);
+  const model = await LlamaModel.fromProvider(src.provider, { gpu, dtype, context, prefillChunk: 128, maxOut: 128 });
+  try {
+    const V = src.config.vocabSize;
+    let total = 0;
+    for (const w of wins) {
+      const logits = await model.logitsAll(w);
+      for (let p = 0; p + 1 < w.length; p++) total += nllOf(logits.subarray(p * V, (p + 1) * V), w[p + 1]!);
+    }
+    return total;
+  } finally {
+    model.destroy();
+    await src.close();
+  }
+}
+
+interface NlcCtx {
+  getSequence(): { controlledEvaluate(input: (number | [number, { generateNext: { logits: true } }])[]): Promise<({ next: { logits?: Map<number, number> } } | undefined)[]> };
+  dispose(): Promise<void>;
+}
+
+async function llamaCppNll(ggufPath: string, wins: number[][], context: number, vocab: number): Promise<number> {
+  const nlc = (await importNodeLlamaCpp()) as { getLlama(o: object): Promise<{ loadModel(o: object): Promise<{ createContext(o: object): Promise<NlcCtx>; dispose(): Promise<void> }>; dispose(): Promise<void> }> };
+  const llama = await nlc.getLlama({ gpu: false, build: 'never', logLevel: 'error' });
+  const model = await llama.loadModel({ modelPath: ggufPath });
+  let total = 0;
+  try {
+    for (const w of wins) {
+      const ctx = await model.createContext({ contextSize: context, threads: 2, flashAttention: false, experimentalKvCacheKeyType: 'F32', experimentalKvCacheValueType: 'F32' });
+      try {
+        const res = await ctx.getSequence().controlledEvaluate(w.map((t) => [t, { generateNext: { logits: true } }]));
+        for (let p = 0; p + 1 < w.length; p++) {
+          const lg = res[p]?.next.logits;
+          if (!lg || lg.size !== vocab) throw new Error(`llama.cpp gave ${lg?.size ?? 0} logits at position ${p}, expected ${vocab}`);
+          const arr = new Float64Array(vocab);
+          for (const [id, v] of lg) arr[id] = v;
+          total += nllOf(arr, w[p + 1]!);
+        }
+      } finally {
+        await ctx.dispose();
+      }
+    }
+  } finally {
+    await model.dispose();
+    await llama.dispose();
+  }
+  return total;
+}
+
+/** Yields one row per engine and format, ours first. */
+export async function* measurePerplexity(o: PerplexityOptions): AsyncGenerator<PerplexityRow> {
+  const log = o.log ?? (() => undefined);
+  const src = await openModelSource(o.model);
+  const { config } = src;
+  const tok = LlamaTokenizer.fromJson(src.tokenizerJson ?? '{}', src.tokenizerConfigJson ?? undefined);
+  await src.close();
+  const context = Math.min(config.maxSeqLen, 512);
+  const wins = perplexityWindows(tok.encode(o.text, { addBos: false }), context, o.maxTokens, config.bosTokenId);
+  const tokens = wins.reduce((n, w) => n + w.length - 1, 0);
+  const workDir = o.workDir ?? join(tmpdir(), `llama2-webgpu-ppl-${o.model.replace(/[^\w.-]+/g, '_')}`);
+  const row = (engine: PerplexityRow['engine'], format: string, total: number): PerplexityRow => ({ engine, format, tokens, ppl: Math.exp(total / tokens), nll: total / tokens });
+  for (const f of o.ours ?? DEFAULT_OURS) {
+    log(`ours ${f}: ${tokens} tokens in ${wins.length} window(s)`);
+    if (OUR_FORMATS.has(f)) yield row('ours', f, await oursNll(o.gpu, o.model, f as WeightFormat, wins, context));
+    else yield row('ours', f, await oursNll(o.gpu, await ggufOf(o.model, f, workDir, log), undefined, wins, context));
+  }
+  for (const f of o.llamacpp ?? DEFAULT_LLAMACPP) {
+    log(`llama.cpp ${f}`);
+    yield row('llamacpp', f, await llamaCppNll(await ggufOf(o.model, f, workDir, log), wins, context, config.vocabSize));
+  }
+}
+
+export function perplexityTable(rows: PerplexityRow[]): string {
+  const f32 = rows.find((r) => r.engine === 'ours' && r.format === 'f32')?.ppl;
+  const lines = ['| engine | format | tokens | perplexity | vs our f32 |', '|---|---|---|---|---|'];
+  for (const r of rows) lines.push(`| ${r.engine === 'ours' ? 'llama2-webgpu' : 'llama.cpp'} | ${r.format} | ${r.tokens} | ${r.ppl.toFixed(3)} | ${f32 ? `${((r.ppl / f32 - 1) * 100).toFixed(2)}%` : ''} |`);
+  return lines.join('\n');
+}
