@@ -10,6 +10,10 @@ import { isConverted, convertedProvider } from './converted.ts';
 import type { TensorProvider } from './weights.ts';
 import { DEFAULT_MODEL_NAME, defaultModelDir } from './default-model.ts';
 
+// node:fs in Node and Deno. A variable specifier keeps bundlers from resolving it in browser builds, where
+// models come as Blobs or URLs and the code that uses it never runs.
+const NODE_FS = 'node:fs/promises';
+
 export interface ModelSource {
   name: string; // what the API reports as the model id
   config: LlamaConfig;
@@ -43,7 +47,7 @@ export async function openModelSource(spec: string | ModelDir | ByteSource): Pro
   if (typeof spec === 'string') {
     if (spec === 'default' || spec === DEFAULT_MODEL_NAME) dir = defaultModelDir();
     else {
-      const fs = await import('node:fs/promises');
+      const fs: typeof import('node:fs/promises') = await import(/* @vite-ignore */ NODE_FS);
       const st = await fs.stat(spec).catch(() => null);
       if (!st) throw new Error(`model not found: ${spec} (give an HF model directory, a .gguf file, or "default" for the embedded model)`);
       if (!st.isDirectory()) {
