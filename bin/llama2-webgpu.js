@@ -17,6 +17,13 @@ const argv = process.argv.slice(2);
 const wantsHelp = argv.includes('--help') || argv.includes('-h');
 
 if (process.env.LLAMA2_WEBGPU_CHILD === '1' || !GPU_COMMANDS.has(argv[0] ?? '') || wantsHelp) {
+  if (process.env.LLAMA2_WEBGPU_CHILD === '1') {
+    // Under the filter process: if it is killed outright (SIGKILL), do not live on without it (a server would).
+    const parent = process.ppid;
+    setInterval(() => {
+      if (process.ppid !== parent) process.kill(process.pid, 'SIGTERM');
+    }, 1000).unref();
+  }
   const { main } = await import('../dist/cli/main.js');
   main(argv).then(
     (code) => process.exit(code),
