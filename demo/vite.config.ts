@@ -24,13 +24,5 @@ export default defineConfig({
     target: 'es2022',
     // llama-tokenizer-js carries Llama-2's vocabulary (~1.5 MB): one chunk, loaded by the worker only.
     chunkSizeWarningLimit: 4096,
-    rollupOptions: {
-      onwarn(warning, warn) {
-        // runtime/ reads files through a dynamic import('node:fs/promises') that only runs in Node and
-        // Deno; in the browser models come as Blobs or URLs, so the empty browser stub is never called.
-        if (warning.message.includes('"node:fs/promises" has been externalized')) return;
-        warn(warning);
-      },
-    },
   },
 });
