@@ -275,6 +275,7 @@ async function load(spec: LoadSpec): Promise<void> {
   setState('loading');
   ui.modelInfo.hidden = true;
   ui.progressBar.style.width = '0%';
+  ui.progressPercent.textContent = '0%';
   const meter = new RateMeter();
   try {
     model = await engine.load(spec, options, { onProgress: (p) => showProgress(p, meter) });
@@ -340,10 +341,14 @@ async function refreshCacheInfo(): Promise<void> {
   const cache = await caches.open(MODEL_CACHE);
   const keys = await cache.keys();
   let bytes = 0;
-  for (const req of keys) bytes += Number((await cache.match(req))?.headers.get('content-length') ?? 0);
-  const models = new Set(keys.map((r) => r.url.replace(/[^/]*$/, '')));
-  ui.cacheInfo.textContent = keys.length === 0 ? 'No models cached.' : `Cached: ${models.size} model${models.size === 1 ? '' : 's'}, ${formatBytes(bytes)}.`;
-  ui.cacheInfo.dataset.files = String(keys.length);
+  const models = new Set<string>();
+  for (const req of keys) {
+    const res = await cache.match(req);
+    if (res?.status !== 200) continue; // a remembered 404
+    bytes += Number(res.headers.get('content-length') ?? 0);
+    models.add(req.url.replace(/[^/]*$/, ''));
+  }
+  ui.cacheInfo.textContent = models.size === 0 ? 'No models cached.' : `Cached: ${models.size} model${models.size === 1 ? '' : 's'}, ${formatBytes(bytes)}.`;
   ui.clearCache.hidden = keys.length === 0;
 }
 
@@ -447,14 +452,17 @@ async function updateCount(): Promise<void> {
   const seq = ++countSeq;
   const draft = ui.prompt.value.trim();
   const messages = chat.messages(settings.system, draft === '' ? '…' : draft);
+  const ctx = model.contextLength;
   let tokens: number;
   try {
     tokens = await engine.count(messages);
-  } catch {
-    return; // e.g. the model changed meanwhile; the next keystroke counts again
+  } catch (e) {
+    // Longer than the context: the engine refuses it, saying how long it is.
+    const over = (e as { code?: string }).code === 'context_length_exceeded' ? /resulted in (\d+) tokens/.exec((e as Error).message) : null;
+    if (!over) return; // e.g. the model changed meanwhile; the next keystroke counts again
+    tokens = Number(over[1]);
   }
   if (seq !== countSeq) return;
-  const ctx = model.contextLength;
   promptTooLong = tokens >= ctx;
   ui.counter.textContent = `Context: ${tokens.toLocaleString('en-US')} / ${ctx.toLocaleString('en-US')} tokens`;
   ui.counter.dataset.tokens = String(tokens);

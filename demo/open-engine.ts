@@ -55,11 +55,16 @@ function cachedUrlDir(baseUrl: string, log: CacheLog): ModelDir {
       const cache = await caches.open(MODEL_CACHE);
       const hit = await cache.match(url);
       if (hit) {
+        if (hit.status === 404) return null; // known to be absent (the loader asks for optional files)
         log.hits++;
         return blobSource(url, await hit.blob());
       }
       const res = await fetch(url);
-      if (res.status === 404) return null;
+      if (res.status === 404) {
+        // Remembered, so that a later load from the cache does not need the server to say it again.
+        await cache.put(url, new Response(null, { status: 404 })).catch(() => undefined);
+        return null;
+      }
       if (!res.ok || !res.body) throw new Error(`${url}: HTTP ${res.status}`);
       const size = Number(res.headers.get('content-length') ?? 0);
       log.total += size;
