@@ -48,9 +48,14 @@ ${BENCH_HELP}
 export async function main(argv: string[]): Promise<number> {
   const [cmd, ...rest] = argv;
   try {
-    if (!cmd || cmd === '--help' || cmd === '-h' || cmd === 'help') {
+    if (!cmd) {
+      // No command is a usage error: the help goes to stderr, with status 2.
+      process.stderr.write(HELP);
+      return 2;
+    }
+    if (cmd === '--help' || cmd === '-h' || cmd === 'help') {
       process.stdout.write(HELP);
-      return cmd ? 0 : 1;
+      return 0;
     }
     if (cmd === '--version' || cmd === '-V' || cmd === 'version') {
       process.stdout.write(`llama2-webgpu ${version()}\n`);

@@ -87,6 +87,8 @@ export async function runServe(argv: string[]): Promise<void> {
     // The model's own bound on a flag given here is a usage error like any other range check.
     const m = /^context (\d+) must be between 1 and the model's max_position_embeddings \((\d+)\)/.exec((e as Error).message);
     if (m) throw new UsageError(`--context ${m[1]} is more than the model's max_position_embeddings (${m[2]})`);
+    const d = /^(\d+) devices for (\d+) layers/.exec((e as Error).message);
+    if (d) throw new UsageError(`--devices ${d[1]} is more than the model's ${d[2]} layers (at most one device per layer)`);
     throw e;
   }
   const m = llama.model;

@@ -113,6 +113,9 @@ describe('llama2-webgpu generate', () => {
     const ctx = await cli(['generate', '--model', dir, '--prompt', 'x', '--context', '99999']);
     expect(ctx.code).toBe(2);
     expect(ctx.stderr).toMatch(/--context 99999 is more than .*max_position_embeddings \(\d+\)/);
+    const devices = await cli(['generate', '--model', dir, '--prompt', 'x', '--devices', '9']);
+    expect(devices.code).toBe(2);
+    expect(devices.stderr).toMatch(/--devices 9 is more than .*'s \d+ layers/);
     const typo = await cli(['generate', '--prompt', 'x', '--max-token', '3']);
     expect(typo.code).toBe(2);
     expect(typo.stderr).toMatch(/^llama2-webgpu: unknown option --max-token \(did you mean --max-tokens\?\)$/m);
@@ -131,6 +134,10 @@ describe('llama2-webgpu (the command itself)', () => {
     const r = await cli(['genrate', '--prompt', 'x']);
     expect(r.code).toBe(2);
     expect(r.stderr).toBe('llama2-webgpu: unknown command "genrate" (did you mean "generate"?)\nCommands: generate, serve, plan, convert, bench. Run "llama2-webgpu --help" for usage.\n');
+    const none = await cli([]);
+    expect(none.code).toBe(2);
+    expect(none.stdout).toBe('');
+    expect(none.stderr).toMatch(/^llama2-webgpu: Llama-2 inference on WebGPU\n\nUsage: llama2-webgpu COMMAND/);
     const far = await cli(['frobnicate']);
     expect(far.code).toBe(2);
     expect(far.stderr).toMatch(/^llama2-webgpu: unknown command "frobnicate"\n/);
