@@ -97,11 +97,22 @@ export async function runServe(argv: string[]): Promise<void> {
   await closeNet(hold.server);
   const server = await startServer({ engine: llama.engine, host: values.host, port: hold.port, apiKey, metrics: llama.metrics });
   process.stdout.write(`listening on ${server.url} (model "${llama.engine.modelName}"${apiKey ? ', API key required' : ''})\n`);
-  // `on`, not `once`: a second signal (Ctrl-C reaches both bin/'s filter process and this one, which the
-  // filter also forwards it to) must not kill the process mid-shutdown.
+  // The first signal shuts down cleanly. A terminal's Ctrl-C reaches both bin/'s filter process and this one,
+  // and the filter forwards it too: a duplicate within a second is that same signal; a later one (a second
+  // Ctrl-C while shutdown hangs) exits at once.
+  let stopping = 0;
   await new Promise<void>((resolve) => {
-    process.on('SIGINT', () => resolve());
-    process.on('SIGTERM', () => resolve());
+    const onSignal = (): void => {
+      if (stopping === 0) {
+        stopping = Date.now();
+        resolve();
+      } else if (Date.now() - stopping > 1000) {
+        process.stderr.write('llama2-webgpu: forced exit\n');
+        process.exit(130);
+      }
+    };
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
   });
   process.stderr.write('shutting down\n');
   await server.close();
