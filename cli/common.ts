@@ -1,21 +1,86 @@
-// Shared CLI helpers: argument errors, number parsing, load progress on stderr.
+// Shared CLI helpers: argument parsing and its errors, number parsing, load progress on stderr.
 
+import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { parseSize } from '../runtime/planner.ts';
 import type { LoadProgress } from '../runtime/weights.ts';
 
+/** A mistake in the command line: exit status 2, with the command's usage hint. */
 export class UsageError extends Error {}
+
+/** Levenshtein distance (insertions, deletions, substitutions), for "did you mean". */
+function editDistance(a: string, b: string): number {
+  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const row = [i];
+    for (let j = 1; j <= b.length; j++) row[j] = Math.min(prev[j]! + 1, row[j - 1]! + 1, prev[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+    prev = row;
+  }
+  return prev[b.length]!;
+}
+
+/** The candidate closest to `word` when it is a plausible typo of it (at most 2 edits, or a prefix), else null. */
+export function closest(word: string, candidates: readonly string[]): string | null {
+  let best: string | null = null;
+  let bestD = Infinity;
+  for (const c of candidates) {
+    const d = c.startsWith(word) && word.length >= 3 ? 0.5 : editDistance(word, c);
+    if (d < bestD) [best, bestD] = [c, d];
+  }
+  return bestD <= Math.min(2, Math.max(1, Math.floor(word.length / 3))) ? best : null;
+}
+
+/**
+ * node:util parseArgs (strict), with two fixes for people: a negative number after an option that takes
+ * a value ("--max-tokens -1") is that option's value, so the range check answers it, and an unknown option
+ * is a usage error that suggests the nearest known one.
+ */
+type Options = NonNullable<ParseArgsConfig['options']>;
+type Parsed<O extends Options> = ReturnType<typeof parseArgs<{ args: string[]; options: O; strict: true; allowPositionals: false }>>;
+
+export function parseCommandArgs<O extends Options>(argv: string[], options: O): Parsed<O> {
+  const args: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    const name = a.startsWith('--') ? a.slice(2) : null;
+    const next = argv[i + 1];
+    if (name !== null && options[name]?.type === 'string' && next !== undefined && /^-(\d|\.\d|Infinity)/.test(next)) {
+      args.push(`${a}=${next}`);
+      i++;
+    } else args.push(a);
+  }
+  try {
+    return parseArgs({ args, options, strict: true, allowPositionals: false });
+  } catch (e) {
+    const err = e as Error & { code?: string };
+    const unknown = /^Unknown option '(-{1,2}[^']*)'/.exec(err.message);
+    if (err.code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION' && unknown) {
+      const guess = closest(unknown[1]!.replace(/^-+/, ''), Object.keys(options));
+      throw new UsageError(`unknown option ${unknown[1]}${guess ? ` (did you mean --${guess}?)` : ''}`);
+    }
+    if (err.code?.startsWith('ERR_PARSE_ARGS')) throw new UsageError(err.message.split('\n')[0]!);
+    throw e;
+  }
+}
+
+/** An interval as people write it: [0, 2], (0, 1]. */
+function interval(min: number, max: number, minExclusive: boolean): string {
+  return `${minExclusive ? '(' : '['}${min}, ${max}]`;
+}
 
 export function intArg(name: string, v: string | undefined, def: number, min: number, max: number): number {
   if (v === undefined) return def;
   const n = Number(v);
-  if (!Number.isInteger(n) || n < min || n > max) throw new UsageError(`--${name} must be an integer in [${min}, ${max}], got "${v}"`);
+  if (v.trim() === '' || !Number.isInteger(n) || n < min || n > max) throw new UsageError(`--${name} must be an integer in ${interval(min, max, false)}, got "${v}"`);
   return n;
 }
 
-export function numArg(name: string, v: string | undefined, def: number, min: number, max: number): number {
+/** A number in [min, max], or in (min, max] with `minExclusive`. */
+export function numArg(name: string, v: string | undefined, def: number, min: number, max: number, minExclusive = false): number {
   if (v === undefined) return def;
   const n = Number(v);
-  if (!Number.isFinite(n) || n < min || n > max) throw new UsageError(`--${name} must be a number in [${min}, ${max}], got "${v}"`);
+  if (v.trim() === '' || !Number.isFinite(n) || (minExclusive ? n <= min : n < min) || n > max) {
+    throw new UsageError(`--${name} must be a number in ${interval(min, max, minExclusive)}, got "${v}"`);
+  }
   return n;
 }
 
@@ -27,7 +92,8 @@ export function choiceArg<T extends string>(name: string, v: string | undefined,
 
 /** A progress line on stderr, rewritten in place on a TTY, one line per ~10% otherwise. */
 export function progressPrinter(label: string): (p: LoadProgress) => void {
-  const tty = process.stderr.isTTY;
+  // bin/llama2-webgpu.js pipes the command's stderr through its filter and says whether it is a terminal.
+  const tty = process.stderr.isTTY || process.env.LLAMA2_WEBGPU_STDERR_TTY === '1';
   const t0 = performance.now();
   let lastDecile = -1;
   return (p) => {

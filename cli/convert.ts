@@ -1,21 +1,16 @@
 // `llama2-webgpu convert`: writes a model directory with the weights already packed for the GPU.
 
-import { parseArgs } from 'node:util';
 import { openModelSource } from '../runtime/load.ts';
 import { writeConverted } from '../runtime/converted.ts';
 import { FORMATS, type WeightFormat } from '../kernels/weight-formats.ts';
-import { UsageError, choiceArg } from './common.ts';
+import { UsageError, parseCommandArgs, choiceArg } from './common.ts';
 
 export const CONVERT_HELP = `llama2-webgpu convert --model DIR|FILE --dtype q4|q8|f16|f32 --out DIR
   Writes DIR with the weights packed in the GPU format (safetensors + metadata naming the format), so
   loading it does not quantize again. --model takes an HF directory or a .gguf file.`;
 
 export async function runConvert(argv: string[]): Promise<number> {
-  const { values } = parseArgs({
-    args: argv,
-    options: { model: { type: 'string' }, dtype: { type: 'string' }, out: { type: 'string' } },
-    strict: true,
-  });
+  const { values } = parseCommandArgs(argv, { model: { type: 'string' }, dtype: { type: 'string' }, out: { type: 'string' } });
   if (!values.model) throw new UsageError('--model is required');
   if (!values.out) throw new UsageError('--out is required');
   const dtype = choiceArg('dtype', values.dtype, Object.keys(FORMATS) as WeightFormat[], 'q4')!;

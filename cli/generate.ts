@@ -1,17 +1,20 @@
 // `llama2-webgpu generate`: raw completion of BOS + the prompt (no chat template).
 
-import { parseArgs } from 'node:util';
 import { openModelSource } from '../runtime/load.ts';
 import { LlamaModel } from '../runtime/model.ts';
 import { createSampler, MAX_SEED } from '../runtime/sampler.ts';
 import { LlamaTokenizer } from '../tokenizer/tokenizer.ts';
 import { StreamDecoder } from '../tokenizer/stream-decoder.ts';
 import type { WeightFormat } from '../kernels/weight-formats.ts';
-import { UsageError, intArg, numArg, choiceArg, progressPrinter } from './common.ts';
+import { createGpuContext, type GpuContext } from '../runtime/device.ts';
+import { UsageError, intArg, numArg, choiceArg, progressPrinter, parseCommandArgs, sizeArg } from './common.ts';
 
 export const GENERATE_HELP = `llama2-webgpu generate [options]
   Raw completion of BOS + the prompt (no chat template), through WebGPU.
-  --model DIR|default   HF model directory (config.json, *.safetensors, tokenizer.json); default: the embedded model
+  --model DIR|FILE|default  what to load (default: the embedded model, no download):
+                        an HF model directory (config.json, *.safetensors, tokenizer.json),
+                        a llama.cpp .gguf file (F32, F16, BF16, Q8_0, Q4_0; tokenizer from its metadata),
+                        or a directory written by \`llama2-webgpu convert\` (loads without quantizing)
   --prompt TEXT         the prompt (required)
   --max-tokens N        tokens to generate at most (default 64)
   --temperature T       0 = greedy (default: the model's generation_config.json value, else 0)
@@ -20,33 +23,34 @@ export const GENERATE_HELP = `llama2-webgpu generate [options]
   --seed S              seed of the sampler (default: random)
   --dtype q4|q8|f16|f32 weight format on the GPU (default: a converted model's own, else f16)
   --context N           context length to allocate (default: the model's, at most 4096)
-  --json                print {"prompt_tokens":[...],"completion_tokens":[...],"text":"..."} as the last line`;
+  --devices N           shard the layers over N WebGPU devices (default 1)
+  --device-memory SIZE  memory of each device, e.g. 24GiB: a model that does not fit is refused before loading
+  --json                print {"prompt_tokens":[...],"completion_tokens":[...],"text":"..."} as the last line
+  Text goes to stdout, progress and timings to stderr. Exit status: 0, 1 on errors, 2 on usage errors.`;
 
 export const DTYPES = ['q4', 'q8', 'f16', 'f32'] as const satisfies readonly WeightFormat[];
 
 export async function runGenerate(argv: string[]): Promise<void> {
-  const { values } = parseArgs({
-    args: argv,
-    options: {
-      model: { type: 'string', default: 'default' },
-      prompt: { type: 'string' },
-      'max-tokens': { type: 'string' },
-      temperature: { type: 'string' },
-      'top-p': { type: 'string' },
-      'top-k': { type: 'string' },
-      'repetition-penalty': { type: 'string' },
-      seed: { type: 'string' },
-      dtype: { type: 'string' },
-      context: { type: 'string' },
-      json: { type: 'boolean', default: false },
-    },
-    strict: true,
+  const { values } = parseCommandArgs(argv, {
+    model: { type: 'string', default: 'default' },
+    prompt: { type: 'string' },
+    'max-tokens': { type: 'string' },
+    temperature: { type: 'string' },
+    'top-p': { type: 'string' },
+    'top-k': { type: 'string' },
+    'repetition-penalty': { type: 'string' },
+    seed: { type: 'string' },
+    dtype: { type: 'string' },
+    context: { type: 'string' },
+    devices: { type: 'string' },
+    'device-memory': { type: 'string' },
+    json: { type: 'boolean', default: false },
   });
   if (values.prompt === undefined) throw new UsageError('--prompt is required');
   const maxTokens = intArg('max-tokens', values['max-tokens'], 64, 0, 1_000_000);
   // NaN: not given, take the model's default (below).
   const temperature = numArg('temperature', values.temperature, NaN, 0, 2);
-  const topP = numArg('top-p', values['top-p'], NaN, Number.MIN_VALUE, 1);
+  const topP = numArg('top-p', values['top-p'], NaN, 0, 1, true);
   const topK = intArg('top-k', values['top-k'], NaN, 0, 999);
   const repetitionPenalty = numArg('repetition-penalty', values['repetition-penalty'], NaN, 0.01, 5);
   let seed: bigint | undefined;
@@ -56,10 +60,20 @@ export async function runGenerate(argv: string[]): Promise<void> {
   }
   const dtype = choiceArg('dtype', values.dtype, DTYPES);
   const context = values.context === undefined ? undefined : intArg('context', values.context, 0, 1, 1 << 20);
+  const devices = intArg('devices', values.devices, 1, 1, 64);
+  const deviceMemory = sizeArg('device-memory', values['device-memory']);
 
   const t0 = performance.now();
   const src = await openModelSource(values.model!);
   if (!src.tokenizerJson) throw new Error(`${values.model}: no tokenizer.json in the model directory`);
+  if (context !== undefined && context > src.config.maxSeqLen) {
+    await src.close();
+    throw new UsageError(`--context ${context} is more than ${src.name}'s max_position_embeddings (${src.config.maxSeqLen})`);
+  }
+  if (devices > src.config.nLayers) {
+    await src.close();
+    throw new UsageError(`--devices ${devices} is more than ${src.name}'s ${src.config.nLayers} layers (at most one device per layer)`);
+  }
   const tok = LlamaTokenizer.fromJson(src.tokenizerJson, src.tokenizerConfigJson ?? undefined);
   for (const line of src.notes) process.stderr.write(`${line}\n`);
   const d = src.sampling.defaults;
@@ -69,9 +83,24 @@ export async function runGenerate(argv: string[]): Promise<void> {
     topK: Number.isNaN(topK) ? (d.topK ?? 0) : topK,
     repetitionPenalty: Number.isNaN(repetitionPenalty) ? (d.repetitionPenalty ?? 1) : repetitionPenalty,
   };
-  const model = await LlamaModel.fromProvider(src.provider, { dtype, context, onProgress: progressPrinter(`loading ${src.name}`) });
-  await src.close();
-  process.stderr.write(`loaded ${src.name} (${model.format}, ${(model.weightBytes / 2 ** 20).toFixed(1)} MiB of weights) on ${model.gpu.adapterName} in ${((performance.now() - t0) / 1000).toFixed(1)} s\n`);
+  const gpus: GpuContext[] = [];
+  let model: LlamaModel;
+  try {
+    for (let i = 0; i < devices; i++) gpus.push(await createGpuContext());
+    model = await LlamaModel.fromProvider(src.provider, {
+      dtype,
+      context,
+      ...(devices > 1 ? { gpus } : { gpu: gpus[0] }),
+      deviceMemoryBytes: deviceMemory === undefined ? undefined : gpus.map(() => deviceMemory),
+      onProgress: progressPrinter(`loading ${src.name}`),
+    });
+  } catch (e) {
+    for (const g of gpus) g.destroy();
+    throw e;
+  } finally {
+    await src.close();
+  }
+  process.stderr.write(`loaded ${src.name} (${model.format}, ${(model.weightBytes / 2 ** 20).toFixed(1)} MiB of weights) on ${devices > 1 ? `${devices} devices (${model.gpu.adapterName})` : model.gpu.adapterName} in ${((performance.now() - t0) / 1000).toFixed(1)} s\n`);
 
   const prompt = tok.encode(values.prompt, { addBos: true });
   const sampler = createSampler({ ...sampling, minP: 0, presencePenalty: 0, frequencyPenalty: 0, seed }, prompt);
@@ -90,16 +119,24 @@ export async function runGenerate(argv: string[]): Promise<void> {
     }
   } finally {
     model.destroy();
+    for (const g of gpus) g.destroy();
   }
   const tail = decoder.flush();
   text += tail;
   const tEnd = performance.now();
   if (values.json) {
     process.stdout.write(JSON.stringify({ prompt_tokens: prompt, completion_tokens: completion, text }) + '\n');
+  } else if (text !== '' && !text.endsWith('\n')) {
+    process.stdout.write(tail + '\n'); // the shell prompt starts on its own line
   } else {
-    process.stdout.write(tail + '\n');
+    process.stdout.write(tail);
   }
-  const decodeN = Math.max(completion.length - 1, 0);
+  if (completion.length === 0) {
+    // Nothing was generated (--max-tokens 0, or an end of sequence at once): no first-token time to report.
+    process.stderr.write(`${prompt.length} prompt tokens; 0 generated (${((tEnd - tStart) / 1000).toFixed(2)} s)\n`);
+    return;
+  }
+  const decodeN = completion.length - 1;
   const decodeS = (tEnd - tFirst) / 1000;
   process.stderr.write(
     `${prompt.length} prompt tokens in ${((tFirst - tStart) / 1000).toFixed(2)} s (${(prompt.length / Math.max((tFirst - tStart) / 1000, 1e-9)).toFixed(1)} tok/s); ` +

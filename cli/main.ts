@@ -5,9 +5,27 @@ import { runServe, SERVE_HELP } from './serve.ts';
 import { runPlan, PLAN_HELP } from './plan.ts';
 import { runBench, BENCH_HELP } from './bench.ts';
 import { runConvert, CONVERT_HELP } from './convert.ts';
-import { UsageError } from './common.ts';
+import { readFileSync } from 'node:fs';
+import { UsageError, closest } from './common.ts';
+
+const COMMANDS = ['generate', 'serve', 'plan', 'convert', 'bench'] as const;
+
+/** This package's version: package.json is two levels up from dist/cli/ (one from cli/ when run from source). */
+export function version(): string {
+  for (const rel of ['../../package.json', '../package.json']) {
+    try {
+      const pkg = JSON.parse(readFileSync(new URL(rel, import.meta.url), 'utf8')) as { name?: string; version?: string };
+      if (pkg.name === 'llama2-webgpu' && pkg.version) return pkg.version;
+    } catch {
+      // not there: try the next
+    }
+  }
+  return 'unknown';
+}
 
 const HELP = `llama2-webgpu: Llama-2 inference on WebGPU
+
+Usage: llama2-webgpu COMMAND [options]     (llama2-webgpu COMMAND --help for one command; --version)
 
 Commands:
   generate   raw text completion
@@ -30,11 +48,20 @@ ${BENCH_HELP}
 export async function main(argv: string[]): Promise<number> {
   const [cmd, ...rest] = argv;
   try {
-    if (!cmd || cmd === '--help' || cmd === '-h' || cmd === 'help') {
-      process.stdout.write(HELP);
-      return cmd ? 0 : 1;
+    if (!cmd) {
+      // No command is a usage error: the help goes to stderr, with status 2.
+      process.stderr.write(HELP);
+      return 2;
     }
-    if (rest.includes('--help') || rest.includes('-h')) {
+    if (cmd === '--help' || cmd === '-h' || cmd === 'help') {
+      process.stdout.write(HELP);
+      return 0;
+    }
+    if (cmd === '--version' || cmd === '-V' || cmd === 'version') {
+      process.stdout.write(`llama2-webgpu ${version()}\n`);
+      return 0;
+    }
+    if ((COMMANDS as readonly string[]).includes(cmd) && (rest.includes('--help') || rest.includes('-h'))) {
       const helps: Record<string, string> = { generate: GENERATE_HELP, serve: SERVE_HELP, plan: PLAN_HELP, bench: BENCH_HELP, convert: CONVERT_HELP };
       process.stdout.write((helps[cmd] ?? HELP) + '\n');
       return 0;
@@ -52,13 +79,17 @@ export async function main(argv: string[]): Promise<number> {
       case 'serve':
         await runServe(rest);
         return 0;
-      default:
-        throw new UsageError(`unknown command "${cmd}"`);
+      default: {
+        const guess = closest(cmd.replace(/^-+/, ''), COMMANDS);
+        process.stderr.write(`llama2-webgpu: unknown command "${cmd}"${guess ? ` (did you mean "${guess}"?)` : ''}\n` +
+          `Commands: ${COMMANDS.join(', ')}. Run "llama2-webgpu --help" for usage.\n`);
+        return 2;
+      }
     }
   } catch (e) {
     const err = e as Error & { code?: string };
     if (e instanceof UsageError || err.code?.startsWith('ERR_PARSE_ARGS')) {
-      process.stderr.write(`llama2-webgpu: ${err.message}\nRun "llama2-webgpu ${cmd && cmd !== 'help' ? cmd + ' ' : ''}--help" for usage.\n`);
+      process.stderr.write(`llama2-webgpu: ${err.message}\nRun "llama2-webgpu ${cmd} --help" for usage.\n`);
       return 2;
     }
     process.stderr.write(`llama2-webgpu: error: ${err.message}\n`);

@@ -1,14 +1,13 @@
 // `llama2-webgpu plan`: where each layer, the embedding, the output head and the KV cache would go on N
 // devices, and whether it fits (runtime/planner.ts). Arithmetic only: needs no GPU, allocates nothing.
 
-import { parseArgs } from 'node:util';
 import { existsSync, readFileSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 import { parseHfConfig, type LlamaConfig } from '../runtime/config.ts';
 import { BUILTIN_MODEL_NAMES, builtinConfig } from '../runtime/builtin-configs.ts';
 import { formatGiB, formatSizeFlag, parseSize, planModel, type DeviceBudget, type Plan } from '../runtime/planner.ts';
 import { FORMATS, type WeightFormat } from '../kernels/weight-formats.ts';
-import { UsageError, intArg } from './common.ts';
+import { UsageError, parseCommandArgs, intArg } from './common.ts';
 
 // The WebGPU spec's default limits: every adapter offers at least these, so a plan made with them holds anywhere.
 const DEFAULT_MAX_BINDING = '128MiB';
@@ -69,21 +68,17 @@ function loadConfig(model: string): { name: string; config: LlamaConfig } {
 }
 
 function planCommand(argv: string[]): number {
-  const { values } = parseArgs({
-    args: argv,
-    options: {
-      model: { type: 'string' },
-      dtype: { type: 'string', default: 'f16' },
-      context: { type: 'string' },
-      devices: { type: 'string' },
-      'device-memory': { type: 'string' },
-      'kv-budget': { type: 'string' },
-      'prefill-chunk': { type: 'string' },
-      'max-binding': { type: 'string', default: DEFAULT_MAX_BINDING },
-      'max-buffer': { type: 'string', default: DEFAULT_MAX_BUFFER },
-      json: { type: 'boolean', default: false },
-    },
-    strict: true,
+  const { values } = parseCommandArgs(argv, {
+    model: { type: 'string' },
+    dtype: { type: 'string', default: 'f16' },
+    context: { type: 'string' },
+    devices: { type: 'string' },
+    'device-memory': { type: 'string' },
+    'kv-budget': { type: 'string' },
+    'prefill-chunk': { type: 'string' },
+    'max-binding': { type: 'string', default: DEFAULT_MAX_BINDING },
+    'max-buffer': { type: 'string', default: DEFAULT_MAX_BUFFER },
+    json: { type: 'boolean', default: false },
   });
   if (values.model === undefined) throw new UsageError('--model is required');
   if (values['device-memory'] === undefined) throw new UsageError('--device-memory is required (e.g. 24GiB)');

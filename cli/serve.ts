@@ -1,11 +1,11 @@
 // `llama2-webgpu serve`: the OpenAI-compatible HTTP server (DeepInfra's /v1/openai/chat/completions and
 // OpenAI's /v1/chat/completions) with continuous batching, and /metrics.
 
-import { parseArgs } from 'node:util';
-import { loadLlamaEngine } from '../api/llama-engine.ts';
+import { createServer as createNetServer, type Server as NetServer } from 'node:net';
+import { loadLlamaEngine, type LlamaEngine, type LlamaEngineOptions } from '../api/llama-engine.ts';
 import { startServer } from '../api/server.ts';
 import { DEFAULT_PRICES } from '../api/engine.ts';
-import { UsageError, intArg, numArg, choiceArg, progressPrinter, sizeArg } from './common.ts';
+import { UsageError, intArg, numArg, choiceArg, progressPrinter, sizeArg, parseCommandArgs } from './common.ts';
 import { DTYPES } from './generate.ts';
 
 export const SERVE_HELP = `llama2-webgpu serve [options]
@@ -32,28 +32,24 @@ export const SERVE_HELP = `llama2-webgpu serve [options]
                         (default ${DEFAULT_PRICES.inputPerMTok} / ${DEFAULT_PRICES.outputPerMTok}, the hosted Llama-2-70b-chat's)`;
 
 export async function runServe(argv: string[]): Promise<void> {
-  const { values } = parseArgs({
-    args: argv,
-    options: {
-      model: { type: 'string', default: 'default' },
-      'model-name': { type: 'string' },
-      alias: { type: 'string', multiple: true },
-      host: { type: 'string', default: '127.0.0.1' },
-      port: { type: 'string' },
-      'api-key': { type: 'string' },
-      dtype: { type: 'string' },
-      context: { type: 'string' },
-      'max-batch': { type: 'string' },
-      'max-queue': { type: 'string' },
-      'kv-budget': { type: 'string' },
-      'prefill-chunk': { type: 'string' },
-      'no-prefix-cache': { type: 'boolean', default: false },
-      devices: { type: 'string' },
-      'device-memory': { type: 'string' },
-      'price-input': { type: 'string' },
-      'price-output': { type: 'string' },
-    },
-    strict: true,
+  const { values } = parseCommandArgs(argv, {
+    model: { type: 'string', default: 'default' },
+    'model-name': { type: 'string' },
+    alias: { type: 'string', multiple: true },
+    host: { type: 'string', default: '127.0.0.1' },
+    port: { type: 'string' },
+    'api-key': { type: 'string' },
+    dtype: { type: 'string' },
+    context: { type: 'string' },
+    'max-batch': { type: 'string' },
+    'max-queue': { type: 'string' },
+    'kv-budget': { type: 'string' },
+    'prefill-chunk': { type: 'string' },
+    'no-prefix-cache': { type: 'boolean', default: false },
+    devices: { type: 'string' },
+    'device-memory': { type: 'string' },
+    'price-input': { type: 'string' },
+    'price-output': { type: 'string' },
   });
   const port = intArg('port', values.port, 8080, 0, 65535);
   const dtype = choiceArg('dtype', values.dtype, DTYPES);
@@ -64,8 +60,7 @@ export async function runServe(argv: string[]): Promise<void> {
   };
   const apiKey = values['api-key'] ?? process.env.LLAMA2_WEBGPU_API_KEY;
   if (apiKey === '') throw new UsageError('--api-key must not be empty');
-  const t0 = performance.now();
-  const llama = await loadLlamaEngine({
+  const options: LlamaEngineOptions = {
     model: values.model,
     modelName: values['model-name'],
     aliases: values.alias,
@@ -80,19 +75,65 @@ export async function runServe(argv: string[]): Promise<void> {
     deviceMemoryBytes: sizeArg('device-memory', values['device-memory']),
     prices,
     onProgress: progressPrinter(`loading ${values.model}`),
-  });
+  };
+  // Hold the address before the (possibly minutes-long) load, so that a busy port fails at once.
+  const hold = await holdPort(values.host!, port);
+  const t0 = performance.now();
+  let llama: LlamaEngine;
+  try {
+    llama = await loadLlamaEngine(options);
+  } catch (e) {
+    await closeNet(hold.server);
+    // The model's own bound on a flag given here is a usage error like any other range check.
+    const m = /^context (\d+) must be between 1 and the model's max_position_embeddings \((\d+)\)/.exec((e as Error).message);
+    if (m) throw new UsageError(`--context ${m[1]} is more than the model's max_position_embeddings (${m[2]})`);
+    const d = /^(\d+) devices for (\d+) layers/.exec((e as Error).message);
+    if (d) throw new UsageError(`--devices ${d[1]} is more than the model's ${d[2]} layers (at most one device per layer)`);
+    throw e;
+  }
   const m = llama.model;
   process.stderr.write(`loaded ${llama.engine.modelName} (${m.format}, ${(m.weightBytes / 2 ** 20).toFixed(1)} MiB of weights, ` +
     `${m.pool.nBlocks * m.pool.blockSize} KV positions) on ${m.stages.length} device(s) (${m.gpu.adapterName}) in ${((performance.now() - t0) / 1000).toFixed(1)} s\n`);
   for (const line of llama.notes) process.stderr.write(`${line}\n`);
-  const server = await startServer({ engine: llama.engine, host: values.host, port, apiKey, metrics: llama.metrics });
+  await closeNet(hold.server);
+  const server = await startServer({ engine: llama.engine, host: values.host, port: hold.port, apiKey, metrics: llama.metrics });
   process.stdout.write(`listening on ${server.url} (model "${llama.engine.modelName}"${apiKey ? ', API key required' : ''})\n`);
+  // The first signal shuts down cleanly. A terminal's Ctrl-C reaches both bin/'s filter process and this one,
+  // and the filter forwards it too: a duplicate within a second is that same signal; a later one (a second
+  // Ctrl-C while shutdown hangs) exits at once.
+  let stopping = 0;
   await new Promise<void>((resolve) => {
-    const stop = () => resolve();
-    process.once('SIGINT', stop);
-    process.once('SIGTERM', stop);
+    const onSignal = (): void => {
+      if (stopping === 0) {
+        stopping = Date.now();
+        resolve();
+      } else if (Date.now() - stopping > 1000) {
+        process.stderr.write('llama2-webgpu: forced exit\n');
+        process.exit(130);
+      }
+    };
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
   });
   process.stderr.write('shutting down\n');
   await server.close();
   await llama.close();
+}
+
+const closeNet = (server: NetServer): Promise<void> => new Promise((resolve) => server.close(() => resolve()));
+
+/** Binds host:port (0: a free port) and keeps it until the HTTP server takes it over; a busy port fails here. */
+async function holdPort(host: string, port: number): Promise<{ server: NetServer; port: number }> {
+  const server = createNetServer();
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', (e: Error & { code?: string }) => {
+      if (e.code === 'EADDRINUSE') reject(new Error(`cannot listen on ${host}:${port}: the port is in use (choose another with --port)`));
+      else if (e.code === 'EADDRNOTAVAIL' || e.code === 'ENOTFOUND') reject(new UsageError(`--host ${host}: not an address of this machine`));
+      else if (e.code === 'EACCES') reject(new Error(`cannot listen on ${host}:${port}: permission denied (ports below 1024 need privileges)`));
+      else reject(e);
+    });
+    server.listen(port, host, () => resolve());
+  });
+  const addr = server.address();
+  return { server, port: addr && typeof addr === 'object' ? addr.port : port };
 }

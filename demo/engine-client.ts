@@ -5,7 +5,7 @@
 // worker and makes the stream throw APIUserAbortError, as in-process.
 
 import { APIError, APIUserAbortError } from '../api/errors.ts';
-import type { ChatCompletionChunk, ChatCompletionCreateParamsStreaming } from '../api/types.ts';
+import type { ChatCompletionChunk, ChatCompletionCreateParamsStreaming, ChatCompletionMessageParam } from '../api/types.ts';
 import type {
   FailureKind, LoadedModelInfo, LoadOptions, LoadProgressEvent, LoadSpec, PageCommand, SerializedError, WorkerEvent,
 } from './protocol.ts';
@@ -51,6 +51,12 @@ class ChunkQueue {
 
 type Handler = (ev: WorkerEvent) => void;
 
+export interface ChatOptions {
+  signal?: AbortSignal;
+  /** Before the first token: prompt tokens computed so far, of those to compute. */
+  onPrefill?: (done: number, total: number) => void;
+}
+
 export interface LoadCallbacks {
   onProgress?: (p: LoadProgressEvent) => void;
 }
@@ -64,7 +70,7 @@ export class WorkerEngine {
 
   readonly chat = {
     completions: {
-      create: (request: ChatCompletionCreateParamsStreaming, options: { signal?: AbortSignal } = {}) => this.create(request, options),
+      create: (request: ChatCompletionCreateParamsStreaming, options: ChatOptions = {}) => this.create(request, options),
     },
   };
 
@@ -105,8 +111,21 @@ export class WorkerEngine {
     });
   }
 
+  /** Prompt tokens of `messages` in the model's chat format (rejects as a request would when they are invalid). */
+  count(messages: ChatCompletionMessageParam[]): Promise<number> {
+    const id = this.nextId++;
+    return new Promise((resolve, reject) => {
+      this.handlers.set(id, (ev) => {
+        this.handlers.delete(id);
+        if (ev.type === 'count') resolve(ev.promptTokens);
+        else if (ev.type === 'error') reject(revive(ev.error));
+      });
+      this.send({ type: 'count', id, messages });
+    });
+  }
+
   /** Resolves once the worker accepted the request (it rejects as in-process on invalid requests). */
-  private async create(request: ChatCompletionCreateParamsStreaming, options: { signal?: AbortSignal }): Promise<AsyncIterable<ChatCompletionChunk>> {
+  private async create(request: ChatCompletionCreateParamsStreaming, options: ChatOptions): Promise<AsyncIterable<ChatCompletionChunk>> {
     const { signal } = options;
     if (signal?.aborted) throw new APIUserAbortError();
     const id = this.nextId++;
@@ -123,7 +142,8 @@ export class WorkerEngine {
       finish();
     };
     this.handlers.set(id, (ev) => {
-      if (ev.type === 'chunk') queue.push({ chunk: ev.chunk });
+      if (ev.type === 'prefill') options.onPrefill?.(ev.done, ev.total);
+      else if (ev.type === 'chunk') queue.push({ chunk: ev.chunk });
       else if (ev.type === 'done') {
         queue.push({ end: true });
         finish();

@@ -1,6 +1,6 @@
 // Opening a model for the chat page, inside the worker: a LoadSpec -> a ModelDir (with a byte counter
-// for the progress bar) -> api/llama-engine.ts (tokenizer, WebGPU device, model, scheduler, engine),
-// with its failures sorted into the kinds the page explains.
+// for the progress bar; a URL's files kept in the Cache Storage API) -> api/llama-engine.ts (tokenizer,
+// WebGPU device, model, scheduler, engine), with its failures sorted into the kinds the page explains.
 
 import { loadLlamaEngine, type LlamaEngine } from '../api/llama-engine.ts';
 import { defaultModelDir } from '../runtime/default-model.ts';
@@ -27,11 +27,71 @@ export interface OpenedEngine {
 /** A URL naming one .gguf file (rather than a model directory). */
 const isGgufUrl = (url: string): boolean => /\.gguf$/i.test(new URL(url).pathname);
 
+/** The Cache Storage API cache holding models loaded from URLs (the page lists and clears it too). */
+export const MODEL_CACHE = 'llama2-webgpu-models';
+
+/** What a cached URL load did: files found in the cache, files downloaded, and the download's progress. */
+class CacheLog {
+  hits = 0;
+  downloads = 0;
+  done = 0;
+  total = 0;
+  constructor(readonly onDownload: (done: number, total: number) => void) {}
+}
+
+/**
+ * A model directory over HTTP whose files are kept whole in the Cache Storage API: the first load downloads
+ * each file once (into the cache, on disk), later loads read it from there. Without the API (or when the
+ * cache refuses a file, e.g. over quota) files are read with Range requests as before.
+ */
+function cachedUrlDir(baseUrl: string, log: CacheLog): ModelDir {
+  const base = baseUrl.endsWith('/') ? baseUrl : baseUrl + '/';
+  const plain = urlDir(base);
+  if (typeof caches === 'undefined') return plain;
+  return {
+    name: baseUrl,
+    async open(file) {
+      const url = base + file;
+      const cache = await caches.open(MODEL_CACHE);
+      const hit = await cache.match(url);
+      if (hit) {
+        if (hit.status === 404) return null; // known to be absent (the loader asks for optional files)
+        log.hits++;
+        return blobSource(url, await hit.blob());
+      }
+      const res = await fetch(url);
+      if (res.status === 404) {
+        // Remembered, so that a later load from the cache does not need the server to say it again.
+        await cache.put(url, new Response(null, { status: 404 })).catch(() => undefined);
+        return null;
+      }
+      if (!res.ok || !res.body) throw new Error(`${url}: HTTP ${res.status}`);
+      const size = Number(res.headers.get('content-length') ?? 0);
+      log.total += size;
+      log.downloads++;
+      // One stream into the cache, its twin counted for the progress bar.
+      const [toCache, toCount] = res.body.tee();
+      const putting = cache.put(url, new Response(toCache, { headers: res.headers })).then(() => true, () => false);
+      const reader = toCount.getReader();
+      for (;;) {
+        const { done, value } = await reader.read();
+        if (done) break;
+        log.done += value.byteLength;
+        log.onDownload(log.done, log.total);
+      }
+      if (!(await putting)) return plain.open(file);
+      const stored = await cache.match(url);
+      return stored ? blobSource(url, await stored.blob()) : plain.open(file);
+    },
+  };
+}
+
 /** The model a spec names, as the loader takes it: a directory, or a GGUF file's bytes; reads counted. */
-async function openSource(spec: LoadSpec, counter: ReadCounter): Promise<ModelDir | ByteSource> {
+async function openSource(spec: LoadSpec, counter: ReadCounter, log: CacheLog): Promise<ModelDir | ByteSource> {
   switch (spec.kind) {
     case 'builtin':
-      return counter.wrapDir(defaultModelDir());
+      // vite.config.ts serves assets/ at the page's root; the engine runs in a worker one folder below it.
+      return counter.wrapDir(defaultModelDir(new URL('../tiny-llama-2-kjv/', self.location.href)));
     case 'folder': {
       const files: Record<string, File> = {};
       for (const f of spec.files) files[f.path] = f.file;
@@ -40,9 +100,9 @@ async function openSource(spec: LoadSpec, counter: ReadCounter): Promise<ModelDi
     case 'gguf':
       return counter.wrap(blobSource(spec.file.name, spec.file));
     case 'url': {
-      if (!isGgufUrl(spec.url)) return counter.wrapDir(urlDir(spec.url));
+      if (!isGgufUrl(spec.url)) return counter.wrapDir(cachedUrlDir(spec.url, log));
       const cut = spec.url.lastIndexOf('/', spec.url.search(/[?#]|$/) - 1);
-      const src = await urlDir(spec.url.slice(0, cut + 1)).open(spec.url.slice(cut + 1));
+      const src = await cachedUrlDir(spec.url.slice(0, cut + 1), log).open(spec.url.slice(cut + 1));
       if (!src) throw new LoadError('load_failed', `${spec.url}: not found (HTTP 404)`);
       return counter.wrap(src);
     }
@@ -109,16 +169,18 @@ export async function openEngine(
 
   // The config, tensor names, shapes and dtypes are all checked before the GPU is touched.
   const counter = new ReadCounter((bytesRead, bytesTotal) => report({ phase: 'reading', bytesRead, bytesTotal }));
+  const log = new CacheLog((bytesRead, bytesTotal) => report({ phase: 'downloading', bytesRead, bytesTotal }));
   let llama: LlamaEngine;
   try {
     llama = await loadLlamaEngine({
-      model: await openSource(spec, counter),
+      model: await openSource(spec, counter, log),
       // One conversation at a time in a tab: one sequence's KV cache, not a server's batch.
       maxBatch: 1,
       ...(options.dtype !== undefined ? { dtype: options.dtype } : {}),
       ...(options.memoryBytes !== undefined ? { deviceMemoryBytes: options.memoryBytes } : {}),
       ...(options.context !== undefined ? { context: options.context } : {}),
-      onProgress: (p) => report({ phase: 'uploading', tensorsDone: p.done, tensorsTotal: p.total, tensor: p.tensor }),
+      // The last tensor on the GPU ends the weights; what follows is building the kernels' pipelines.
+      onProgress: (p) => report({ phase: p.done < p.total ? 'uploading' : 'compiling', bytesRead: counter.read, tensorsDone: p.done, tensorsTotal: p.total, tensor: p.tensor }),
     });
   } catch (e) {
     if (e instanceof LoadError) throw e;
@@ -136,6 +198,7 @@ export async function openEngine(
     params,
     contextLength: model.context,
     loadSeconds: (performance.now() - t0) / 1000,
+    source: spec.kind === 'builtin' ? 'builtin' : spec.kind === 'url' ? (log.downloads === 0 && log.hits > 0 ? 'cache' : 'network') : 'files',
   };
   return { llama, info, lost: model.gpu.lost, close: () => llama.close() };
 }

@@ -2,14 +2,14 @@
 // stop); the worker answers with events (progress, chunk, done, error) that carry the command's id.
 // Everything here is structured-clone data: Files and bigints cross as they are.
 
-import type { ChatCompletionChunk, ChatCompletionCreateParamsStreaming } from '../api/types.ts';
+import type { ChatCompletionChunk, ChatCompletionCreateParamsStreaming, ChatCompletionMessageParam } from '../api/types.ts';
 
 /** Where a model comes from. A new source is a kind here and a case in open-engine.ts `openSource`. */
 export type LoadSpec =
   | { kind: 'builtin' } // the embedded default model, built in memory (no download)
   | { kind: 'folder'; name: string; files: { path: string; file: File }[] } // an HF directory the user picked
   | { kind: 'gguf'; file: File } // one llama.cpp GGUF file the user picked
-  | { kind: 'url'; url: string }; // an HF directory, or a .gguf file, served over HTTP (Range requests)
+  | { kind: 'url'; url: string }; // an HF directory, or a .gguf file, over HTTP; kept in the Cache Storage API
 
 /** Weight formats on the GPU (kernels/weight-formats.ts); q8 and q4 are quantized while loading. */
 export type WeightDtype = 'f32' | 'f16' | 'q8' | 'q4';
@@ -26,11 +26,17 @@ export interface LoadOptions {
 export type PageCommand =
   | { type: 'load'; id: number; spec: LoadSpec; options: LoadOptions }
   | { type: 'chat'; id: number; request: ChatCompletionCreateParamsStreaming }
+  /** How many prompt tokens `messages` make in the chat format (for the page's context counter). */
+  | { type: 'count'; id: number; messages: ChatCompletionMessageParam[] }
   | { type: 'stop'; id: number };
 
 export interface LoadProgressEvent {
-  phase: 'building' | 'reading' | 'uploading';
-  /** Bytes read from the model's weight files so far, and their total size (0 until known). */
+  /**
+   * building: the built-in model is generated in memory; downloading: a URL's files go into the cache;
+   * reading/uploading: weights are read and put on the GPU; compiling: the GPU kernels are compiled.
+   */
+  phase: 'building' | 'downloading' | 'reading' | 'uploading' | 'compiling';
+  /** Bytes downloaded (downloading) or read from the model's weight files (reading, uploading), of the total (0 until known). */
   bytesRead: number;
   bytesTotal: number;
   /** Tensors uploaded to the GPU so far, of `tensorsTotal`; `tensor` is the last one. */
@@ -47,6 +53,8 @@ export interface LoadedModelInfo {
   params: number; // parameter count
   contextLength: number;
   loadSeconds: number;
+  /** Where the weights came from: generated, the user's files, the network, or the Cache Storage API. */
+  source: 'builtin' | 'files' | 'network' | 'cache';
 }
 
 /** An error as plain data: APIError fields when it is one (status, type, param, code). */
@@ -70,6 +78,9 @@ export type FailureKind =
 export type WorkerEvent =
   | { type: 'progress'; id: number; progress: LoadProgressEvent }
   | { type: 'chunk'; id: number; chunk: ChatCompletionChunk }
+  /** Before a chat's first token: prompt tokens computed so far, of those not found in the prefix cache. */
+  | { type: 'prefill'; id: number; done: number; total: number }
+  | { type: 'count'; id: number; promptTokens: number }
   /** A load finished (with the model's info) or a chat stream ended normally. */
   | { type: 'done'; id: number; info?: LoadedModelInfo }
   | { type: 'error'; id: number | null; kind: FailureKind; error: SerializedError };

@@ -1,5 +1,7 @@
 // The settings panel: every sampling parameter of the chat API, with the API's ranges, rendered from
-// one table and read back as the request's fields (wire names). Values persist in localStorage.
+// one table and read back as the request's fields (wire names). Every field is checked as it is typed:
+// an invalid one is marked (aria-invalid) with its message under it. Values are saved through `onSave`
+// (the page keeps them in IndexedDB with the conversations).
 
 import type { ChatCompletionCreateParamsBase } from '../api/types.ts';
 
@@ -28,23 +30,38 @@ const NUMBER_PARAMS: NumberParam[] = [
   { key: 'repetition_penalty', label: 'Repetition penalty', min: 0.01, max: 5, step: 0.01, value: 1, hint: '1 = off', slider: true },
 ];
 
-const STORAGE_KEY = 'llama2-webgpu-demo-settings';
-
 export type SamplingFields = Pick<ChatCompletionCreateParamsBase, NumberKey | 'seed' | 'stop'>;
+
+/** The panel's values as typed (strings), as saved. */
+export type SettingsValues = Record<string, string>;
+
+/** Settings that do not make a valid request: one message per field id. */
+export class SettingsError extends Error {
+  constructor(readonly fields: Map<string, string>) {
+    super(fields.size === 1 ? [...fields.values()][0]! : `${fields.size} settings need fixing: ${[...fields.values()].join(' ')}`);
+    this.name = 'SettingsError';
+  }
+}
 
 export class SettingsPanel {
   private readonly inputs = new Map<NumberKey, HTMLInputElement>();
   private readonly seed: HTMLInputElement;
   private readonly stop: HTMLTextAreaElement;
+  /** Called with the values after every change. */
+  onSave: ((values: SettingsValues) => void) | null = null;
+  /** Called after every change with the number of invalid fields. */
+  onValidity: ((invalid: number) => void) | null = null;
 
   constructor(private readonly root: HTMLElement, private readonly systemPrompt: HTMLTextAreaElement) {
     for (const p of NUMBER_PARAMS) root.append(this.numberRow(p));
     this.seed = this.textRow('seed', 'Seed', 'random', 'same seed, same answer') as HTMLInputElement;
     this.stop = this.textRow('stop', 'Stop sequences', 'one per line, up to 4 (\\n = newline)', 'never shown in the answer', true) as HTMLTextAreaElement;
-    this.restore();
-    const save = (): void => this.save();
-    root.addEventListener('input', save);
-    systemPrompt.addEventListener('input', save);
+    const changed = (): void => {
+      this.validate();
+      this.onSave?.(this.values());
+    };
+    root.addEventListener('input', changed);
+    systemPrompt.addEventListener('input', changed);
   }
 
   private numberRow(p: NumberParam): HTMLElement {
@@ -105,57 +122,85 @@ export class SettingsPanel {
     this.seed.value = '';
     this.stop.value = '';
     this.systemPrompt.value = '';
-    this.save();
+    this.validate();
+    this.onSave?.(this.values());
   }
 
-  private save(): void {
-    const values: Record<string, string> = { seed: this.seed.value, stop: this.stop.value, system: this.systemPrompt.value };
+  values(): SettingsValues {
+    const values: SettingsValues = { seed: this.seed.value, stop: this.stop.value, system: this.systemPrompt.value };
     for (const [key, input] of this.inputs) values[key] = input.value;
-    try {
-      localStorage.setItem(STORAGE_KEY, JSON.stringify(values));
-    } catch {
-      // storage may be disabled (private windows): settings then last for the page only
-    }
+    return values;
   }
 
-  private restore(): void {
-    let values: Record<string, string> = {};
-    try {
-      values = JSON.parse(localStorage.getItem(STORAGE_KEY) ?? '{}') as Record<string, string>;
-    } catch {
-      return;
-    }
+  /** Puts saved values back (unknown or missing keys keep their defaults). */
+  restore(values: SettingsValues): void {
     for (const p of NUMBER_PARAMS) if (typeof values[p.key] === 'string' && values[p.key] !== '') this.setNumber(p.key, values[p.key]!);
     if (typeof values.seed === 'string') this.seed.value = values.seed;
     if (typeof values.stop === 'string') this.stop.value = values.stop;
     if (typeof values.system === 'string') this.systemPrompt.value = values.system;
+    this.validate();
+  }
+
+  /** Marks every invalid field (and unmarks the rest); returns the request fields or the errors. */
+  validate(): SamplingFields | SettingsError {
+    const errors = new Map<string, string>();
+    const out: SamplingFields = {};
+    for (const p of NUMBER_PARAMS) {
+      const raw = this.inputs.get(p.key)!.value.trim();
+      if (raw === '') continue; // the API default
+      const v = Number(raw);
+      if (!Number.isFinite(v) || v < p.min || v > p.max) errors.set(p.key, `${p.label} must be between ${p.min} and ${p.max}.`);
+      else if (p.step === 1 && !Number.isInteger(v)) errors.set(p.key, `${p.label} must be a whole number.`);
+      else out[p.key] = v;
+    }
+    const seed = this.seed.value.trim();
+    if (seed !== '') {
+      if (!/^\d+$/.test(seed) || BigInt(seed) > 2n ** 63n - 1n) errors.set('seed', 'Seed must be a whole number (0 to 2^63-1), or empty for a random one.');
+      else {
+        const big = BigInt(seed);
+        out.seed = big <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(big) : big;
+      }
+    }
+    // One per line; "\n" and "\t" typed as two characters stand for a newline and a tab.
+    const stops = this.stop.value.split('\n').filter((s) => s !== '').map((s) => s.replace(/\\n/g, '\n').replace(/\\t/g, '\t'));
+    if (stops.length > 4) errors.set('stop', 'At most 4 stop sequences.');
+    else if (stops.length > 0) out.stop = stops;
+    for (const id of [...this.inputs.keys(), 'seed', 'stop']) this.mark(id, errors.get(id) ?? null);
+    this.onValidity?.(errors.size);
+    return errors.size > 0 ? new SettingsError(errors) : out;
+  }
+
+  private mark(id: string, message: string | null): void {
+    const input = this.root.querySelector<HTMLElement>(`#${id}`);
+    const row = input?.closest<HTMLElement>('.param');
+    if (!input || !row) return;
+    let note = row.querySelector<HTMLElement>('.field-error');
+    if (message === null) {
+      input.removeAttribute('aria-invalid');
+      row.classList.remove('invalid');
+      note?.remove();
+      return;
+    }
+    input.setAttribute('aria-invalid', 'true');
+    row.classList.add('invalid');
+    if (!note) {
+      note = document.createElement('div');
+      note.className = 'field-error';
+      note.id = `${id}-error`;
+      row.append(note);
+      input.setAttribute('aria-describedby', note.id);
+    }
+    note.textContent = message;
   }
 
   get system(): string {
     return this.systemPrompt.value.trim();
   }
 
-  /** The request fields, or an Error that names the field to fix. */
+  /** The request fields; throws a SettingsError (after marking the fields) when any is invalid. */
   read(): SamplingFields {
-    const out: SamplingFields = {};
-    for (const p of NUMBER_PARAMS) {
-      const raw = this.inputs.get(p.key)!.value.trim();
-      if (raw === '') continue; // the API default
-      const v = Number(raw);
-      if (!Number.isFinite(v) || v < p.min || v > p.max) throw new Error(`${p.label} must be between ${p.min} and ${p.max}.`);
-      if (p.step === 1 && !Number.isInteger(v)) throw new Error(`${p.label} must be a whole number.`);
-      out[p.key] = v;
-    }
-    const seed = this.seed.value.trim();
-    if (seed !== '') {
-      if (!/^\d+$/.test(seed)) throw new Error('Seed must be a whole number (0 to 2^63-1), or empty for a random one.');
-      const big = BigInt(seed);
-      out.seed = big <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(big) : big;
-    }
-    // One per line; "\n" and "\t" typed as two characters stand for a newline and a tab.
-    const stops = this.stop.value.split('\n').filter((s) => s !== '').map((s) => s.replace(/\\n/g, '\n').replace(/\\t/g, '\t'));
-    if (stops.length > 4) throw new Error('At most 4 stop sequences.');
-    if (stops.length > 0) out.stop = stops;
-    return out;
+    const r = this.validate();
+    if (r instanceof SettingsError) throw r;
+    return r;
   }
 }

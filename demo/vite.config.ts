@@ -10,6 +10,8 @@ const repoRoot = fileURLToPath(new URL('..', import.meta.url));
 export default defineConfig({
   root: demoDir,
   base: './',
+  // assets/ (the default model's weights, tiny-llama-2-kjv/) is served and copied as the page's static files.
+  publicDir: fileURLToPath(new URL('../assets', import.meta.url)),
   // The page imports ../api, ../runtime and ../tokenizer straight from the sources.
   server: { host: '127.0.0.1', port: 5173, fs: { allow: [repoRoot] } },
   preview: { host: '127.0.0.1', port: 4173 },
@@ -24,13 +26,5 @@ export default defineConfig({
     target: 'es2022',
     // llama-tokenizer-js carries Llama-2's vocabulary (~1.5 MB): one chunk, loaded by the worker only.
     chunkSizeWarningLimit: 4096,
-    rollupOptions: {
-      onwarn(warning, warn) {
-        // runtime/ reads files through a dynamic import('node:fs/promises') that only runs in Node and
-        // Deno; in the browser models come as Blobs or URLs, so the empty browser stub is never called.
-        if (warning.message.includes('"node:fs/promises" has been externalized')) return;
-        warn(warning);
-      },
-    },
   },
 });

@@ -49,18 +49,54 @@ async function load(cmd: Extract<PageCommand, { type: 'load' }>): Promise<void> 
   }
 }
 
-async function chat(cmd: Extract<PageCommand, { type: 'chat' }>): Promise<void> {
-  const ac = new AbortController();
-  requests.set(cmd.id, ac);
+/** Prompt tokens of `messages` in the chat format: the engine's own count (max_tokens 0 runs no model). */
+async function promptTokens(opened: OpenedEngine, messages: Extract<PageCommand, { type: 'count' }>['messages']): Promise<number> {
+  const c = await opened.llama.engine.chat.completions.create({ model: opened.info.modelName, messages, max_tokens: 0 });
+  return c.usage.prompt_tokens;
+}
+
+async function count(cmd: Extract<PageCommand, { type: 'count' }>): Promise<void> {
   try {
     await loading;
     if (!current) throw new Error('No model is loaded.');
-    const stream = await current.llama.engine.chat.completions.create({ ...cmd.request, stream: true }, { signal: ac.signal });
-    for await (const chunk of stream) post({ type: 'chunk', id: cmd.id, chunk });
+    post({ type: 'count', id: cmd.id, promptTokens: await promptTokens(current, cmd.messages) });
+  } catch (e) {
+    fail(cmd.id, 'request', e);
+  }
+}
+
+async function chat(cmd: Extract<PageCommand, { type: 'chat' }>): Promise<void> {
+  const ac = new AbortController();
+  requests.set(cmd.id, ac);
+  let watching: ReturnType<typeof setInterval> | undefined;
+  try {
+    await loading;
+    const opened = current;
+    if (!opened) throw new Error('No model is loaded.');
+    // Prefill progress from the scheduler's counters (one conversation at a time in a tab): prompt tokens
+    // computed since the request, of the prompt less what the prefix cache already held.
+    const total = await promptTokens(opened, cmd.request.messages).catch(() => 0);
+    const m0 = opened.llama.scheduler.metrics();
+    let first = false;
+    const report = (): void => {
+      const m = opened.llama.scheduler.metrics();
+      const cached = m.prefixHitTokens - m0.prefixHitTokens;
+      post({ type: 'prefill', id: cmd.id, done: m.prefillTokens - m0.prefillTokens, total: Math.max(total - cached, 0) });
+    };
+    if (total > 0) watching = setInterval(() => !first && report(), 250);
+    const stream = await opened.llama.engine.chat.completions.create({ ...cmd.request, stream: true }, { signal: ac.signal });
+    for await (const chunk of stream) {
+      if (!first && chunk.choices[0]?.delta.content) {
+        first = true;
+        clearInterval(watching);
+      }
+      post({ type: 'chunk', id: cmd.id, chunk });
+    }
     post({ type: 'done', id: cmd.id });
   } catch (e) {
     fail(cmd.id, 'request', e);
   } finally {
+    clearInterval(watching);
     requests.delete(cmd.id);
   }
 }
@@ -73,6 +109,9 @@ scope.addEventListener('message', (ev) => {
       break;
     case 'chat':
       void chat(cmd);
+      break;
+    case 'count':
+      void count(cmd);
       break;
     case 'stop':
       requests.get(cmd.id)?.abort();

@@ -1,7 +1,8 @@
 // The engine as an ES module under Deno, whose WebGPU is built in:
-//   npx deno run -A --unstable-webgpu examples/deno-example.ts
+//   npx deno run examples/deno-example.ts
+// (Deno 2.9 has WebGPU without --unstable-webgpu, and the embedded model needs no permission.)
 // Loads the embedded default model (no download) and prints one chat completion as JSON.
-import { loadLlamaEngine } from '../api/llama-engine.ts';
+import { loadLlamaEngine } from '../index.ts'; // outside this repository: from 'npm:llama2-webgpu'
 
 const { engine, model, close } = await loadLlamaEngine({ model: 'default', maxBatch: 1 });
 console.error(`${engine.modelName} on ${model.gpu.adapterName}`);

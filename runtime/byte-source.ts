@@ -2,6 +2,10 @@
 // or a file on disk (node:fs, which Deno also provides). Weights are read tensor by tensor through these,
 // so host memory stays bounded by the largest tensor, not the model.
 
+// node:fs in Node and Deno. A variable specifier keeps bundlers from resolving it in browser builds, where
+// models come as Blobs or URLs and the code that uses it never runs.
+const NODE_FS = 'node:fs/promises';
+
 export interface ByteSource {
   readonly name: string; // file name, for error messages
   readonly size: number; // bytes
@@ -47,7 +51,7 @@ export function blobSource(name: string, blob: Blob): ByteSource {
 
 /** A file on disk, read with node:fs (Node and Deno). */
 export async function fileSource(path: string): Promise<ByteSource> {
-  const fs = await import('node:fs/promises');
+  const fs: typeof import('node:fs/promises') = await import(/* @vite-ignore */ NODE_FS);
   const handle = await fs.open(path, 'r');
   const { size } = await handle.stat();
   const meta = { name: path, size };
@@ -74,7 +78,7 @@ export function nodeDir(path: string): ModelDir {
   return {
     name: path,
     async open(file) {
-      const fs = await import('node:fs/promises');
+      const fs: typeof import('node:fs/promises') = await import(/* @vite-ignore */ NODE_FS);
       const full = path.replace(/\/$/, '') + '/' + file;
       try {
         await fs.access(full);

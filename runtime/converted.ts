@@ -17,6 +17,10 @@ import { expectedTensors, toHfName } from './keymap.ts';
 import { readTensorAsF32, type TensorInfo } from './safetensors.ts';
 import { formatSpec, storedFormat, FORMATS, type WeightFormat } from '../kernels/weight-formats.ts';
 
+// node:fs in Node and Deno. A variable specifier keeps bundlers from resolving it in browser builds, where
+// models come as Blobs or URLs and the code that uses it never runs.
+const NODE_FS = 'node:fs/promises';
+
 export const CONVERTED_KEY = 'llama2_webgpu.format';
 export const CONVERTED_VERSION = '1';
 
@@ -88,7 +92,7 @@ export async function writeConverted(
   outDir: string, src: TensorProvider, format: WeightFormat, extraFiles: Record<string, string>,
   onTensor?: (name: string, done: number, total: number) => void,
 ): Promise<void> {
-  const fs = await import('node:fs/promises');
+  const fs: typeof import('node:fs/promises') = await import(/* @vite-ignore */ NODE_FS);
   const { writeSafetensorsFile } = await import('./safetensors.ts');
   const { toHfConfig } = await import('./config.ts');
   await fs.mkdir(outDir, { recursive: true });

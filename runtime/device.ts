@@ -40,7 +40,7 @@ async function getGpu(): Promise<GPU> {
     try {
       mod = await import(/* @vite-ignore */ specifier);
     } catch (e) {
-      throw new Error(`WebGPU is not available in Node: the \`webgpu\` package could not be loaded (${(e as Error).message}); run npm install`);
+      throw new Error(`WebGPU is not available in Node: the \`webgpu\` package could not be loaded (${(e as Error).message}); install it next to llama2-webgpu: npm install webgpu (an optional peer dependency: only Node needs it)`);
     }
     Object.assign(globalThis, mod.globals);
     nodeGpu = mod.create([]);

@@ -18,6 +18,10 @@ import { f32ToF16 } from '../kernels/half.ts';
 import { expectedTensors } from './keymap.ts';
 import type { TensorProvider } from './weights.ts';
 
+// node:fs in Node and Deno. A variable specifier keeps bundlers from resolving it in browser builds, where
+// models come as Blobs or URLs and the code that uses it never runs.
+const NODE_FS = 'node:fs/promises';
+
 export type GgufWriteType = 'F32' | 'F16' | 'Q8_0' | 'Q4_0';
 
 export interface EncodeGgufOptions {
@@ -122,7 +126,7 @@ export function encodeGguf(cfg: LlamaConfig, weights: Map<string, Float32Array>,
  * one tensor at a time, so host memory holds one tensor, never the whole model.
  */
 export async function writeGgufFile(path: string, src: TensorProvider, opts: EncodeGgufOptions): Promise<void> {
-  const fs = await import('node:fs/promises');
+  const fs: typeof import('node:fs/promises') = await import(/* @vite-ignore */ NODE_FS);
   const cfg = src.config;
   const { entries, tensors } = plan(cfg, opts);
   const { header, offsets, dataSize } = encodeGgufHeader(entries, tensors.map((t) => t.spec), opts.alignment);

@@ -9,6 +9,10 @@ import { f32ToBf16, f32ToF16 } from '../kernels/half.ts';
 import { expectedTensors, toHfName } from './keymap.ts';
 import { encodeSafetensors } from './safetensors.ts';
 
+// node:fs in Node and Deno. A variable specifier keeps bundlers from resolving it in browser builds, where
+// models come as Blobs or URLs and the code that uses it never runs.
+const NODE_FS = 'node:fs/promises';
+
 /** Small configs for tests: one multi-head, one grouped-query (3 q heads per kv head). */
 export const TEST_CONFIGS: { mha: LlamaConfig; gqa: LlamaConfig } = {
   mha: {
@@ -209,7 +213,7 @@ export function randomModelDir(cfg: LlamaConfig, seed: number, opts: EncodeHfOpt
 
 /** Node/Deno only (node:fs): writes `files` into directory `path`, creating it (mkdir -p). */
 export async function writeModelDir(path: string, files: Record<string, Uint8Array>): Promise<void> {
-  const fs = await import('node:fs/promises');
+  const fs: typeof import('node:fs/promises') = await import(/* @vite-ignore */ NODE_FS);
   await fs.mkdir(path, { recursive: true });
   const base = path.replace(/\/$/, '');
   for (const [file, bytes] of Object.entries(files)) await fs.writeFile(`${base}/${file}`, bytes);

@@ -10,6 +10,10 @@
 import type { ByteSource } from './byte-source.ts';
 import { bf16ToF32, f16ToF32 } from '../kernels/half.ts';
 
+// node:fs in Node and Deno. A variable specifier keeps bundlers from resolving it in browser builds, where
+// models come as Blobs or URLs and the code that uses it never runs.
+const NODE_FS = 'node:fs/promises';
+
 /** Bytes per element of each dtype we accept (packed/quantized data can ride in the integer types). */
 export const DTYPE_SIZES: Readonly<Record<string, number>> = {
   F64: 8,
@@ -222,7 +226,7 @@ export async function writeSafetensorsFile(
   getData: (name: string) => Promise<Uint8Array>,
   metadata?: Record<string, string>,
 ): Promise<void> {
-  const fs = await import('node:fs/promises');
+  const fs: typeof import('node:fs/promises') = await import(/* @vite-ignore */ NODE_FS);
   const head = encodeHeader(tensors, metadata);
   const handle = await fs.open(path, 'w');
   const writeAll = async (bytes: Uint8Array): Promise<void> => {
