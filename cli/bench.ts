@@ -3,9 +3,9 @@
 import { runBenchGenerate, BENCH_GENERATE_HELP } from '../bench/generate.ts';
 import { runBenchServe, BENCH_SERVE_HELP } from '../bench/serve.ts';
 import { benchKernels, parseBenchKernelsArgs } from '../bench/kernels.ts';
-import { measureQuality, qualityTable } from '../bench/quality.ts';
+import { measurePerplexity, perplexityTable, DEFAULT_OURS, DEFAULT_LLAMACPP, type PerplexityRow } from '../bench/perplexity.ts';
 import { createGpuContext } from '../runtime/device.ts';
-import { UsageError } from './common.ts';
+import { UsageError, parseCommandArgs, intArg } from './common.ts';
 
 export const BENCH_HELP = `${BENCH_GENERATE_HELP}
 
@@ -17,8 +17,13 @@ llama2-webgpu bench kernels [--json] [--dtypes f32,f16,q8,q4] [--shapes 4096x409
   same run, for the matmul kernels on Llama-2-7B's and 70B's shapes; prefill matmul in GFLOP/s. With --json each
   line is an object with kernel, dtype, rows, cols, ms, gbps, read_gbps, fraction (and gflops).
 
-llama2-webgpu bench quality [--positions N]
-  Top-1 agreement and logit error of f16, q8 and q4 against f32 on a random-weights model.`;
+llama2-webgpu bench quality [--model default] --text FILE [--tokens N] [--ours f32,f16,q8,q4,Q8_0,Q4_0,Q4_K_M]
+                            [--llamacpp F32,Q8_0,Q4_0,Q4_K_M|none] [--json]
+  Per-token perplexity of a text under each weight format, ours beside llama.cpp's on the same weights and the
+  same tokens (windows of the model's context, each after BOS). Our formats: f32/f16/q8/q4 (converted at load)
+  and GGUF types (the model written as F32 GGUF, quantized by llama.cpp's own quantizer, loaded as stored).
+  llama.cpp runs through node-llama-cpp (installed into bench/llamacpp on first use). With --json each line is
+  {"engine":"ours"|"llamacpp","format","tokens","ppl","nll"}.`;
 
 export async function runBench(argv: string[]): Promise<number> {
   const [which, ...rest] = argv;
@@ -38,11 +43,34 @@ export async function runBench(argv: string[]): Promise<number> {
       return 0;
     }
     case 'quality': {
-      const i = rest.indexOf('--positions');
-      const positions = i >= 0 ? Number(rest[i + 1]) : 256;
-      if (!Number.isInteger(positions) || positions < 2 || positions > 512) throw new UsageError('--positions must be an integer in [2, 512]');
+      const { values } = parseCommandArgs(rest, {
+        model: { type: 'string', default: 'default' },
+        text: { type: 'string' },
+        tokens: { type: 'string' },
+        ours: { type: 'string' },
+        llamacpp: { type: 'string' },
+        json: { type: 'boolean', default: false },
+      });
+      if (values.text === undefined) throw new UsageError('--text FILE is required (e.g. bench/data/kjv-heldout.txt)');
+      const { readFile } = await import('node:fs/promises');
+      const text = await readFile(values.text, 'utf8').catch((e: Error) => {
+        throw new UsageError(`cannot read --text ${values.text}: ${e.message}`);
+      });
+      const maxTokens = intArg('tokens', values.tokens, Number.MAX_SAFE_INTEGER, 1, Number.MAX_SAFE_INTEGER);
+      const list = (v: string | undefined, def: string[]): string[] => (v === undefined ? def : v === 'none' ? [] : v.split(',').map((x) => x.trim()).filter(Boolean));
+      const llamacpp = list(values.llamacpp, DEFAULT_LLAMACPP);
+      if (llamacpp.length) {
+        const { loadLlamaCpp } = await import('../bench/llamacpp/runner.ts');
+        await (await loadLlamaCpp({ threads: 2, install: true, log: (l) => process.stderr.write(l + '\n') })).close();
+      }
       const gpu = await createGpuContext();
-      process.stdout.write(qualityTable(await measureQuality(gpu, ['f32', 'f16', 'q8', 'q4'], positions)) + '\n');
+      const rows: PerplexityRow[] = [];
+      for await (const r of measurePerplexity({ model: values.model!, text, maxTokens, ours: list(values.ours, DEFAULT_OURS), llamacpp, gpu, log: (l) => process.stderr.write(l + '\n') })) {
+        rows.push(r);
+        if (values.json) process.stdout.write(JSON.stringify(r) + '\n');
+      }
+      if (!values.json) process.stdout.write(perplexityTable(rows) + '\n');
+      gpu.destroy();
       return 0;
     }
     default:

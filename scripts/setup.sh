@@ -38,3 +38,12 @@ if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.j
 else
   npm run build --silent
 fi
+
+# llama.cpp (node-llama-cpp's prebuilt CPU binary, bench-only, ~85 MB) and python3 for its quantizer: the
+# perplexity test compares our formats with llama.cpp's on the default model. SKIP_LLAMACPP=1 skips it.
+if [ "${SKIP_LLAMACPP:-0}" != 1 ] && [ ! -f bench/llamacpp/node_modules/node-llama-cpp/package.json ]; then
+  npm install --prefix bench/llamacpp --omit=optional --ignore-scripts --no-audit --no-fund
+fi
+if ! command -v python3 >/dev/null && [ "${SKIP_APT:-0}" != 1 ] && command -v apt-get >/dev/null; then
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3
+fi
