@@ -1,5 +1,5 @@
 // The engine as an ES module under Deno, whose WebGPU is built in:
-//   npx deno run examples/deno-example.ts
+//   npx deno run --allow-read examples/deno-example.ts
 // (Deno 2.9 has WebGPU without --unstable-webgpu, and the embedded model needs no permission.)
 // Loads the embedded default model (no download) and prints one chat completion as JSON.
 import { loadLlamaEngine } from '../index.ts'; // outside this repository: from 'npm:llama2-webgpu'

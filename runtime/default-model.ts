@@ -39,7 +39,8 @@ export function defaultModelDir(baseUrl?: string | URL): ModelDir {
         return (found = dir);
       }
     }
-    throw new Error(`the default model's files (assets/tiny-llama-2-kjv/) were not found at ${urls.map(String).join(' or ')}`);
+    const deno = (globalThis as { Deno?: unknown }).Deno !== undefined ? ' (under Deno, run with --allow-read)' : '';
+    throw new Error(`the default model's files (assets/tiny-llama-2-kjv/) were not found at ${urls.map(String).join(' or ')}${deno}`);
   };
   return {
     name: DEFAULT_MODEL_NAME,

@@ -32,7 +32,7 @@ afterAll(async () => {
 
 describe('ES-module examples', () => {
   it('examples/deno-example.ts prints a chat completion under Deno', () => {
-    const out = execFileSync('npx', ['--no-install', 'deno', 'run', 'examples/deno-example.ts'], {
+    const out = execFileSync('npx', ['--no-install', 'deno', 'run', '--allow-read', 'examples/deno-example.ts'], {
       cwd: ROOT,
       encoding: 'utf8',
       env: { ...process.env, XDG_RUNTIME_DIR: process.env.XDG_RUNTIME_DIR ?? '/tmp', NO_COLOR: '1' },

@@ -229,7 +229,7 @@ await close();
 ${COMPLETION_JS}
 console.log(JSON.stringify(completion));
 `);
-    const r = await run(join(ROOT, 'node_modules/.bin/deno'), ['run', 'deno.ts'], app, 240_000);
+    const r = await run(join(ROOT, 'node_modules/.bin/deno'), ['run', '--allow-read', 'deno.ts'], app, 240_000);
     expect(r.code, r.stderr).toBe(0);
     expectCompletion(JSON.parse(r.stdout.trim().split('\n').pop()!) as ChatCompletion);
   }, 300_000);

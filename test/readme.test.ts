@@ -102,7 +102,7 @@ describe('README snippets', () => {
       let r;
       if (deno) {
         writeFileSync(join(project, `snippet-${i}.ts`), snippet);
-        r = await run(join(ROOT, 'node_modules/.bin/deno'), ['run', `snippet-${i}.ts`], project);
+        r = await run(join(ROOT, 'node_modules/.bin/deno'), ['run', '--allow-read', `snippet-${i}.ts`], project);
       } else {
         // Node runs JavaScript: the snippet with its types stripped, nothing else changed.
         const js = ts.transpileModule(snippet, { compilerOptions: { module: ts.ModuleKind.ESNext, target: ts.ScriptTarget.ES2022 } }).outputText;
