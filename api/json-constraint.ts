@@ -311,3 +311,142 @@ export function toolCallAcceptor(tools: ChatCompletionTool[]): AcceptorState {
   if (alternatives.length === 0) throw new Error('toolCallAcceptor: no tools');
   return alternatives.length === 1 ? alternatives[0]! : push(null, { t: 'alt', states: alternatives });
 }
+
+// ---- Budget: the fewest characters that complete a state ----
+//
+// Constrained output must also end within max_tokens, or it is cut off as invalid JSON. cost(state) is
+// the length of the shortest text that completes the value from `state` (closing strings, arrays and
+// objects, adding the required keys with their shortest values). Every ASCII character is one token of
+// the vocabulary (Llama-2's byte pieces), so a state of cost c can always be completed in c tokens; the
+// mask then allows only tokens after which cost <= tokens left.
+
+const valueCostCache = new WeakMap<SchemaNode, number>();
+
+/** Characters of the shortest JSON text valid for `node`. */
+export function valueCost(node: SchemaNode): number {
+  const cached = valueCostCache.get(node);
+  if (cached !== undefined) return cached;
+  let c: number;
+  switch (node.kind) {
+    case 'any':
+    case 'number':
+      c = 1; // 0
+      break;
+    case 'string':
+    case 'array':
+      c = 2; // "" or []
+      break;
+    case 'literal':
+      c = Math.min(...node.options.map((o) => o.length));
+      break;
+    case 'union':
+      c = Math.min(...node.options.map(valueCost));
+      break;
+    case 'object':
+      c = 1 + membersCost(node, [], node.required, true);
+      break;
+  }
+  valueCostCache.set(node, c);
+  return c;
+}
+
+/** `"key":value` at its shortest. */
+function keyCost(node: ObjectNode, key: string): number {
+  return JSON.stringify(key).length + 1 + valueCost(node.props?.get(key) ?? ANY);
+}
+
+/** The required keys not yet written, each with a leading comma unless `first`, then '}'. */
+function membersCost(node: ObjectNode, used: readonly string[], required: readonly string[], first: boolean): number {
+  let c = 1; // }
+  let n = 0;
+  for (const k of required) {
+    if (used.includes(k)) continue;
+    c += keyCost(node, k);
+    n++;
+  }
+  return c + Math.max(0, first ? n - 1 : n);
+}
+
+function strCost(esc: number): number {
+  return esc === 0 ? 1 : esc === 1 ? 2 : 4 - (esc - 2) + 1;
+}
+
+function partCost(part: string[] | SchemaNode): number {
+  return Array.isArray(part) ? Math.min(...part.map((p) => p.length)) : valueCost(part);
+}
+
+/** Characters of the shortest text that completes the value from `state`. */
+export function completionCost(state: AcceptorState): number {
+  let total = 0;
+  let s: AcceptorState | null = state;
+  let top = true;
+  while (s) {
+    const f: Frame = s.frame;
+    const parent: AcceptorState | null = s.parent;
+    // A key being written: its rest, the colon, the key's shortest value, then what the object still needs.
+    if (parent && parent.frame.t === 'obj' && parent.frame.st === 'key') {
+      const o = parent.frame;
+      if (f.t === 'lit') {
+        let best = Infinity;
+        for (const opt of f.opts) {
+          const key = o.node.keyOptions.get(opt);
+          if (key === undefined) continue;
+          const used = [...o.used, key];
+          best = Math.min(best, opt.length - f.pos + 1 + valueCost(o.node.props?.get(key) ?? ANY) + membersCost(o.node, used, o.node.required, false));
+        }
+        total += best;
+      } else if (f.t === 'str') {
+        total += strCost(f.esc) + 2 + membersCost(o.node, o.used, o.node.required, false); // ":0"
+      }
+      s = parent.parent;
+      top = false;
+      continue;
+    }
+    switch (f.t) {
+      case 'end':
+        break;
+      case 'alt':
+        total += Math.min(...f.states.map(completionCost));
+        break;
+      case 'value':
+        total += valueCost(f.node);
+        break;
+      case 'lit':
+        total += Math.min(...f.opts.map((o) => o.length - f.pos));
+        break;
+      case 'str':
+        total += strCost(f.esc);
+        break;
+      case 'num':
+        total += NUM_ACCEPTING.has(f.st) ? 0 : 1;
+        break;
+      case 'obj': {
+        const usedNow = f.key !== null && (f.st === 'colon' || f.st === 'value') ? [...f.used, f.key] : f.used;
+        if (f.st === 'first') total += membersCost(f.node, f.used, f.node.required, true);
+        else if (f.st === 'next') {
+          const missing = f.node.required.filter((k) => !f.used.includes(k));
+          if (missing.length) total += membersCost(f.node, f.used, f.node.required, true);
+          else if (!f.node.props) total += 4 + 1; // "":0}
+          else total += Math.min(...[...f.node.props.keys()].filter((k) => !f.used.includes(k)).map((k) => keyCost(f.node, k))) + 1;
+        } else if (f.st === 'colon') total += 1 + valueCost(f.node.props?.get(f.key!) ?? ANY) + membersCost(f.node, usedNow, f.node.required, false);
+        else total += membersCost(f.node, usedNow, f.node.required, false); // 'value' (child below) or 'after'
+        break;
+      }
+      case 'arr':
+        total += f.st === 'next' ? valueCost(f.items) + 1 : 1;
+        break;
+      case 'seq':
+        for (let i = top ? f.idx : f.idx + 1; i < f.parts.length; i++) total += partCost(f.parts[i]!);
+        break;
+    }
+    if (f.t === 'alt') break; // the root of alternatives: each state counted whole
+    s = parent;
+    top = false;
+  }
+  return total;
+}
+
+/** Acceptor for one JSON value of `schema` (response_format), at most one space before it. */
+export function valueAcceptor(schema: unknown): AcceptorState {
+  return push(null, { t: 'seq', parts: [compileSchema(schema)], idx: 0 });
+}

@@ -1,6 +1,6 @@
 // Token masks from a character-level acceptor (json-constraint.ts): which ids may come next.
 
-import { type AcceptorState, isComplete, step } from './json-constraint.ts';
+import { type AcceptorState, completionCost, isComplete, step } from './json-constraint.ts';
 
 /** The vocabulary sorted by text, with each entry's common prefix length with the one before. */
 export interface VocabIndex {
@@ -38,8 +38,10 @@ export function vocabIndex(tokenTexts: ReadonlyArray<string | null>): VocabIndex
 /**
  * (vocabSize,) 1 where the token's text keeps the acceptor alive. At a complete state only EOS;
  * if nothing fits (the vocabulary cannot continue), EOS too, so generation ends instead of failing.
+ * With `budget` (tokens left, this one included), only tokens after which the value can still be
+ * completed in the tokens that remain (completionCost <= budget - 1).
  */
-export function allowedMask(index: VocabIndex, state: AcceptorState, eosId: number, vocabSize: number): Uint8Array {
+export function allowedMask(index: VocabIndex, state: AcceptorState, eosId: number, vocabSize: number, budget?: number): Uint8Array {
   const mask = new Uint8Array(vocabSize);
   if (isComplete(state)) {
     mask[eosId] = 1;
@@ -69,6 +71,7 @@ export function allowedMask(index: VocabIndex, state: AcceptorState, eosId: numb
     }
     valid = k;
     prevFailed = !ok;
+    if (ok && budget !== undefined && completionCost(s) > budget - 1) ok = false;
     if (ok) {
       mask[index.ids[i]!] = 1;
       any = true;
@@ -80,7 +83,7 @@ export function allowedMask(index: VocabIndex, state: AcceptorState, eosId: numb
 
 /**
  * A GenerateRequest.allowedTokens hook: follows the generated ids through the acceptor and
- * returns the mask for the next one. If an id outside the mask shows up (a backend that ignored
+ * returns the mask for the next one (within `maxTokens` in all, when given). If an id outside the mask shows up (a backend that ignored
  * it), the hook gives up and returns null (no constraint) from then on.
  */
 export function constrainTokens(
@@ -88,6 +91,7 @@ export function constrainTokens(
   tokenTexts: ReadonlyArray<string | null>,
   eosId: number,
   vocabSize: number,
+  maxTokens?: number,
 ): (generated: number[]) => Uint8Array | null {
   const index = vocabIndex(tokenTexts);
   let state: AcceptorState | null = start;
@@ -103,6 +107,7 @@ export function constrainTokens(
       for (let j = 0; s && j < text.length; j++) s = step(s, text[j]!);
       state = s;
     }
-    return state ? allowedMask(index, state, eosId, vocabSize) : null;
+    const budget = maxTokens === undefined ? undefined : maxTokens - generated.length;
+    return state ? allowedMask(index, state, eosId, vocabSize, budget) : null;
   };
 }

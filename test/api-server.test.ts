@@ -76,7 +76,8 @@ describe('with the official openai client', () => {
     expect(chunks[4]!.choices[0]!.finish_reason).toBe('stop');
     expect(chunks[5]!.usage).toStrictEqual({ prompt_tokens: 18, completion_tokens: 4, total_tokens: 22, estimated_cost: expect.any(Number) });
     expect(new Set(chunks.map((c) => c.id)).size).toBe(1);
-    expect(chunks.every((c) => c.model === MODEL && c.object === 'chat.completion.chunk')).toBe(true);
+    expect(chunks[4]!.usage).toStrictEqual(chunks[5]!.usage); // DeepInfra's usage on the finish chunk too
+    expect(chunks.every((c) => c.model === 'meta-llama/Llama-2-7b-chat-hf' && c.object === 'chat.completion.chunk')).toBe(true);
   });
 
   it('lists the served models', async () => {
