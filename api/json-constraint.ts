@@ -322,6 +322,13 @@ export function toolCallAcceptor(tools: ChatCompletionTool[]): AcceptorState {
 
 const valueCostCache = new WeakMap<SchemaNode, number>();
 
+/** min of f over xs (a loop: an enum from a client may be too long to spread into Math.min). */
+function minOf<T>(xs: readonly T[], f: (x: T) => number): number {
+  let m = Infinity;
+  for (const x of xs) m = Math.min(m, f(x));
+  return m;
+}
+
 /** Characters of the shortest JSON text valid for `node`. */
 export function valueCost(node: SchemaNode): number {
   const cached = valueCostCache.get(node);
@@ -337,10 +344,10 @@ export function valueCost(node: SchemaNode): number {
       c = 2; // "" or []
       break;
     case 'literal':
-      c = Math.min(...node.options.map((o) => o.length));
+      c = minOf(node.options, (o) => o.length);
       break;
     case 'union':
-      c = Math.min(...node.options.map(valueCost));
+      c = minOf(node.options, valueCost);
       break;
     case 'object':
       c = 1 + membersCost(node, [], node.required, true);
@@ -372,7 +379,7 @@ function strCost(esc: number): number {
 }
 
 function partCost(part: string[] | SchemaNode): number {
-  return Array.isArray(part) ? Math.min(...part.map((p) => p.length)) : valueCost(part);
+  return Array.isArray(part) ? minOf(part, (p) => p.length) : valueCost(part);
 }
 
 /** Characters of the shortest text that completes the value from `state`. */
@@ -406,13 +413,13 @@ export function completionCost(state: AcceptorState): number {
       case 'end':
         break;
       case 'alt':
-        total += Math.min(...f.states.map(completionCost));
+        total += minOf(f.states, completionCost);
         break;
       case 'value':
         total += valueCost(f.node);
         break;
       case 'lit':
-        total += Math.min(...f.opts.map((o) => o.length - f.pos));
+        total += minOf(f.opts, (o) => o.length - f.pos);
         break;
       case 'str':
         total += strCost(f.esc);
@@ -427,7 +434,7 @@ export function completionCost(state: AcceptorState): number {
           const missing = f.node.required.filter((k) => !f.used.includes(k));
           if (missing.length) total += membersCost(f.node, f.used, f.node.required, true);
           else if (!f.node.props) total += 4 + 1; // "":0}
-          else total += Math.min(...[...f.node.props.keys()].filter((k) => !f.used.includes(k)).map((k) => keyCost(f.node, k))) + 1;
+          else total += minOf([...f.node.props.keys()].filter((k) => !f.used.includes(k)), (k) => keyCost(f.node, k)) + 1;
         } else if (f.st === 'colon') total += 1 + valueCost(f.node.props?.get(f.key!) ?? ANY) + membersCost(f.node, usedNow, f.node.required, false);
         else total += membersCost(f.node, usedNow, f.node.required, false); // 'value' (child below) or 'after'
         break;

@@ -44,6 +44,16 @@ export interface LlamaEngine {
   close(): Promise<void>;
 }
 
+const utf8 = new TextEncoder();
+
+/** The bytes a token id stands for: "▁" is a space, "<0xNN>" one byte, special tokens none. */
+function pieceBytes(tok: LlamaTokenizer, id: number): Uint8Array {
+  if (tok.isSpecial(id)) return new Uint8Array(0);
+  const piece = tok.idToPiece(id);
+  const byte = /^<0x([0-9A-Fa-f]{2})>$/.exec(piece);
+  return byte ? Uint8Array.of(parseInt(byte[1]!, 16)) : utf8.encode(piece.replace(/\u2581/g, ' '));
+}
+
 export async function loadLlamaEngine(opts: LlamaEngineOptions = {}): Promise<LlamaEngine> {
   const src = await openModelSource(opts.model ?? 'default');
   let model: LlamaModel | null = null;
@@ -66,7 +76,14 @@ export async function loadLlamaEngine(opts: LlamaEngineOptions = {}): Promise<Ll
       onProgress: opts.onProgress,
     });
     const scheduler = new Scheduler(model, { maxBatch, maxQueue: opts.maxQueue, prefixCaching: opts.prefixCaching });
-    const engine = createEngine({ backend: scheduler, tokenizer: llamaChatTokenizer(tok), modelName: opts.modelName ?? src.name, aliases: [HOSTED_MODEL_ID, ...(opts.aliases ?? [])], prices: opts.prices });
+    const engine = createEngine({
+      backend: scheduler,
+      tokenizer: llamaChatTokenizer(tok),
+      modelName: opts.modelName ?? src.name,
+      aliases: [HOSTED_MODEL_ID, ...(opts.aliases ?? [])],
+      prices: opts.prices,
+      tokenBytes: (id) => pieceBytes(tok, id),
+    });
     const m = model;
     return {
       engine,

@@ -133,7 +133,7 @@ export class LlamaTokenizer {
     if (text.length === 0) return ids;
     if (opts.parseSpecial === true) {
       // HF path: split on added-token strings, normalize and BPE each section; no post-processor.
-      ids.push(...this.hf.encode(text, { add_special_tokens: false }).ids);
+      for (const id of this.hf.encode(text, { add_special_tokens: false }).ids) ids.push(id); // no spread: unbounded
       return ids;
     }
     // Literal path: the HF pipeline minus the added-token splitter.
