@@ -15,7 +15,7 @@ import type { GenerationBackend, ModelInfo, TokenLogprob, TokenSampler } from '.
 import { createSampler, MAX_SEED } from '../runtime/sampler.ts';
 import type { ChatTokenizer } from './chat-tokenizer.ts';
 import { APIUserAbortError, BadRequestError, NotFoundError } from './errors.ts';
-import { toolCallAcceptor, valueAcceptor } from './json-constraint.ts';
+import { completionCost, toolCallAcceptor, valueAcceptor } from './json-constraint.ts';
 import { buildTemplateMessages } from './prompt.ts';
 import { StopMatcher } from './stop-matcher.ts';
 import { constrainTokens } from './token-mask.ts';
@@ -309,6 +309,15 @@ export function createEngine(opts: EngineOptions): Engine {
           ? () => valueAcceptor({ type: 'object' })
           : null;
     if (acceptor && tokenizer.tokenTexts) {
+      // Every ASCII character is a token, so the shortest valid answer needs at most its length in tokens.
+      const shortest = completionCost(acceptor());
+      if (shortest > maxTokens) {
+        throw new BadRequestError(
+          `Invalid value for 'max_tokens': ${maxTokens} tokens${maxTokens === left ? ' (the context left)' : ''} may not hold the shortest answer valid ` +
+            `for the ${callRequired ? 'tool call' : 'response_format'} (${shortest} characters); allow at least ${shortest}.`,
+          'max_tokens',
+        );
+      }
       const texts = tokenizer.tokenTexts();
       const { eosId } = tokenizer;
       const { vocabSize } = backend.modelInfo;
