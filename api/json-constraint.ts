@@ -22,11 +22,40 @@ export type SchemaNode =
   | { kind: 'object'; props: Map<string, SchemaNode> | null; required: string[]; keyOptions: Map<string, string> }
   | { kind: 'array'; items: SchemaNode }
   | { kind: 'string' }
-  | { kind: 'number'; integer: boolean }
+  | { kind: 'number'; integer: boolean; bounds?: NumberBounds }
   | { kind: 'literal'; options: string[] }
   | { kind: 'union'; options: SchemaNode[] };
 
 type ObjectNode = Extract<SchemaNode, { kind: 'object' }>;
+
+/**
+ * The numeric bounds followed: |value| < 10^15 (at most 15 digits before the point, no exponent), which
+ * satisfies any minimum <= -(10^15 - 1) and maximum >= 10^15 - 1 (e.g. zod's safe-integer bounds), and
+ * optionally no minus sign (minimum 0).
+ */
+export interface NumberBounds {
+  nonNegative: boolean;
+}
+
+/** Largest |bound| that a 15-digit number cannot exceed. */
+export const LOOSE_BOUND = 1e15 - 1;
+
+/** The NumberBounds that satisfy the schema's minimum/maximum, null if they cannot be followed, undefined if none. */
+export function numberBounds(schema: Record<string, unknown>): NumberBounds | null | undefined {
+  const { minimum, maximum, exclusiveMinimum, exclusiveMaximum } = schema;
+  if (minimum === undefined && maximum === undefined && exclusiveMinimum === undefined && exclusiveMaximum === undefined) return undefined;
+  const num = (v: unknown) => v === undefined || typeof v === 'number';
+  if (!num(minimum) || !num(maximum) || !num(exclusiveMinimum) || !num(exclusiveMaximum)) return null;
+  let nonNegative = false;
+  if (minimum !== undefined) {
+    if (minimum === 0) nonNegative = true;
+    else if ((minimum as number) > -LOOSE_BOUND) return null;
+  }
+  if (exclusiveMinimum !== undefined && (exclusiveMinimum as number) >= -LOOSE_BOUND) return null;
+  if (maximum !== undefined && (maximum as number) < LOOSE_BOUND) return null;
+  if (exclusiveMaximum !== undefined && (exclusiveMaximum as number) <= LOOSE_BOUND) return null;
+  return { nonNegative };
+}
 
 const ANY: SchemaNode = { kind: 'any' };
 const FREE_OBJECT: ObjectNode = { kind: 'object', props: null, required: [], keyOptions: new Map() };
@@ -51,9 +80,10 @@ export function compileSchema(schema: unknown): SchemaNode {
     case 'string':
       return { kind: 'string' };
     case 'number':
-      return { kind: 'number', integer: false };
-    case 'integer':
-      return { kind: 'number', integer: true };
+    case 'integer': {
+      const bounds = numberBounds(schema);
+      return { kind: 'number', integer: type === 'integer', ...(bounds ? { bounds } : {}) };
+    }
     case 'boolean':
       return { kind: 'literal', options: ['true', 'false'] };
     case 'null':
@@ -88,7 +118,7 @@ type Frame =
   | { t: 'value'; node: SchemaNode; sp: boolean }
   | { t: 'lit'; opts: string[]; pos: number }
   | { t: 'str'; esc: number } // esc: 0 plain, 1 after '\', 2..5 = hex digits of \u seen + 2
-  | { t: 'num'; integer: boolean; st: number; len: number }
+  | { t: 'num'; integer: boolean; st: number; len: number; bounds?: NumberBounds }
   | { t: 'obj'; node: ObjectNode; st: 'first' | 'key' | 'colon' | 'value' | 'after' | 'next'; used: string[]; key: string | null; sp: boolean }
   | { t: 'arr'; items: SchemaNode; st: 'first' | 'value' | 'after' | 'next'; sp: boolean }
   | { t: 'seq'; parts: Array<string[] | SchemaNode>; idx: number }
@@ -167,7 +197,8 @@ function startValue(node: SchemaNode, sp: boolean, parent: AcceptorState, c: str
     case 'string':
       return c === '"' ? push(parent, { t: 'str', esc: 0 }) : null;
     case 'number':
-      return c === '-' || isDigit(c) ? step(push(parent, { t: 'num', integer: node.integer, st: 0, len: 0 }), c) : null;
+      if (node.bounds?.nonNegative && c === '-') return null;
+      return c === '-' || isDigit(c) ? step(push(parent, { t: 'num', integer: node.integer, st: 0, len: 0, ...(node.bounds ? { bounds: node.bounds } : {}) }), c) : null;
     case 'literal':
       return step(push(parent, { t: 'lit', opts: node.options, pos: 0 }), c);
     case 'union':
@@ -228,7 +259,9 @@ export function step(s: AcceptorState, c: string): AcceptorState | null {
       return push(s.parent, { t: 'str', esc: f.esc === 5 ? 0 : f.esc + 1 });
     }
     case 'num': {
-      const next = f.len < MAX_NUMBER_CHARS ? numNext(f.st, c, f.integer) : -1;
+      let next = f.len < MAX_NUMBER_CHARS ? numNext(f.st, c, f.integer) : -1;
+      // Bounded: no exponent, at most 15 characters before the point (sign included), so |value| < 10^15.
+      if (f.bounds && (next === 6 || (next === 3 && f.len >= 15))) next = -1;
       if (next >= 0) return push(s.parent, { ...f, st: next, len: f.len + 1 });
       if (!NUM_ACCEPTING.has(f.st)) return null;
       const up = childDone(s.parent!, '');

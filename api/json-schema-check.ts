@@ -7,6 +7,7 @@
 // keywords that constrained decoding (json-constraint.ts) does not enforce are refused by name.
 
 import { BadRequestError } from './errors.ts';
+import { numberBounds } from './json-constraint.ts';
 
 export const MAX_SCHEMA_DEPTH = 64;
 
@@ -14,6 +15,7 @@ const TYPES = new Set(['string', 'number', 'integer', 'boolean', 'null', 'object
 
 /** Keywords json-constraint.ts enforces. */
 const ENFORCED = new Set(['type', 'properties', 'required', 'items', 'enum', 'const', 'anyOf', 'oneOf', 'additionalProperties']);
+const BOUNDS = new Set(['minimum', 'maximum', 'exclusiveMinimum', 'exclusiveMaximum']);
 /** Keywords that only describe (no effect on which values are valid). */
 const ANNOTATIONS = new Set(['title', 'description', '$schema', '$id', '$comment', 'default', 'examples', 'deprecated', 'readOnly', 'writeOnly', 'strict']);
 
@@ -72,7 +74,14 @@ export function checkSchema(schema: unknown, param: string, opts: SchemaCheckOpt
       if (!isObject(node.properties) && Object.keys(ap).some((k) => !ANNOTATIONS.has(k))) unsupported.push(at('additionalProperties'));
     }
     if (opts.enforceable) {
-      for (const k of Object.keys(node)) if (!ENFORCED.has(k) && !ANNOTATIONS.has(k)) unsupported.push(at(k));
+      // minimum/maximum are followed when they are loose (e.g. zod's safe-integer bounds) or minimum is 0.
+      const numeric = node.type === 'number' || node.type === 'integer';
+      const bounds = numeric ? numberBounds(node) : null;
+      for (const k of Object.keys(node)) {
+        if (ENFORCED.has(k) || ANNOTATIONS.has(k)) continue;
+        if (BOUNDS.has(k) && bounds) continue;
+        unsupported.push(at(k));
+      }
     }
   }
   if (unsupported.length) {
@@ -80,7 +89,8 @@ export function checkSchema(schema: unknown, param: string, opts: SchemaCheckOpt
     throw new BadRequestError(
       `Invalid schema for '${param}': these keywords are not supported by constrained decoding, so answers could not be ` +
         `guaranteed to validate: ${list.slice(0, 20).join(', ')}${list.length > 20 ? `, and ${list.length - 20} more` : ''}. ` +
-        'Supported: type, properties, required, items, enum, const, anyOf, oneOf, additionalProperties (with properties), and annotations (title, description, default, ...).',
+        'Supported: type, properties, required, items, enum, const, anyOf, oneOf, additionalProperties (with properties), ' +
+        'minimum/maximum when 0 or beyond +-(10^15 - 1), and annotations (title, description, default, ...).',
       param,
       'unsupported_schema',
     );

@@ -35,8 +35,8 @@ const PERSON = {
   type: 'object',
   properties: {
     name: { type: 'string', description: 'full name' },
-    age: { type: 'integer' },
-    score: { type: 'number' },
+    age: { type: 'integer', minimum: 0, maximum: 9007199254740991 },
+    score: { type: 'number', minimum: -9007199254740991, maximum: 9007199254740991 },
     tags: { type: 'array', items: { type: 'string', enum: ['a', 'b'] } },
     nick: { anyOf: [{ type: 'string' }, { type: 'null' }] },
     ok: { type: 'boolean' },
@@ -102,7 +102,7 @@ describe('response_format', () => {
     const { engine } = setup();
     const schema = {
       type: 'object',
-      properties: { a: { type: 'string', pattern: '^x', minLength: 2 }, b: { type: 'array', items: { type: 'integer', minimum: 0 } } },
+      properties: { a: { type: 'string', pattern: '^x', minLength: 2 }, b: { type: 'array', items: { type: 'integer', minimum: 1 } }, c: { type: 'number', maximum: 100 } },
       allOf: [{}],
     };
     const err = await engine.chat.completions
@@ -111,7 +111,7 @@ describe('response_format', () => {
     expect(err).toBeInstanceOf(BadRequestError);
     expect(err.param).toBe('response_format.json_schema.schema');
     expect(err.code).toBe('unsupported_schema');
-    for (const k of ['allOf', 'properties.a.pattern', 'properties.a.minLength', 'properties.b.items.minimum']) expect(err.message).toContain(k);
+    for (const k of ['allOf', 'properties.a.pattern', 'properties.a.minLength', 'properties.b.items.minimum', 'properties.c.maximum']) expect(err.message).toContain(k);
   });
 
   it('malformed response_format: 400 naming the parameter', async () => {
