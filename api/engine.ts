@@ -309,12 +309,13 @@ export function createEngine(opts: EngineOptions): Engine {
           ? () => valueAcceptor({ type: 'object' })
           : null;
     if (acceptor && tokenizer.tokenTexts) {
-      // Every ASCII character is a token, so the shortest valid answer needs at most its length in tokens.
+      // Every ASCII character is a token, so the shortest valid answer needs at most its length in
+      // tokens, plus EOS: constrained answers end within max_tokens (token-mask.ts).
       const shortest = completionCost(acceptor());
-      if (shortest > maxTokens) {
+      if (shortest + 1 > maxTokens) {
         throw new BadRequestError(
           `Invalid value for 'max_tokens': ${maxTokens} tokens${maxTokens === left ? ' (the context left)' : ''} may not hold the shortest answer valid ` +
-            `for the ${callRequired ? 'tool call' : 'response_format'} (${shortest} characters); allow at least ${shortest}.`,
+            `for the ${callRequired ? 'tool call' : 'response_format'} (${shortest} characters) and its end; allow at least ${shortest + 1}.`,
           'max_tokens',
         );
       }

@@ -65,7 +65,7 @@ describe('response_format', () => {
     const validator = new Validator(PERSON as never, '7');
     let lengths = 0;
     for (const seed of [11, 12, 13, 14, 15]) {
-      for (const max_tokens of [51, 60, 200]) {
+      for (const max_tokens of [52, 60, 200]) {
         const { engine, tokenizer } = setup(noisyLogits(seed, 6));
         const body = {
           model: MODEL, messages: HI, seed, max_tokens, temperature: 0.8,
@@ -75,7 +75,9 @@ describe('response_format', () => {
         const text = res.choices[0]!.message.content!;
         const result = validator.validate(JSON.parse(text));
         expect(result.valid, `${text} ${JSON.stringify(result.errors)}`).toBe(true);
-        if (res.choices[0]!.finish_reason === 'length') lengths++;
+        // A constrained answer always ends with EOS, within max_tokens, even when the budget forced it closed.
+        expect(res.choices[0]!.finish_reason).toBe('stop');
+        if (res.usage.completion_tokens === max_tokens) lengths++;
         // The schema is in the system prompt, so the model knows what to write.
         expect(tokenizer.lastMessages![0]!.role).toBe('system');
         expect(tokenizer.lastMessages![0]!.content).toContain('"required":["name","age","tags","address"]');
@@ -83,19 +85,21 @@ describe('response_format', () => {
         expect(chunks.map((c) => c.choices[0]?.delta.content ?? '').join('')).toBe(text);
       }
     }
-    expect(lengths).toBeGreaterThan(0); // some answers hit max_tokens, and still validate
+    expect(lengths).toBeGreaterThan(0); // some answers used every token allowed, and still validate
   });
 
   it('the shortest valid answer must fit max_tokens: 400 below it, exact at it', async () => {
-    // {"name":"","age":0,"tags":[],"address":{"city":""}} is 51 characters: with 51 tokens a valid answer is written.
+    // {"name":"","age":0,"tags":[],"address":{"city":""}} is 51 characters: with 52 tokens (+ EOS) a valid answer is written.
     const { engine } = setup(noisyLogits(3, 6));
     const body = { model: MODEL, messages: HI, seed: 3, response_format: { type: 'json_schema' as const, json_schema: { name: 'p', schema: PERSON } } };
-    const res = await engine.chat.completions.create({ ...body, max_tokens: 51 });
+    const res = await engine.chat.completions.create({ ...body, max_tokens: 52 });
     expect(new Validator(PERSON as never, '7').validate(JSON.parse(res.choices[0]!.message.content!)).valid).toBe(true);
-    const err = await engine.chat.completions.create({ ...body, max_tokens: 50 }).catch((e) => e);
+    expect(res.choices[0]!.finish_reason).toBe('stop');
+    const err = await engine.chat.completions.create({ ...body, max_tokens: 51 }).catch((e) => e);
     expect(err).toBeInstanceOf(BadRequestError);
     expect(err.param).toBe('max_tokens');
     expect(err.message).toContain('51 characters');
+    expect(err.message).toContain('at least 52');
   });
 
   it('unsupported schema keywords: 400 naming each one with its path', async () => {
