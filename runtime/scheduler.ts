@@ -107,9 +107,9 @@ export class Scheduler implements GenerationBackend {
    * queue (maxQueue 0: no waiting, only running).
    */
   assertCapacity(sequences = 1): void {
-    const freeSlots = this.waiting.length ? 0 : Math.max(0, this.maxBatch - this.running.length);
-    const wouldWait = Math.max(0, sequences - freeSlots);
-    if (wouldWait > 0 && this.waiting.length + wouldWait > this.maxQueue) {
+    // Whatever exceeds the running batch waits.
+    const wouldWait = this.running.length + this.waiting.length + sequences - this.maxBatch;
+    if (wouldWait > this.maxQueue) {
       throw new QueueFullError(Math.max(1, Math.ceil((this.waiting.length + 1) / Math.max(1, this.maxBatch))));
     }
   }
