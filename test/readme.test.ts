@@ -44,11 +44,13 @@ it('every curl call in the README works against the server', async (t) => {
       const first = JSON.parse(events[0]!.slice(6));
       expect(first.object).toBe('chat.completion.chunk');
       expect(first.choices[0].delta.role).toBe('assistant');
-      expect(JSON.parse(events.at(-2)!.slice(6)).choices[0].finish_reason).toBe('length');
+      const last = JSON.parse(events.at(-2)!.slice(6));
+      expect(last.choices[0].finish_reason).toBe('length');
+      expect(last.usage).toMatchObject({ completion_tokens: 6, estimated_cost: expect.any(Number) }); // as DeepInfra's streams
     } else {
       const j = JSON.parse(out);
       expect(j.object).toBe('chat.completion');
-      expect(j.model).toBe('tiny-random-llama-2');
+      expect(j.model).toBe('meta-llama/Llama-2-70b-chat-hf'); // the id the call sent
       expect(j.choices[0].message.role).toBe('assistant');
       expect(j.usage.completion_tokens).toBe(6);
       expect(j.usage.prompt_tokens).toBe(j.usage.total_tokens - 6);
