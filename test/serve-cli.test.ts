@@ -13,7 +13,9 @@ describe('serve', () => {
   it('warns loudly when listening beyond loopback without a key; --cors-origin and --metrics-public apply', async (t) => {
     if (!(await testGpu())) return t.skip();
     const args = ['bin/llama2-webgpu.js', 'serve', '--host', '0.0.0.0', '--port', '0', '--context', '256', '--max-batch', '1', '--cors-origin', 'https://app.example.com', '--metrics-public'];
-    const child = spawn('node', args, { env: { ...process.env, XDG_RUNTIME_DIR: '/tmp', LLAMA2_WEBGPU_API_KEY: '' } });
+    const env: NodeJS.ProcessEnv = { ...process.env, XDG_RUNTIME_DIR: '/tmp' };
+    delete env.LLAMA2_WEBGPU_API_KEY;
+    const child = spawn('node', args, { env });
     let stdout = '';
     let stderr = '';
     child.stderr.on('data', (d) => (stderr += d));
