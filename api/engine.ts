@@ -267,7 +267,10 @@ export function createEngine(opts: EngineOptions): Engine {
     const bound = pieceBound();
     if (bound !== null) {
       let bytes = 0;
-      for (const m of req.messages) if (m.content) bytes += utf8Length(m.content.trim());
+      for (const m of req.messages) {
+        if (m.content) bytes += utf8Length(m.content.trim());
+        if (m.role === 'assistant') for (const c of m.toolCalls) bytes += utf8Length(c.function.arguments.trim());
+      }
       const atLeast = Math.ceil(bytes / bound);
       if (atLeast > ctx) throw tooLong(`at least ${atLeast}`);
     }

@@ -10,6 +10,23 @@ import { BadRequestError } from './errors.ts';
 import { numberBounds } from './json-constraint.ts';
 
 export const MAX_SCHEMA_DEPTH = 64;
+/** Nesting of any objects and arrays in a schema (examples, defaults, unknown keywords included). */
+export const MAX_JSON_DEPTH = 2 * MAX_SCHEMA_DEPTH + 8;
+
+/** Depth of nested objects and arrays in a JSON value, walked without recursion; stops past `limit`. */
+export function jsonDepth(value: unknown, limit = Infinity): number {
+  let max = 0;
+  const stack: [unknown, number][] = [[value, 0]];
+  while (stack.length) {
+    const [v, d] = stack.pop()!;
+    if (typeof v !== 'object' || v === null) continue;
+    const depth = d + 1;
+    if (depth > max) max = depth;
+    if (max > limit) return max;
+    for (const child of Array.isArray(v) ? v : Object.values(v)) stack.push([child, depth]);
+  }
+  return max;
+}
 
 const TYPES = new Set(['string', 'number', 'integer', 'boolean', 'null', 'object', 'array']);
 
@@ -33,6 +50,8 @@ export interface SchemaCheckOptions {
 /** Throws a BadRequestError (param `param` + the path inside the schema) when `schema` is not acceptable. */
 export function checkSchema(schema: unknown, param: string, opts: SchemaCheckOptions = {}): void {
   const bad = (path: string, why: string) => new BadRequestError(`Invalid schema for '${param}': ${path ? `at '${path}', ` : ''}${why}`, param, 'invalid_schema');
+  // The schema is also written into the prompt (JSON.stringify recurses): bound its nesting as a whole.
+  if (jsonDepth(schema, MAX_JSON_DEPTH) > MAX_JSON_DEPTH) throw bad('', `the schema is nested more than ${MAX_JSON_DEPTH} levels deep.`);
   const unsupported: string[] = [];
   const stack: { node: unknown; path: string; depth: number }[] = [{ node: schema, path: '', depth: 0 }];
   while (stack.length) {

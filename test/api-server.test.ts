@@ -430,8 +430,9 @@ describe('hostile and careless clients', () => {
     const deep = '{"type":"object","properties":{"a":'.repeat(20000) + '{"type":"string"}' + '}}'.repeat(20000);
     const engine = createEngine({ backend, tokenizer: new FakeTokenizer(), modelName: MODEL });
     const big = await startServer({ engine, port: 0 }); // the default 1 MiB body limit
+    const deepElsewhere = `{"type":"object","examples":${'['.repeat(20000)}${']'.repeat(20000)}}`; // not a subschema, still written into the prompt
     const malformed = [{ type: 'object', properties: [] }, { type: 'objekt' }, { type: 'object', required: [1] }, { properties: { a: 5 } }];
-    for (const parameters of [deep, ...malformed.map((m) => JSON.stringify(m))]) {
+    for (const parameters of [deep, deepElsewhere, ...malformed.map((m) => JSON.stringify(m))]) {
       for (const tool_choice of ['auto', 'required']) {
         const body = `{"model":"${MODEL}","messages":${JSON.stringify(HI)},"tool_choice":"${tool_choice}","tools":[{"type":"function","function":{"name":"f","parameters":${parameters}}}]}`;
         const res = await fetch(`${big.url}/v1/chat/completions`, { method: 'POST', body });
@@ -441,6 +442,14 @@ describe('hostile and careless clients', () => {
         expect(err.code).toBe('invalid_schema');
       }
     }
+    // Tool call arguments nested deep in the conversation: not a 500 (here: too long for the context).
+    const args = JSON.stringify('['.repeat(20000) + ']'.repeat(20000));
+    const conv = `{"model":"${MODEL}","tools":[{"type":"function","function":{"name":"f"}}],"messages":[{"role":"user","content":"hi"},` +
+      `{"role":"assistant","tool_calls":[{"id":"c1","type":"function","function":{"name":"f","arguments":${args}}}]},{"role":"tool","tool_call_id":"c1","content":"ok"}]}`;
+    backend.setScript(scriptOf('fine'));
+    const res = await fetch(`${big.url}/v1/chat/completions`, { method: 'POST', body: conv });
+    expect(res.status).toBe(400);
+    expect(((await res.json()) as { error: { code: string } }).error.code).toBe('context_length_exceeded');
     await big.close();
     await stillServes();
   });
