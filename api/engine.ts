@@ -169,15 +169,19 @@ const MIN_LOGPROB = -9999; // what OpenAI reports for a token of probability 0
  */
 async function* mergeChoices<T, R>(
   n: number,
-  start: (index: number, onFirstToken: () => void) => AsyncGenerator<T, R>,
+  start: (index: number, onFirstToken: () => void, stop: AbortSignal) => AsyncGenerator<T, R>,
 ): AsyncGenerator<{ index: number; value: T } | { index: number; done: R }> {
+  // Fired when the merge is left early: the generations still running end at once (a pending next()
+  // would otherwise hold their return() until their next token).
+  const stop = new AbortController();
+  let finished = false;
   const gens: (AsyncGenerator<T, R> | null)[] = new Array(n).fill(null);
   const pending = new Map<number, Promise<{ index: number; r: IteratorResult<T, R> }>>();
   const arm = (i: number) => pending.set(i, gens[i]!.next().then((r) => ({ index: i, r })));
   let released = n === 1;
   let releaseRest!: () => void;
   const rest = new Promise<{ index: -1; r: null }>((r) => (releaseRest = () => r({ index: -1, r: null })));
-  gens[0] = start(0, () => releaseRest());
+  gens[0] = start(0, () => releaseRest(), stop.signal);
   arm(0);
   try {
     while (pending.size || !released) {
@@ -185,7 +189,7 @@ async function* mergeChoices<T, R>(
       if (next.r === null) {
         released = true;
         for (let i = 1; i < n; i++) {
-          gens[i] = start(i, () => {});
+          gens[i] = start(i, () => {}, stop.signal);
           arm(i);
         }
         continue;
@@ -200,8 +204,10 @@ async function* mergeChoices<T, R>(
         arm(index);
       }
     }
+    finished = true;
   } finally {
     // Left early (error, consumer gone): end every generation still running.
+    if (!finished) stop.abort(new Error('generation cancelled'));
     await Promise.all(gens.map((g) => g?.return(undefined as never).catch(() => {})));
   }
 }
@@ -338,13 +344,16 @@ export function createEngine(opts: EngineOptions): Engine {
     index: number,
     signal: AbortSignal | undefined,
     onFirstToken: () => void = () => {},
+    abandoned?: AbortSignal, // the request no longer wants this choice: end quietly
   ): AsyncGenerator<TextPiece, GenerationResult> {
     if (signal?.aborted) throw new APIUserAbortError();
     let completionTokens = 0;
     if (p.maxTokens === 0) return { finishReason: 'length', completionTokens };
     const inner = new AbortController(); // aborts the backend when this generator is left early
     const onAbort = () => inner.abort(signal?.reason);
+    const onAbandon = () => inner.abort(abandoned?.reason);
     signal?.addEventListener('abort', onAbort);
+    abandoned?.addEventListener('abort', onAbandon);
     const decoder = tokenizer.createStreamDecoder();
     const stop = new StopMatcher(p.req.stop);
     let finishReason: 'stop' | 'length' = 'length';
@@ -406,6 +415,7 @@ export function createEngine(opts: EngineOptions): Engine {
       throw err;
     } finally {
       signal?.removeEventListener('abort', onAbort);
+      abandoned?.removeEventListener('abort', onAbandon);
       // Left early (caller gone, error): fire the backend's signal first, then close its generator.
       if (!done) inner.abort(new Error('generation cancelled'));
       await tokens.return(undefined);
@@ -444,7 +454,7 @@ export function createEngine(opts: EngineOptions): Engine {
     const logprobs: ChatCompletionTokenLogprob[][] = Array.from({ length: n }, () => []);
     const results: GenerationResult[] = new Array(n);
     try {
-      for await (const ev of mergeChoices(n, (i, first) => generateText(p, i, signal, first))) {
+      for await (const ev of mergeChoices(n, (i, first, abandoned) => generateText(p, i, signal, first, abandoned))) {
         if ('done' in ev) results[ev.index] = ev.done;
         else {
           texts[ev.index] += ev.value.text;
@@ -507,7 +517,7 @@ export function createEngine(opts: EngineOptions): Engine {
     let left = n;
     try {
       for (let i = 0; i < n; i++) yield chunk(i, { role: 'assistant', content: '' }, null);
-      for await (const ev of mergeChoices(n, (i, first) => generateText(p, i, signal, first))) {
+      for await (const ev of mergeChoices(n, (i, first, abandoned) => generateText(p, i, signal, first, abandoned))) {
         const i = ev.index;
         if (!('done' in ev)) {
           const { text, logprobs } = ev.value;

@@ -240,6 +240,30 @@ describe('n choices', () => {
     expect(withUsage[0]!.usage!.completion_tokens).toBe(8);
   });
 
+  it('a consumer that stops early ends every choice at once', async () => {
+    const backend = new FakeBackend({ delayMs: 30 });
+    backend.setLogits(noisyLogits(9, 6));
+    const engine = createEngine({ backend, tokenizer: new FakeTokenizer(), modelName: MODEL });
+    const stream = await engine.chat.completions.create({ model: MODEL, messages: HI, n: 3, max_tokens: 200, stream: true });
+    let contents = 0;
+    let atBreak: number[] = [];
+    for await (const c of stream) {
+      if (c.choices[0]?.delta.content && ++contents === 4) {
+        atBreak = backend.calls.map((call) => call.produced.length); // each choice is waiting for its next token
+        break;
+      }
+    }
+    const t0 = Date.now();
+    while (backend.calls.some((c) => !c.finished) && Date.now() - t0 < 1000) await new Promise((r) => setTimeout(r, 2));
+    expect(backend.calls.length).toBe(3);
+    for (const c of backend.calls) {
+      expect(c.finished).toBe(true);
+      expect(c.aborted).toBe(true);
+    }
+    // Ended while waiting for their next token: not one more was made.
+    expect(backend.calls.map((c) => c.produced.length)).toEqual(atBreak);
+  });
+
   it('n is 1..8', async () => {
     const { engine } = setup();
     for (const n of [0, 9, 2.5]) {
