@@ -27,6 +27,13 @@ export interface ChatCompletionSystemMessageParam {
   name?: string;
 }
 
+/** OpenAI's newer name for the system message; treated exactly as `system`. */
+export interface ChatCompletionDeveloperMessageParam {
+  role: 'developer';
+  content: ChatCompletionContent;
+  name?: string;
+}
+
 export interface ChatCompletionUserMessageParam {
   role: 'user';
   content: ChatCompletionContent;
@@ -48,6 +55,7 @@ export interface ChatCompletionToolMessageParam {
 
 export type ChatCompletionMessageParam =
   | ChatCompletionSystemMessageParam
+  | ChatCompletionDeveloperMessageParam
   | ChatCompletionUserMessageParam
   | ChatCompletionAssistantMessageParam
   | ChatCompletionToolMessageParam;

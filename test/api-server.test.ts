@@ -413,7 +413,7 @@ describe('hostile and careless clients', () => {
     backend.setScript(scriptOf('ok'));
     const tok = new FakeTokenizer();
     const engine = createEngine({ backend, tokenizer: tok, modelName: MODEL });
-    await engine.chat.completions.create({ model: MODEL, messages: [{ role: 'developer', content: 'Be brief.' } as never, ...HI] });
+    await engine.chat.completions.create({ model: MODEL, messages: [{ role: 'developer', content: 'Be brief.' }, ...HI] });
     expect(tok.lastMessages).toStrictEqual([{ role: 'system', content: 'Be brief.' }, { role: 'user', content: 'Hi' }]);
     const two = await post('/v1/chat/completions', JSON.stringify({ model: MODEL, messages: [{ role: 'developer', content: 'a' }, { role: 'system', content: 'b' }, ...HI] }));
     expect(two.status).toBe(400);
