@@ -58,6 +58,20 @@ export class PayloadTooLargeError extends APIError {
   }
 }
 
+/** 403: a browser page from an origin this server does not allow (CORS). */
+export class ForbiddenOriginError extends APIError {
+  constructor(message: string) {
+    super(403, message, { code: 'origin_not_allowed' });
+  }
+}
+
+/** 408: the client did not send its whole request body in time. */
+export class RequestTimeoutError extends APIError {
+  constructor(message: string) {
+    super(408, message, { code: 'request_timeout' });
+  }
+}
+
 /** 500: a failure inside the server or the model. */
 export class InternalServerError extends APIError {
   constructor(message = 'The server had an error while processing your request.') {

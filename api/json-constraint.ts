@@ -22,11 +22,40 @@ export type SchemaNode =
   | { kind: 'object'; props: Map<string, SchemaNode> | null; required: string[]; keyOptions: Map<string, string> }
   | { kind: 'array'; items: SchemaNode }
   | { kind: 'string' }
-  | { kind: 'number'; integer: boolean }
+  | { kind: 'number'; integer: boolean; bounds?: NumberBounds }
   | { kind: 'literal'; options: string[] }
   | { kind: 'union'; options: SchemaNode[] };
 
 type ObjectNode = Extract<SchemaNode, { kind: 'object' }>;
+
+/**
+ * The numeric bounds followed: |value| < 10^15 (at most 15 digits before the point, no exponent), which
+ * satisfies any minimum <= -(10^15 - 1) and maximum >= 10^15 - 1 (e.g. zod's safe-integer bounds), and
+ * optionally no minus sign (minimum 0).
+ */
+export interface NumberBounds {
+  nonNegative: boolean;
+}
+
+/** Largest |bound| that a 15-digit number cannot exceed. */
+export const LOOSE_BOUND = 1e15 - 1;
+
+/** The NumberBounds that satisfy the schema's minimum/maximum, null if they cannot be followed, undefined if none. */
+export function numberBounds(schema: Record<string, unknown>): NumberBounds | null | undefined {
+  const { minimum, maximum, exclusiveMinimum, exclusiveMaximum } = schema;
+  if (minimum === undefined && maximum === undefined && exclusiveMinimum === undefined && exclusiveMaximum === undefined) return undefined;
+  const num = (v: unknown) => v === undefined || typeof v === 'number';
+  if (!num(minimum) || !num(maximum) || !num(exclusiveMinimum) || !num(exclusiveMaximum)) return null;
+  let nonNegative = false;
+  if (minimum !== undefined) {
+    if (minimum === 0) nonNegative = true;
+    else if ((minimum as number) > -LOOSE_BOUND) return null;
+  }
+  if (exclusiveMinimum !== undefined && (exclusiveMinimum as number) >= -LOOSE_BOUND) return null;
+  if (maximum !== undefined && (maximum as number) < LOOSE_BOUND) return null;
+  if (exclusiveMaximum !== undefined && (exclusiveMaximum as number) <= LOOSE_BOUND) return null;
+  return { nonNegative };
+}
 
 const ANY: SchemaNode = { kind: 'any' };
 const FREE_OBJECT: ObjectNode = { kind: 'object', props: null, required: [], keyOptions: new Map() };
@@ -51,9 +80,10 @@ export function compileSchema(schema: unknown): SchemaNode {
     case 'string':
       return { kind: 'string' };
     case 'number':
-      return { kind: 'number', integer: false };
-    case 'integer':
-      return { kind: 'number', integer: true };
+    case 'integer': {
+      const bounds = numberBounds(schema);
+      return { kind: 'number', integer: type === 'integer', ...(bounds ? { bounds } : {}) };
+    }
     case 'boolean':
       return { kind: 'literal', options: ['true', 'false'] };
     case 'null':
@@ -88,7 +118,7 @@ type Frame =
   | { t: 'value'; node: SchemaNode; sp: boolean }
   | { t: 'lit'; opts: string[]; pos: number }
   | { t: 'str'; esc: number } // esc: 0 plain, 1 after '\', 2..5 = hex digits of \u seen + 2
-  | { t: 'num'; integer: boolean; st: number; len: number }
+  | { t: 'num'; integer: boolean; st: number; len: number; bounds?: NumberBounds }
   | { t: 'obj'; node: ObjectNode; st: 'first' | 'key' | 'colon' | 'value' | 'after' | 'next'; used: string[]; key: string | null; sp: boolean }
   | { t: 'arr'; items: SchemaNode; st: 'first' | 'value' | 'after' | 'next'; sp: boolean }
   | { t: 'seq'; parts: Array<string[] | SchemaNode>; idx: number }
@@ -167,7 +197,8 @@ function startValue(node: SchemaNode, sp: boolean, parent: AcceptorState, c: str
     case 'string':
       return c === '"' ? push(parent, { t: 'str', esc: 0 }) : null;
     case 'number':
-      return c === '-' || isDigit(c) ? step(push(parent, { t: 'num', integer: node.integer, st: 0, len: 0 }), c) : null;
+      if (node.bounds?.nonNegative && c === '-') return null;
+      return c === '-' || isDigit(c) ? step(push(parent, { t: 'num', integer: node.integer, st: 0, len: 0, ...(node.bounds ? { bounds: node.bounds } : {}) }), c) : null;
     case 'literal':
       return step(push(parent, { t: 'lit', opts: node.options, pos: 0 }), c);
     case 'union':
@@ -228,7 +259,9 @@ export function step(s: AcceptorState, c: string): AcceptorState | null {
       return push(s.parent, { t: 'str', esc: f.esc === 5 ? 0 : f.esc + 1 });
     }
     case 'num': {
-      const next = f.len < MAX_NUMBER_CHARS ? numNext(f.st, c, f.integer) : -1;
+      let next = f.len < MAX_NUMBER_CHARS ? numNext(f.st, c, f.integer) : -1;
+      // Bounded: no exponent, at most 15 characters before the point (sign included), so |value| < 10^15.
+      if (f.bounds && (next === 6 || (next === 3 && f.len >= 15))) next = -1;
       if (next >= 0) return push(s.parent, { ...f, st: next, len: f.len + 1 });
       if (!NUM_ACCEPTING.has(f.st)) return null;
       const up = childDone(s.parent!, '');
@@ -310,4 +343,150 @@ export function toolCallAcceptor(tools: ChatCompletionTool[]): AcceptorState {
   );
   if (alternatives.length === 0) throw new Error('toolCallAcceptor: no tools');
   return alternatives.length === 1 ? alternatives[0]! : push(null, { t: 'alt', states: alternatives });
+}
+
+// ---- Budget: the fewest characters that complete a state ----
+//
+// Constrained output must also end within max_tokens, or it is cut off as invalid JSON. cost(state) is
+// the length of the shortest text that completes the value from `state` (closing strings, arrays and
+// objects, adding the required keys with their shortest values). Every ASCII character is one token of
+// the vocabulary (Llama-2's byte pieces), so a state of cost c can always be completed in c tokens; the
+// mask then allows only tokens after which cost <= tokens left.
+
+const valueCostCache = new WeakMap<SchemaNode, number>();
+
+/** min of f over xs (a loop: an enum from a client may be too long to spread into Math.min). */
+function minOf<T>(xs: readonly T[], f: (x: T) => number): number {
+  let m = Infinity;
+  for (const x of xs) m = Math.min(m, f(x));
+  return m;
+}
+
+/** Characters of the shortest JSON text valid for `node`. */
+export function valueCost(node: SchemaNode): number {
+  const cached = valueCostCache.get(node);
+  if (cached !== undefined) return cached;
+  let c: number;
+  switch (node.kind) {
+    case 'any':
+    case 'number':
+      c = 1; // 0
+      break;
+    case 'string':
+    case 'array':
+      c = 2; // "" or []
+      break;
+    case 'literal':
+      c = minOf(node.options, (o) => o.length);
+      break;
+    case 'union':
+      c = minOf(node.options, valueCost);
+      break;
+    case 'object':
+      c = 1 + membersCost(node, [], node.required, true);
+      break;
+  }
+  valueCostCache.set(node, c);
+  return c;
+}
+
+/** `"key":value` at its shortest. */
+function keyCost(node: ObjectNode, key: string): number {
+  return JSON.stringify(key).length + 1 + valueCost(node.props?.get(key) ?? ANY);
+}
+
+/** The required keys not yet written, each with a leading comma unless `first`, then '}'. */
+function membersCost(node: ObjectNode, used: readonly string[], required: readonly string[], first: boolean): number {
+  let c = 1; // }
+  let n = 0;
+  for (const k of required) {
+    if (used.includes(k)) continue;
+    c += keyCost(node, k);
+    n++;
+  }
+  return c + Math.max(0, first ? n - 1 : n);
+}
+
+function strCost(esc: number): number {
+  return esc === 0 ? 1 : esc === 1 ? 2 : 4 - (esc - 2) + 1;
+}
+
+function partCost(part: string[] | SchemaNode): number {
+  return Array.isArray(part) ? minOf(part, (p) => p.length) : valueCost(part);
+}
+
+/** Characters of the shortest text that completes the value from `state`. */
+export function completionCost(state: AcceptorState): number {
+  let total = 0;
+  let s: AcceptorState | null = state;
+  let top = true;
+  while (s) {
+    const f: Frame = s.frame;
+    const parent: AcceptorState | null = s.parent;
+    // A key being written: its rest, the colon, the key's shortest value, then what the object still needs.
+    if (parent && parent.frame.t === 'obj' && parent.frame.st === 'key') {
+      const o = parent.frame;
+      if (f.t === 'lit') {
+        let best = Infinity;
+        for (const opt of f.opts) {
+          const key = o.node.keyOptions.get(opt);
+          if (key === undefined) continue;
+          const used = [...o.used, key];
+          best = Math.min(best, opt.length - f.pos + 1 + valueCost(o.node.props?.get(key) ?? ANY) + membersCost(o.node, used, o.node.required, false));
+        }
+        total += best;
+      } else if (f.t === 'str') {
+        total += strCost(f.esc) + 2 + membersCost(o.node, o.used, o.node.required, false); // ":0"
+      }
+      s = parent.parent;
+      top = false;
+      continue;
+    }
+    switch (f.t) {
+      case 'end':
+        break;
+      case 'alt':
+        total += minOf(f.states, completionCost);
+        break;
+      case 'value':
+        total += valueCost(f.node);
+        break;
+      case 'lit':
+        total += minOf(f.opts, (o) => o.length - f.pos);
+        break;
+      case 'str':
+        total += strCost(f.esc);
+        break;
+      case 'num':
+        total += NUM_ACCEPTING.has(f.st) ? 0 : 1;
+        break;
+      case 'obj': {
+        const usedNow = f.key !== null && (f.st === 'colon' || f.st === 'value') ? [...f.used, f.key] : f.used;
+        if (f.st === 'first') total += membersCost(f.node, f.used, f.node.required, true);
+        else if (f.st === 'next') {
+          const missing = f.node.required.filter((k) => !f.used.includes(k));
+          if (missing.length) total += membersCost(f.node, f.used, f.node.required, true);
+          else if (!f.node.props) total += 4 + 1; // "":0}
+          else total += minOf([...f.node.props.keys()].filter((k) => !f.used.includes(k)), (k) => keyCost(f.node, k)) + 1;
+        } else if (f.st === 'colon') total += 1 + valueCost(f.node.props?.get(f.key!) ?? ANY) + membersCost(f.node, usedNow, f.node.required, false);
+        else total += membersCost(f.node, usedNow, f.node.required, false); // 'value' (child below) or 'after'
+        break;
+      }
+      case 'arr':
+        total += f.st === 'next' ? valueCost(f.items) + 1 : 1;
+        break;
+      case 'seq':
+        for (let i = top ? f.idx : f.idx + 1; i < f.parts.length; i++) total += partCost(f.parts[i]!);
+        break;
+    }
+    if (f.t === 'alt') break; // the root of alternatives: each state counted whole
+    s = parent;
+    top = false;
+  }
+  return total;
+}
+
+/** Acceptor for one JSON value of `schema` (response_format), at most one space before it. */
+export function valueAcceptor(schema: unknown): AcceptorState {
+  return push(null, { t: 'seq', parts: [compileSchema(schema)], idx: 0 });
 }

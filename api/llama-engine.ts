@@ -46,6 +46,16 @@ export interface LlamaEngine {
   close(): Promise<void>;
 }
 
+const utf8 = new TextEncoder();
+
+/** The bytes a token id stands for: "▁" is a space, "<0xNN>" one byte, special tokens none. */
+function pieceBytes(tok: LlamaTokenizer, id: number): Uint8Array {
+  if (tok.isSpecial(id)) return new Uint8Array(0);
+  const piece = tok.idToPiece(id);
+  const byte = /^<0x([0-9A-Fa-f]{2})>$/.exec(piece);
+  return byte ? Uint8Array.of(parseInt(byte[1]!, 16)) : utf8.encode(piece.replace(/\u2581/g, ' '));
+}
+
 export async function loadLlamaEngine(opts: LlamaEngineOptions = {}): Promise<LlamaEngine> {
   const src = await openModelSource(opts.model ?? 'default');
   let model: LlamaModel | null = null;
@@ -70,8 +80,13 @@ export async function loadLlamaEngine(opts: LlamaEngineOptions = {}): Promise<Ll
     });
     const scheduler = new Scheduler(model, { maxBatch, maxQueue: opts.maxQueue, prefixCaching: opts.prefixCaching });
     const engine = createEngine({
-      backend: scheduler, tokenizer: chat, modelName: opts.modelName ?? src.name, aliases: [HOSTED_MODEL_ID, ...(opts.aliases ?? [])], prices: opts.prices,
+      backend: scheduler,
+      tokenizer: chat,
+      modelName: opts.modelName ?? src.name,
+      aliases: [HOSTED_MODEL_ID, ...(opts.aliases ?? [])],
+      prices: opts.prices,
       samplingDefaults: src.sampling.defaults,
+      tokenBytes: (id) => pieceBytes(tok, id),
     });
     const notes = [chat.chatFormat === 'model' ? "chat format: the model's own chat_template" : 'chat format: Llama-2 (built in)', ...src.notes];
     const m = model;

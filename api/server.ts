@@ -4,17 +4,34 @@
 //   POST /v1/openai/chat/completions, POST /v1/chat/completions   JSON, or SSE with "stream": true
 //   GET  /v1/openai/models, GET /v1/models                         {"object": "list", "data": [...]}
 //   GET  /health                                                   {"status": "ok"} (no API key needed)
+//   GET  /metrics                                                  Prometheus text (behind the key, if any)
 //   OPTIONS *                                                      CORS preflight
 // Errors carry OpenAI's body {"error": {"message", "type", "param", "code"}}: malformed JSON 400,
-// validation 400, missing/wrong Bearer key 401, unknown model or route 404, wrong method 405, body
-// over maxBodyBytes 413, anything else 500. A failed request never affects the others.
+// validation 400, missing/wrong Bearer key 401, a browser origin that is not allowed 403, unknown model
+// or route 404, wrong method 405, a body not received within bodyTimeoutMs 408, body over maxBodyBytes
+// 413, headers over Node's limit 431, anything else 500. A failed request never affects the others.
 // A client that disconnects mid-generation aborts it (the AbortSignal reaches the backend).
+//
+// Browsers: by default only pages served from loopback origins (http://localhost:*, 127.0.0.1, [::1])
+// may call the server; a request carrying any other Origin is refused with 403 before its body is read,
+// so a web page the user visits cannot drive a local server (corsOrigins widens this; "*" allows all).
 
 import { Buffer } from 'node:buffer';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Engine } from './engine.ts';
-import { APIError, AuthenticationError, BadRequestError, MethodNotAllowedError, NotFoundError, PayloadTooLargeError, RateLimitError, toAPIError } from './errors.ts';
+import {
+  APIError,
+  AuthenticationError,
+  BadRequestError,
+  ForbiddenOriginError,
+  MethodNotAllowedError,
+  NotFoundError,
+  PayloadTooLargeError,
+  RateLimitError,
+  RequestTimeoutError,
+  toAPIError,
+} from './errors.ts';
 import { parseRequestJson } from './raw-json.ts';
 import { SSE_DONE, SSE_HEADERS, sseEvent } from './sse.ts';
 import type { ChatCompletionChunk, ChatCompletionCreateParams } from './types.ts';
@@ -31,6 +48,15 @@ export interface ServerOptions {
   apiKey?: string;
   /** Largest accepted request body. Default 1 MiB. */
   maxBodyBytes?: number;
+  /** Time a client has to send its whole request body, in ms. Default 10 s. */
+  bodyTimeoutMs?: number;
+  /**
+   * Browser origins allowed to call the server ("https://app.example.com"), besides the loopback ones
+   * that are always allowed; ["*"] allows every origin. Default: loopback only.
+   */
+  corsOrigins?: string[];
+  /** Serve GET /metrics without the API key. Default false (behind the key when there is one). */
+  metricsPublic?: boolean;
   /** One line per request ("POST /v1/chat/completions 200 12ms"). Default: no logging. */
   log?: (line: string) => void;
 }
@@ -48,10 +74,22 @@ interface Route {
 }
 
 const CORS_HEADERS = {
-  'Access-Control-Allow-Origin': '*',
   'Access-Control-Allow-Methods': 'GET, POST, OPTIONS',
   'Access-Control-Max-Age': '86400',
 };
+
+/** True for an origin on this machine: http(s)://localhost, 127.x.x.x or [::1], any port. */
+export function isLoopbackOrigin(origin: string): boolean {
+  let url: URL;
+  try {
+    url = new URL(origin);
+  } catch {
+    return false;
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') return false;
+  const h = url.hostname;
+  return h === 'localhost' || h.endsWith('.localhost') || /^127\.\d+\.\d+\.\d+$/.test(h) || h === '[::1]';
+}
 
 function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): number {
   const text = JSON.stringify(body);
@@ -77,26 +115,38 @@ function sameSecret(a: string, b: string): boolean {
   return diff === 0;
 }
 
-function readBody(req: IncomingMessage, limit: number): Promise<Uint8Array> {
+function readBody(req: IncomingMessage, limit: number, timeoutMs: number): Promise<Uint8Array> {
   const tooLarge = () => new PayloadTooLargeError(`The request body is larger than the limit of ${limit} bytes.`);
   const declared = Number(req.headers['content-length']);
   if (Number.isFinite(declared) && declared > limit) return Promise.reject(tooLarge());
   return new Promise((resolve, reject) => {
     const chunks: Uint8Array[] = [];
     let size = 0;
+    const stop = (err: Error) => {
+      clearTimeout(timer);
+      req.off('data', onData);
+      req.resume(); // discard the rest
+      reject(err);
+    };
+    // A client sending its body slowly must not hold a connection for long.
+    const timer = setTimeout(() => stop(new RequestTimeoutError(`The request body was not received within ${timeoutMs / 1000} s.`)), timeoutMs);
     const onData = (chunk: Uint8Array) => {
       size += chunk.length;
       if (size > limit) {
-        req.off('data', onData);
-        req.resume(); // discard the rest
-        reject(tooLarge());
+        stop(tooLarge());
         return;
       }
       chunks.push(chunk);
     };
     req.on('data', onData);
-    req.on('end', () => resolve(Buffer.concat(chunks)));
-    req.on('error', reject);
+    req.on('end', () => {
+      clearTimeout(timer);
+      resolve(Buffer.concat(chunks));
+    });
+    req.on('error', (e) => {
+      clearTimeout(timer);
+      reject(e);
+    });
   });
 }
 
@@ -121,10 +171,13 @@ export function startServer(opts: ServerOptions): Promise<RunningServer> {
   const { engine } = opts;
   const host = opts.host ?? '127.0.0.1';
   const maxBodyBytes = opts.maxBodyBytes ?? 1024 * 1024;
+  const bodyTimeoutMs = opts.bodyTimeoutMs ?? 10_000;
+  const corsOrigins = new Set(opts.corsOrigins ?? []);
+  const originAllowed = (origin: string) => corsOrigins.has('*') || corsOrigins.has(origin) || isLoopbackOrigin(origin);
   const log = opts.log;
 
   const chat: Handler = async (req, res) => {
-    const raw = await readBody(req, maxBodyBytes);
+    const raw = await readBody(req, maxBodyBytes, bodyTimeoutMs);
     let body: unknown;
     try {
       body = parseRequestJson(new TextDecoder('utf-8', { fatal: true }).decode(raw));
@@ -173,11 +226,19 @@ export function startServer(opts: ServerOptions): Promise<RunningServer> {
     '/v1/openai/models': { methods: { GET: models, HEAD: models }, auth: true },
     '/v1/models': { methods: { GET: models, HEAD: models }, auth: true },
     '/health': { methods: { GET: health, HEAD: health }, auth: false },
-    ...(opts.metrics ? { '/metrics': { methods: { GET: metrics }, auth: false } } : {}),
+    ...(opts.metrics ? { '/metrics': { methods: { GET: metrics }, auth: !opts.metricsPublic } } : {}),
   };
 
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<number> => {
-    for (const [k, v] of Object.entries(CORS_HEADERS)) res.setHeader(k, v);
+    const origin = req.headers.origin;
+    if (origin !== undefined) {
+      if (!originAllowed(origin)) {
+        throw new ForbiddenOriginError(`Requests from the origin ${origin} are not allowed. Start the server with --cors-origin ${origin} to allow them.`);
+      }
+      for (const [k, v] of Object.entries(CORS_HEADERS)) res.setHeader(k, v);
+      res.setHeader('Access-Control-Allow-Origin', corsOrigins.has('*') ? '*' : origin);
+      res.setHeader('Vary', 'Origin');
+    }
     const method = req.method ?? 'GET';
     const path = new URL(req.url ?? '/', 'http://localhost').pathname.replace(/\/+$/, '') || '/';
     const route = routes[path];
@@ -203,17 +264,36 @@ export function startServer(opts: ServerOptions): Promise<RunningServer> {
     return handler(req, res);
   };
 
-  const server = createServer((req, res) => {
+  // Node's own limit on receiving a whole request (headers included) backs up the body timer above.
+  const server = createServer({ requestTimeout: bodyTimeoutMs + 5000, headersTimeout: bodyTimeoutMs, connectionsCheckingInterval: 1000 }, (req, res) => {
     const t0 = Date.now();
     handle(req, res)
       .catch((err: unknown) => {
-        // After a 413 the rest of the body is not read: close the connection once answered.
-        const headers: Record<string, string> = err instanceof PayloadTooLargeError ? { Connection: 'close' } : {};
+        // After a 403, 408 or 413 the rest of the body is not read: close the connection once answered.
+        const closes = err instanceof PayloadTooLargeError || err instanceof RequestTimeoutError || err instanceof ForbiddenOriginError;
+        const headers: Record<string, string> = closes ? { Connection: 'close' } : {};
         if (!(err instanceof APIError)) log?.(`error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
         return sendError(res, err, headers);
       })
       .then((status) => log?.(`${req.method} ${req.url} ${status} ${Date.now() - t0}ms`))
       .catch(() => {}); // a broken socket while answering: nothing left to do
+  });
+
+  // Errors before a request exists (headers over Node's 16 KiB limit, malformed HTTP): an OpenAI-shaped
+  // body instead of Node's empty one.
+  server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
+    if (!socket.writable || (err.code === 'ECONNRESET')) {
+      socket.destroy();
+      return;
+    }
+    const tooLarge = err.code === 'HPE_HEADER_OVERFLOW';
+    const status = tooLarge ? 431 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
+    const e = new APIError(status, tooLarge ? 'The request headers are larger than the server accepts (16 KiB).' : status === 408 ? 'The request was not received in time.' : 'Malformed HTTP request.', {
+      code: tooLarge ? 'request_header_fields_too_large' : status === 408 ? 'request_timeout' : 'bad_request',
+    });
+    const text = JSON.stringify(e.toJSON());
+    const reason = tooLarge ? 'Request Header Fields Too Large' : status === 408 ? 'Request Timeout' : 'Bad Request';
+    socket.end(`HTTP/1.1 ${status} ${reason}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(text)}\r\nConnection: close\r\n\r\n${text}`);
   });
 
   return new Promise((resolve, reject) => {

@@ -49,13 +49,12 @@ export function renderToolsPrompt(tools: ChatCompletionTool[], choice: ToolChoic
 export function renderToolCalls(calls: ChatCompletionMessageToolCall[]): string {
   return calls
     .map((c) => {
-      let args: unknown;
       try {
-        args = JSON.parse(c.function.arguments);
+        return JSON.stringify({ name: c.function.name, arguments: JSON.parse(c.function.arguments) });
       } catch {
-        args = c.function.arguments; // not JSON: keep the text
+        // Not JSON, or nested too deep to write back: keep the text as it came.
+        return JSON.stringify({ name: c.function.name, arguments: c.function.arguments });
       }
-      return JSON.stringify({ name: c.function.name, arguments: args });
     })
     .join('\n');
 }

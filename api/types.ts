@@ -27,6 +27,13 @@ export interface ChatCompletionSystemMessageParam {
   name?: string;
 }
 
+/** OpenAI's newer name for the system message; treated exactly as `system`. */
+export interface ChatCompletionDeveloperMessageParam {
+  role: 'developer';
+  content: ChatCompletionContent;
+  name?: string;
+}
+
 export interface ChatCompletionUserMessageParam {
   role: 'user';
   content: ChatCompletionContent;
@@ -48,6 +55,7 @@ export interface ChatCompletionToolMessageParam {
 
 export type ChatCompletionMessageParam =
   | ChatCompletionSystemMessageParam
+  | ChatCompletionDeveloperMessageParam
   | ChatCompletionUserMessageParam
   | ChatCompletionAssistantMessageParam
   | ChatCompletionToolMessageParam;
@@ -106,9 +114,20 @@ export interface ChatCompletionCreateParamsBase {
   user?: string;
   tools?: ChatCompletionTool[];
   tool_choice?: ChatCompletionToolChoiceOption;
-  /** Only 1 is supported. */
+  /** 1..8 choices from the one prompt (default 1); choice i samples with seed + i. */
   n?: number | null;
+  /** Log-probabilities of the generated tokens (see runtime/sampler.ts for the distribution). */
+  logprobs?: boolean | null;
+  /** 0..20 most likely alternatives per token; needs logprobs: true. */
+  top_logprobs?: number | null;
+  /** Free text (default), any JSON object, or JSON valid for a schema (constrained decoding). */
+  response_format?: ResponseFormatParam | null;
 }
+
+export type ResponseFormatParam =
+  | { type: 'text' }
+  | { type: 'json_object' }
+  | { type: 'json_schema'; json_schema: { name: string; description?: string; schema?: JsonSchema; strict?: boolean | null } };
 
 export interface ChatCompletionCreateParamsNonStreaming extends ChatCompletionCreateParamsBase {
   stream?: false | null;
@@ -140,11 +159,28 @@ export interface ChatCompletionMessage {
   tool_calls?: ChatCompletionMessageToolCall[];
 }
 
+export interface ChatCompletionTopLogprob {
+  token: string;
+  /** Natural log; -9999 for a token of probability 0. */
+  logprob: number;
+  /** The token's UTF-8 bytes (a token may hold part of a character). */
+  bytes: number[] | null;
+}
+
+export interface ChatCompletionTokenLogprob extends ChatCompletionTopLogprob {
+  top_logprobs: ChatCompletionTopLogprob[];
+}
+
+export interface ChatCompletionChoiceLogprobs {
+  content: ChatCompletionTokenLogprob[] | null;
+  refusal: null;
+}
+
 export interface ChatCompletionChoice {
   index: number;
   message: ChatCompletionMessage;
   finish_reason: ChatCompletionFinishReason;
-  logprobs: null;
+  logprobs: ChatCompletionChoiceLogprobs | null;
 }
 
 export interface ChatCompletion {
@@ -173,7 +209,7 @@ export interface ChatCompletionChunkChoice {
   index: number;
   delta: ChatCompletionChunkDelta;
   finish_reason: ChatCompletionFinishReason | null;
-  logprobs: null;
+  logprobs: ChatCompletionChoiceLogprobs | null;
 }
 
 export interface ChatCompletionChunk {
@@ -182,7 +218,10 @@ export interface ChatCompletionChunk {
   created: number;
   model: string;
   choices: ChatCompletionChunkChoice[];
-  /** Present (null, then the totals on the last chunk) only with stream_options.include_usage. */
+  /**
+   * The totals on the final chunk (the one with the last finish_reason), as DeepInfra's streams; with
+   * stream_options.include_usage also null on every other chunk and the totals on a last chunk without choices.
+   */
   usage?: CompletionUsage | null;
 }
 

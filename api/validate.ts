@@ -5,6 +5,7 @@
 import type { SamplingParams } from '../runtime/generation-types.ts';
 import { MAX_SEED } from '../runtime/sampler.ts';
 import { BadRequestError } from './errors.ts';
+import { checkSchema } from './json-schema-check.ts';
 import type { ChatCompletionMessageToolCall, ChatCompletionTool, JsonSchema } from './types.ts';
 
 export type ValidatedMessage =
@@ -19,6 +20,12 @@ export type ToolChoice =
   | { type: 'required' }
   | { type: 'function'; name: string };
 
+/** response_format: free text, any JSON object, or JSON valid for a schema. */
+export type ResponseFormat =
+  | { type: 'text' }
+  | { type: 'json_object' }
+  | { type: 'json_schema'; name: string; schema: JsonSchema; strict: boolean };
+
 export interface ValidatedChatRequest {
   model: string;
   messages: ValidatedMessage[];
@@ -31,6 +38,11 @@ export interface ValidatedChatRequest {
   user: string | null;
   tools: ChatCompletionTool[];
   toolChoice: ToolChoice;
+  /** Choices to generate from the prompt (1..8). */
+  n: number;
+  /** null: no logprobs; else the number of alternatives per token (0..20). */
+  topLogprobs: number | null;
+  responseFormat: ResponseFormat;
 }
 
 export const LIMITS = {
@@ -43,6 +55,8 @@ export const LIMITS = {
   frequency_penalty: { min: -2, max: 2, default: 0 },
   repetition_penalty: { min: 0.01, max: 5, default: 1 },
   stop: { maxCount: 4 },
+  n: { min: 1, max: 8, default: 1 },
+  top_logprobs: { min: 0, max: 20, default: 0 },
 } as const;
 
 const TOOL_NAME = /^[a-zA-Z0-9_-]{1,64}$/;
@@ -165,8 +179,9 @@ function parseMessages(v: unknown): ValidatedMessage[] {
     if (m.name !== undefined && typeof m.name !== 'string') throw invalidType(`${p}.name`, 'a string', m.name);
     let msg: ValidatedMessage;
     switch (role) {
+      case 'developer': // OpenAI's newer name for the system message
       case 'system':
-        if (systemSeen) throw new BadRequestError(`Invalid value for '${p}.role': at most one system message is allowed.`, `${p}.role`);
+        if (systemSeen) throw new BadRequestError(`Invalid value for '${p}.role': at most one system (or developer) message is allowed.`, `${p}.role`);
         systemSeen = true;
         if (m.content === undefined) throw missing(`${p}.content`);
         out.push({ role: 'system', content: contentText(m.content, `${p}.content`) });
@@ -210,7 +225,7 @@ function parseMessages(v: unknown): ValidatedMessage[] {
       }
       default:
         throw new BadRequestError(
-          `Invalid value for '${p}.role': ${JSON.stringify(role)}. Supported roles: system, user, assistant, tool.`,
+          `Invalid value for '${p}.role': ${JSON.stringify(role)}. Supported roles: system (or developer), user, assistant, tool.`,
           `${p}.role`,
         );
     }
@@ -259,6 +274,7 @@ function parseTools(v: unknown): ChatCompletionTool[] {
       throw invalidType(`${p}.function.description`, 'a string', fn.description);
     }
     if (fn.parameters !== undefined && !isObject(fn.parameters)) throw invalidType(`${p}.function.parameters`, 'an object', fn.parameters);
+    if (fn.parameters !== undefined) checkSchema(fn.parameters, `${p}.function.parameters`);
     const tool: ChatCompletionTool = { type: 'function', function: { name: fn.name } };
     if (fn.description !== undefined) tool.function.description = fn.description;
     if (fn.parameters !== undefined) tool.function.parameters = fn.parameters as JsonSchema;
@@ -299,16 +315,19 @@ export function validateChatRequest(body: unknown): ValidatedChatRequest {
   const frequencyPenalty = numberIn(body, 'frequency_penalty', LIMITS.frequency_penalty)!;
   const repetitionPenalty = numberIn(body, 'repetition_penalty', LIMITS.repetition_penalty)!;
   const seed = parseSeed(body.seed);
-  let maxTokens = numberIn(body, 'max_tokens', LIMITS.max_tokens, { integer: true });
-  if (maxTokens === undefined) maxTokens = numberIn(body, 'max_completion_tokens', LIMITS.max_tokens, { integer: true });
+  // Both names are checked; max_tokens wins when both are given.
+  const maxTokensParam = numberIn(body, 'max_tokens', LIMITS.max_tokens, { integer: true });
+  const maxCompletionTokens = numberIn(body, 'max_completion_tokens', LIMITS.max_tokens, { integer: true });
+  const maxTokens = maxTokensParam ?? maxCompletionTokens;
 
-  if (body.n !== undefined && body.n !== null && body.n !== 1) {
-    if (typeof body.n !== 'number') throw invalidType('n', 'an integer', body.n);
-    throw new BadRequestError("Invalid value for 'n': only n = 1 is supported.", 'n');
+  const n = numberIn(body, 'n', LIMITS.n, { integer: true })!;
+  if (body.logprobs !== undefined && body.logprobs !== null && typeof body.logprobs !== 'boolean') throw invalidType('logprobs', 'a boolean', body.logprobs);
+  const logprobs = body.logprobs === true;
+  const topLogprobs = numberIn(body, 'top_logprobs', LIMITS.top_logprobs, { integer: true })!;
+  if (!logprobs && body.top_logprobs !== undefined && body.top_logprobs !== null) {
+    throw new BadRequestError("Invalid value for 'top_logprobs': 'logprobs' must be true when 'top_logprobs' is given.", 'top_logprobs');
   }
-  if (body.logprobs !== undefined && body.logprobs !== null && body.logprobs !== false) {
-    throw new BadRequestError("Invalid value for 'logprobs': log probabilities are not supported.", 'logprobs');
-  }
+  const responseFormat = parseResponseFormat(body.response_format);
 
   const stop = parseStop(body.stop);
   if (body.stream !== undefined && body.stream !== null && typeof body.stream !== 'boolean') throw invalidType('stream', 'a boolean', body.stream);
@@ -339,5 +358,42 @@ export function validateChatRequest(body: unknown): ValidatedChatRequest {
     user: typeof body.user === 'string' ? body.user : null,
     tools,
     toolChoice,
+    n,
+    topLogprobs: logprobs ? topLogprobs : null,
+    responseFormat,
   };
+}
+
+const SCHEMA_NAME = /^[a-zA-Z0-9_-]{1,64}$/;
+
+function parseResponseFormat(v: unknown): ResponseFormat {
+  if (v === undefined || v === null) return { type: 'text' };
+  if (!isObject(v)) throw invalidType('response_format', 'an object', v);
+  switch (v.type) {
+    case 'text':
+      return { type: 'text' };
+    case 'json_object':
+      return { type: 'json_object' };
+    case 'json_schema': {
+      const js = v.json_schema;
+      const p = 'response_format.json_schema';
+      if (js === undefined) throw missing(p);
+      if (!isObject(js)) throw invalidType(p, 'an object', js);
+      if (js.name === undefined) throw missing(`${p}.name`);
+      if (typeof js.name !== 'string') throw invalidType(`${p}.name`, 'a string', js.name);
+      if (!SCHEMA_NAME.test(js.name)) throw new BadRequestError(`Invalid value for '${p}.name': use 1-64 of a-z, A-Z, 0-9, _ and -.`, `${p}.name`);
+      if (js.strict !== undefined && js.strict !== null && typeof js.strict !== 'boolean') throw invalidType(`${p}.strict`, 'a boolean', js.strict);
+      if (js.description !== undefined && typeof js.description !== 'string') throw invalidType(`${p}.description`, 'a string', js.description);
+      const schema = js.schema ?? {};
+      if (!isObject(schema)) throw invalidType(`${p}.schema`, 'an object', schema);
+      checkSchema(schema, `${p}.schema`, { enforceable: true });
+      return { type: 'json_schema', name: js.name, schema: schema as JsonSchema, strict: js.strict === true };
+    }
+    default:
+      if (v.type === undefined) throw missing('response_format.type');
+      throw new BadRequestError(
+        `Invalid value for 'response_format.type': ${JSON.stringify(v.type)}. Supported: "text", "json_object", "json_schema".`,
+        'response_format.type',
+      );
+  }
 }

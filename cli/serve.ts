@@ -16,11 +16,15 @@ export const SERVE_HELP = `llama2-webgpu serve [options]
                         meta-llama/Llama-2-70b-chat-hf and the other names given with --alias
   --alias NAME          another accepted model id (repeatable)
   --host H --port P     listen address (default 127.0.0.1:8080; port 0 picks a free one)
-  --api-key KEY         require "Authorization: Bearer KEY" (default: env LLAMA2_WEBGPU_API_KEY, else none)
+  --api-key KEY         require "Authorization: Bearer KEY" on /v1 and /metrics (default: env
+                        LLAMA2_WEBGPU_API_KEY, else none; a warning is printed when listening beyond loopback without one)
+  --cors-origin ORIGIN  also allow browser pages from ORIGIN (repeatable; "*" allows every origin). By default only
+                        pages from loopback origins (localhost, 127.0.0.1, [::1]) may call the server; others get 403
+  --metrics-public      serve /metrics without the API key
   --dtype ${DTYPES.join('|')}   weight format on the GPU
   --context N           context length per sequence (default: the model's, at most 4096)
   --max-batch N         sequences decoding together (default 8)
-  --max-queue N         waiting requests before 429 (default 64)
+  --max-queue N         waiting requests before 429 (default 64; 0: no waiting, only the running batch)
   --kv-budget SIZE      KV cache for all sequences, e.g. 2GiB (default: max-batch full contexts)
   --prefill-chunk N     prompt tokens computed per step for one sequence (default 128)
   --no-prefix-cache     disable prefix caching
@@ -31,6 +35,12 @@ export const SERVE_HELP = `llama2-webgpu serve [options]
   --price-input USD --price-output USD   per million tokens, for usage.estimated_cost
                         (default ${DEFAULT_PRICES.inputPerMTok} / ${DEFAULT_PRICES.outputPerMTok}, the hosted Llama-2-70b-chat's)`;
 
+/** True when `host` only accepts connections from this machine. */
+export function isLoopbackHost(host: string): boolean {
+  const h = host.replace(/^\[|\]$/g, '');
+  return h === 'localhost' || h === '::1' || /^127\.\d+\.\d+\.\d+$/.test(h);
+}
+
 export async function runServe(argv: string[]): Promise<void> {
   const { values } = parseCommandArgs(argv, {
     model: { type: 'string', default: 'default' },
@@ -39,6 +49,8 @@ export async function runServe(argv: string[]): Promise<void> {
     host: { type: 'string', default: '127.0.0.1' },
     port: { type: 'string' },
     'api-key': { type: 'string' },
+    'cors-origin': { type: 'string', multiple: true },
+    'metrics-public': { type: 'boolean', default: false },
     dtype: { type: 'string' },
     context: { type: 'string' },
     'max-batch': { type: 'string' },
@@ -96,8 +108,22 @@ export async function runServe(argv: string[]): Promise<void> {
     `${m.pool.nBlocks * m.pool.blockSize} KV positions) on ${m.stages.length} device(s) (${m.gpu.adapterName}) in ${((performance.now() - t0) / 1000).toFixed(1)} s\n`);
   for (const line of llama.notes) process.stderr.write(`${line}\n`);
   await closeNet(hold.server);
-  const server = await startServer({ engine: llama.engine, host: values.host, port: hold.port, apiKey, metrics: llama.metrics });
+  const server = await startServer({
+    engine: llama.engine,
+    host: values.host,
+    port: hold.port,
+    apiKey,
+    metrics: llama.metrics,
+    corsOrigins: values['cors-origin'],
+    metricsPublic: values['metrics-public'],
+  });
   process.stdout.write(`listening on ${server.url} (model "${llama.engine.modelName}"${apiKey ? ', API key required' : ''})\n`);
+  if (!apiKey && !isLoopbackHost(values.host)) {
+    process.stderr.write(
+      `\n*** WARNING: listening on ${values.host} without an API key: anyone who can reach this machine can use the model. ***\n` +
+        '*** Pass --api-key KEY (or set LLAMA2_WEBGPU_API_KEY), or listen on 127.0.0.1.                                     ***\n\n',
+    );
+  }
   // The first signal shuts down cleanly. A terminal's Ctrl-C reaches both bin/'s filter process and this one,
   // and the filter forwards it too: a duplicate within a second is that same signal; a later one (a second
   // Ctrl-C while shutdown hangs) exits at once.

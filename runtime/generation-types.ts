@@ -12,6 +12,14 @@ export interface SamplingParams {
   seed?: bigint; // 0..2^63-1; undefined = random
 }
 
+/** Log-probability of a sampled token and of the most likely alternatives (see sampler.ts for the distribution). */
+export interface TokenLogprob {
+  token: number;
+  logprob: number;
+  /** The most likely ids, most likely first (ties: lower id first); [] when none were asked. */
+  top: { token: number; logprob: number }[];
+}
+
 /** Decides the next token from one position's logits. `logitMask`, when set, allows only some ids. */
 export interface TokenSampler {
   /** True when sample() is a plain argmax (temperature 0, no penalties): the model may then take the argmax on the GPU. */
@@ -19,6 +27,8 @@ export interface TokenSampler {
   sample(logits: Float32Array): number;
   /** Records a token as generated (for penalties). */
   accept(token: number): void;
+  /** With logprobs asked for: one entry per sample() call, in order (the consumer may shift them off). */
+  readonly logprobs?: TokenLogprob[];
 }
 
 export interface ModelInfo {
@@ -37,6 +47,8 @@ export interface GenerateRequest {
   signal?: AbortSignal;
   /** Filled in by backends that cache prompt prefixes: prompt tokens served from the cache. */
   stats?: { cachedTokens?: number };
+  /** The caller already checked assertCapacity() for this request (further choices of an n > 1 request). */
+  capacityChecked?: boolean;
 }
 
 export interface GenerateStep {
@@ -51,5 +63,5 @@ export interface GenerationBackend {
    * Optional admission check, called before a response starts: throws an Error carrying
    * `retryAfterSeconds` when the backend cannot take another request now (a full queue: HTTP 429).
    */
-  assertCapacity?(): void;
+  assertCapacity?(sequences?: number): void;
 }

@@ -69,6 +69,10 @@ export function evenLayerSplit(nLayers: number, devices: number): [number, numbe
 export class LlamaModel implements GenerationBackend {
   readonly modelInfo: ModelInfo;
   private queue: Promise<unknown> = Promise.resolve();
+  /** Set once any device is lost: every later readback fails with it. */
+  private lostError: Error | null = null;
+  /** Rejecters of the readbacks in flight, failed together when a device is lost. */
+  private readonly pendingReads = new Set<(e: Error) => void>();
 
   private constructor(
     readonly stages: Stage[],
@@ -77,6 +81,15 @@ export class LlamaModel implements GenerationBackend {
     readonly context: number,
   ) {
     this.modelInfo = { vocabSize: cfg.vocabSize, contextLength: context, bosTokenId: cfg.bosTokenId, eosTokenId: cfg.eosTokenId };
+    // Device loss is observed once per device, here. Racing each readback against `lost` instead would
+    // attach a reaction to a promise that never settles, per readback, for the life of the process.
+    for (const st of stages) {
+      void st.gpu.lost.then((message) => {
+        this.lostError ??= new Error(message);
+        for (const reject of this.pendingReads) reject(this.lostError);
+        this.pendingReads.clear();
+      });
+    }
   }
 
   /** The first device (the only one unless the model is sharded). */
@@ -197,7 +210,7 @@ export class LlamaModel implements GenerationBackend {
         const bytes = T * this.cfg.dim * 4;
         enc.copyBufferToBuffer(rs.x, 0, st.stagingX, 0, bytes);
         device.queue.submit([enc.finish()]);
-        x = new Float32Array(await this.readStaging(st, st.stagingX, bytes));
+        x = new Float32Array(await this.readStaging(st.stagingX, bytes));
         continue;
       }
       if (nOut === 0) {
@@ -208,14 +221,18 @@ export class LlamaModel implements GenerationBackend {
       const bytes = mode === 'argmax' ? nOut * 4 : nOut * this.cfg.vocabSize * 4;
       enc.copyBufferToBuffer(mode === 'argmax' ? rs.best : rs.logits, 0, staging, 0, bytes);
       device.queue.submit([enc.finish()]);
-      const data = await this.readStaging(st, staging, bytes);
+      const data = await this.readStaging(staging, bytes);
       return mode === 'argmax' ? new Uint32Array(data) : new Float32Array(data);
     }
     throw new Error('unreachable: a model has at least one stage');
   }
 
-  private async readStaging(st: Stage, staging: GPUBuffer, bytes: number): Promise<ArrayBuffer> {
-    await Promise.race([staging.mapAsync(GPUMapMode.READ, 0, bytes), st.gpu.lost.then((m) => Promise.reject(new Error(m)))]);
+  private async readStaging(staging: GPUBuffer, bytes: number): Promise<ArrayBuffer> {
+    if (this.lostError) throw this.lostError;
+    await new Promise<void>((resolve, reject) => {
+      this.pendingReads.add(reject);
+      staging.mapAsync(GPUMapMode.READ, 0, bytes).then(resolve, reject).finally(() => this.pendingReads.delete(reject));
+    });
     const data = staging.getMappedRange(0, bytes).slice(0);
     staging.unmap();
     return data;

@@ -14,6 +14,10 @@
 // Probabilities in 5-7 are softmax of the logits after temperature and the earlier filters.
 // A removed token's logit becomes -Infinity; NaN logits count as removed.
 //
+// Log-probabilities (the API's `logprobs`) are log-softmax of the logits after steps 1-3: the
+// penalties and the temperature (and any constrained-decoding mask, applied before the sampler),
+// before the truncation filters 4-6; with temperature 0, after the penalties alone (temperature 1).
+//
 // Each processor is a pure function: it reads `logits` and writes `out` (a fresh copy unless
 // given; pass `out === logits` to work in place). Costs for a vocab V: O(V) per processor,
 // O(V log k) for top-k, and top-p buckets by probability and sorts only the bucket at the edge.
@@ -22,7 +26,7 @@
 // integer-only, so the same seed gives the same u sequence in every JS engine. (The draw itself
 // uses Math.exp, which the major engines compute identically through fdlibm ports.)
 
-import type { SamplingParams, TokenSampler } from './generation-types.ts';
+import type { SamplingParams, TokenLogprob, TokenSampler } from './generation-types.ts';
 
 /** Largest accepted seed: 2^63 - 1. */
 export const MAX_SEED = (1n << 63n) - 1n;
@@ -285,28 +289,92 @@ export function randomSeed(): bigint {
   return ((BigInt(words[0]! & 0x7fffffff) << 32n) | BigInt(words[1]!)) & MAX_SEED;
 }
 
+/** log(sum(exp(l))) over the finite logits; -Infinity if none. */
+function logSumExp(logits: Float32Array): number {
+  const lmax = maxLogit(logits);
+  if (lmax === -Infinity) return -Infinity;
+  let z = 0;
+  for (let i = 0; i < logits.length; i++) {
+    const l = logits[i]!;
+    if (l > -Infinity) z += Math.exp(l - lmax);
+  }
+  return lmax + Math.log(z);
+}
+
+/**
+ * Log-probability of `token` under softmax(logits), and the `k` most likely ids (ties: lower id
+ * first; ids with probability 0 are left out). O(V k), k <= 20.
+ */
+export function tokenLogprob(logits: Float32Array, token: number, k: number): TokenLogprob {
+  const lse = logSumExp(logits);
+  const lp = (id: number) => logits[id]! - lse;
+  const top: { token: number; logprob: number }[] = [];
+  if (k > 0) {
+    const ids: number[] = []; // sorted by falling logit, then rising id
+    for (let i = 0; i < logits.length; i++) {
+      const l = logits[i]!;
+      if (!(l > -Infinity)) continue;
+      if (ids.length === k && !(l > logits[ids[k - 1]!]!)) continue;
+      let j = ids.length < k ? ids.length : k - 1;
+      while (j > 0 && logits[ids[j - 1]!]! < l) j--;
+      ids.splice(j, 0, i);
+      if (ids.length > k) ids.pop();
+    }
+    for (const id of ids) top.push({ token: id, logprob: lp(id) });
+  }
+  return { token, logprob: lp(token), top };
+}
+
+/** Steps 4-7 on a copy of `x` (x keeps the pre-truncation logits). */
+function drawFiltered(x: Float32Array, params: SamplingParams, u: number): number {
+  const y = x.slice();
+  applyTopK(y, params.topK, y);
+  applyTopP(y, params.topP, y);
+  applyMinP(y, params.minP, y);
+  return drawToken(y, u);
+}
+
+export interface SamplerOptions {
+  /** Record a TokenLogprob per sampled token (sampler.logprobs), with this many alternatives (0..20). */
+  topLogprobs?: number;
+}
+
 /**
  * A sampler for one request. `promptTokens` feed the repetition penalty; `accept(token)` records
  * each generated token (the backend calls it right after sample()). `greedy` is true when sample()
  * is a plain argmax of the logits (temperature 0 and no penalties).
  */
-export function createSampler(params: SamplingParams, promptTokens: readonly number[]): TokenSampler {
+export function createSampler(params: SamplingParams, promptTokens: readonly number[], opts: SamplerOptions = {}): TokenSampler {
+  const record = opts.topLogprobs !== undefined;
+  const logprobs: TokenLogprob[] = [];
   const penaltySet = new Set<number>(promptTokens); // prompt + generated, for the repetition penalty
   const counts = new Map<number, number>(); // generated only, for presence/frequency
   const rand = createPrng(params.seed ?? randomSeed());
   let scratch = new Float32Array(0);
+  // Logprobs need the logits on the host, so such a sampler is never `greedy` (no GPU argmax).
   const greedy =
-    params.temperature === 0 && params.repetitionPenalty === 1 && params.presencePenalty === 0 && params.frequencyPenalty === 0;
+    !record && params.temperature === 0 && params.repetitionPenalty === 1 && params.presencePenalty === 0 && params.frequencyPenalty === 0;
 
   return {
     greedy,
+    ...(record ? { logprobs } : {}),
     sample(logits: Float32Array): number {
       if (scratch.length !== logits.length) scratch = new Float32Array(logits.length);
       const x = scratch;
       applyRepetitionPenalty(logits, penaltySet, params.repetitionPenalty, x);
       applyPresenceFrequencyPenalty(x, counts, params.presencePenalty, params.frequencyPenalty, x);
-      if (params.temperature === 0) return argmax(x);
+      if (params.temperature === 0) {
+        const t = argmax(x);
+        if (record) logprobs.push(tokenLogprob(x, t, opts.topLogprobs!));
+        return t;
+      }
       applyTemperature(x, params.temperature, x);
+      if (record) {
+        // The logprobs are of x before truncation; the draw is from a truncated copy (same token as below).
+        const t = drawFiltered(x, params, rand());
+        logprobs.push(tokenLogprob(x, t, opts.topLogprobs!));
+        return t;
+      }
       applyTopK(x, params.topK, x);
       applyTopP(x, params.topP, x);
       applyMinP(x, params.minP, x);

@@ -102,8 +102,16 @@ export class Scheduler implements GenerationBackend {
     return this.running.length === 0 && this.waiting.length === 0 && this.model.pool.usedBlocks === 0;
   }
 
-  assertCapacity(): void {
-    if (this.waiting.length >= this.maxQueue) throw new QueueFullError(Math.max(1, Math.ceil(this.waiting.length / Math.max(1, this.maxBatch))));
+  /**
+   * Refuses `sequences` more when they would not all find a running slot or a place in the waiting
+   * queue (maxQueue 0: no waiting, only running).
+   */
+  assertCapacity(sequences = 1): void {
+    // Whatever exceeds the running batch waits.
+    const wouldWait = this.running.length + this.waiting.length + sequences - this.maxBatch;
+    if (wouldWait > this.maxQueue) {
+      throw new QueueFullError(Math.max(1, Math.ceil((this.waiting.length + 1) / Math.max(1, this.maxBatch))));
+    }
   }
 
   async *generate(req: GenerateRequest): AsyncGenerator<number> {
@@ -114,7 +122,7 @@ export class Scheduler implements GenerationBackend {
     if (Math.ceil((req.promptTokens.length + 1) / pool.blockSize) > pool.nBlocks) {
       throw new Error(`prompt of ${req.promptTokens.length} tokens does not fit the KV cache pool (${pool.nBlocks * pool.blockSize} positions): raise the KV budget`);
     }
-    this.assertCapacity();
+    if (!req.capacityChecked) this.assertCapacity();
     const seq: Seq = {
       id: this.nextId++, req, tokens: [...req.promptTokens], promptLen: req.promptTokens.length, generated: 0, slot: null,
       computed: 0, cachedTokens: 0, out: new Channel<number>(), cancelled: false, admittedOnce: false, tEnqueued: performance.now(),

@@ -77,7 +77,7 @@ describe('non-streaming responses', () => {
     expect(backend.calls.length).toBe(1); // max_tokens 0 never reaches the backend
   });
 
-  it('bounds max_tokens by the context left after the prompt', async () => {
+  it('caps max_tokens at the context left after the prompt', async () => {
     const ctx = HI_PROMPT.length + 5;
     const { engine, backend } = setup({ contextLength: ctx, script: scriptOf('abcdefghij') });
     const res = await engine.chat.completions.create({ model: MODEL, messages: HI });
@@ -85,10 +85,16 @@ describe('non-streaming responses', () => {
     expect(res.choices[0]!.message.content).toBe('abcde');
     expect(res.choices[0]!.finish_reason).toBe('length');
     await engine.chat.completions.create({ model: MODEL, messages: HI, max_tokens: 5 }); // exactly the room left
-    const err = await engine.chat.completions.create({ model: MODEL, messages: HI, max_tokens: 6 }).catch((e) => e);
-    expect(err).toBeInstanceOf(BadRequestError);
-    expect(err.toJSON().error).toMatchObject({ param: 'max_tokens', code: 'context_length_exceeded', type: 'invalid_request_error' });
-    expect(err.status).toBe(400);
+    expect(backend.lastCall.request.maxTokens).toBe(5);
+    // Above the room left (even the largest documented value): capped, not refused.
+    for (const max of [6, 1_000_000]) {
+      const capped = await engine.chat.completions.create({ model: MODEL, messages: HI, max_tokens: max });
+      expect(backend.lastCall.request.maxTokens).toBe(5);
+      expect(capped.choices[0]!.message.content).toBe('abcde');
+      expect(capped.choices[0]!.finish_reason).toBe('length');
+    }
+    await engine.chat.completions.create({ model: MODEL, messages: HI, max_completion_tokens: 3 });
+    expect(backend.lastCall.request.maxTokens).toBe(3);
   });
 
   it('rejects a prompt longer than the context with 400 naming messages', async () => {
@@ -112,8 +118,10 @@ describe('non-streaming responses', () => {
         code: 'model_not_found',
       },
     });
+    // The response names the model id the client sent.
     const res = await engine.chat.completions.create({ model: 'meta-llama/Llama-2-7b-chat-hf', messages: HI });
-    expect(res.model).toBe(MODEL);
+    expect(res.model).toBe('meta-llama/Llama-2-7b-chat-hf');
+    expect((await engine.chat.completions.create({ model: MODEL, messages: HI })).model).toBe(MODEL);
     expect(engine.models.list()).toStrictEqual({
       object: 'list',
       data: [
@@ -203,8 +211,9 @@ describe('streaming', () => {
       expect(c.id).toBe(id);
       expect(c.object).toBe('chat.completion.chunk');
       expect(c.model).toBe(MODEL);
-      expect('usage' in c).toBe(false);
     }
+    // Without include_usage only the final chunk carries usage (as DeepInfra's streams do).
+    for (const c of chunks.slice(0, -1)) expect('usage' in c).toBe(false);
     expect(chunks[0]).toStrictEqual({
       id,
       object: 'chat.completion.chunk',
@@ -215,6 +224,13 @@ describe('streaming', () => {
     // "é" is 2 byte tokens and "🦙" 4: each arrives as one whole delta.
     expect(contentDeltas(chunks)).toEqual(['h', 'é', 'l', 'l', 'o', ' ', '🦙']);
     expect(chunks.at(-1)!.choices).toStrictEqual([{ index: 0, delta: {}, finish_reason: 'stop', logprobs: null }]);
+    const completion = scriptOf('héllo 🦙').length + 1; // + EOS
+    expect(chunks.at(-1)!.usage).toStrictEqual({
+      prompt_tokens: HI_PROMPT.length,
+      completion_tokens: completion,
+      total_tokens: HI_PROMPT.length + completion,
+      estimated_cost: estimateCost(HI_PROMPT.length, completion, DEFAULT_PRICES),
+    });
     expect(chunks.length).toBe(1 + 7 + 1);
   });
 
@@ -224,8 +240,9 @@ describe('streaming', () => {
       await engine.chat.completions.create({ model: MODEL, messages: HI, stream: true, stream_options: { include_usage: true }, max_tokens: 2 }),
     );
     expect(chunks.length).toBe(5);
-    for (const c of chunks.slice(0, -1)) expect(c.usage).toBeNull();
+    for (const c of chunks.slice(0, 3)) expect(c.usage).toBeNull();
     expect(chunks[3]!.choices[0]!.finish_reason).toBe('length');
+    expect(chunks[3]!.usage).toStrictEqual(chunks[4]!.usage); // DeepInfra's usage on the finish chunk, OpenAI's after it
     expect(chunks[4]).toStrictEqual({
       id: chunks[0]!.id,
       object: 'chat.completion.chunk',

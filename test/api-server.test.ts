@@ -1,4 +1,5 @@
 import { request as httpRequest } from 'node:http';
+import { connect } from 'node:net';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createEngine } from '../api/engine.ts';
@@ -76,7 +77,8 @@ describe('with the official openai client', () => {
     expect(chunks[4]!.choices[0]!.finish_reason).toBe('stop');
     expect(chunks[5]!.usage).toStrictEqual({ prompt_tokens: 18, completion_tokens: 4, total_tokens: 22, estimated_cost: expect.any(Number) });
     expect(new Set(chunks.map((c) => c.id)).size).toBe(1);
-    expect(chunks.every((c) => c.model === MODEL && c.object === 'chat.completion.chunk')).toBe(true);
+    expect(chunks[4]!.usage).toStrictEqual(chunks[5]!.usage); // DeepInfra's usage on the finish chunk too
+    expect(chunks.every((c) => c.model === 'meta-llama/Llama-2-7b-chat-hf' && c.object === 'chat.completion.chunk')).toBe(true);
   });
 
   it('lists the served models', async () => {
@@ -240,19 +242,60 @@ describe('raw HTTP', () => {
     await stillServes();
   });
 
-  it('answers CORS preflights and sets Access-Control-Allow-Origin', async () => {
-    const pre = await fetch(`${server.url}/v1/openai/chat/completions`, {
-      method: 'OPTIONS',
-      headers: { Origin: 'http://example.com', 'Access-Control-Request-Method': 'POST', 'Access-Control-Request-Headers': 'authorization, content-type' },
-    });
-    expect(pre.status).toBe(204);
-    expect(pre.headers.get('access-control-allow-origin')).toBe('*');
-    expect(pre.headers.get('access-control-allow-methods')).toContain('POST');
-    expect(pre.headers.get('access-control-allow-headers')).toBe('authorization, content-type');
-    const res = await post('/v1/chat/completions', JSON.stringify({ model: MODEL, messages: HI }));
-    expect(res.headers.get('access-control-allow-origin')).toBe('*');
-    const err = await post('/v1/chat/completions', '{');
-    expect(err.headers.get('access-control-allow-origin')).toBe('*');
+  it('CORS: loopback origins are allowed by default, any other origin gets 403 before its body is read', async () => {
+    const preflight = (origin: string) =>
+      fetch(`${server.url}/v1/openai/chat/completions`, {
+        method: 'OPTIONS',
+        headers: { Origin: origin, 'Access-Control-Request-Method': 'POST', 'Access-Control-Request-Headers': 'authorization, content-type' },
+      });
+    for (const origin of ['http://localhost:5173', 'http://127.0.0.1:8080', 'http://[::1]:3000', 'https://localhost']) {
+      const pre = await preflight(origin);
+      expect(pre.status).toBe(204);
+      expect(pre.headers.get('access-control-allow-origin')).toBe(origin);
+      expect(pre.headers.get('access-control-allow-methods')).toContain('POST');
+      expect(pre.headers.get('access-control-allow-headers')).toBe('authorization, content-type');
+      const res = await post('/v1/chat/completions', JSON.stringify({ model: MODEL, messages: HI }), { Origin: origin });
+      expect(res.status).toBe(200);
+      expect(res.headers.get('access-control-allow-origin')).toBe(origin);
+      const err = await post('/v1/chat/completions', '{', { Origin: origin });
+      expect(err.status).toBe(400);
+      expect(err.headers.get('access-control-allow-origin')).toBe(origin);
+    }
+    for (const origin of ['http://example.com', 'http://localhost.evil.com', 'null', 'http://127.0.0.1.nip.io']) {
+      expect((await preflight(origin)).status).toBe(403);
+      const calls = backend.calls.length;
+      // A "simple" cross-origin POST (no preflight) is refused too, and never reaches the model.
+      const res = await post('/v1/chat/completions', JSON.stringify({ model: MODEL, messages: HI }), { Origin: origin, 'Content-Type': 'text/plain' });
+      expect(res.status).toBe(403);
+      expect(res.headers.get('access-control-allow-origin')).toBeNull();
+      expect(await res.json()).toStrictEqual({ error: { message: expect.stringContaining('--cors-origin'), type: 'invalid_request_error', param: null, code: 'origin_not_allowed' } });
+      expect(backend.calls.length).toBe(calls);
+    }
+    // No Origin (curl, SDKs): no CORS headers, served.
+    const plain = await post('/v1/chat/completions', JSON.stringify({ model: MODEL, messages: HI }));
+    expect(plain.status).toBe(200);
+    expect(plain.headers.get('access-control-allow-origin')).toBeNull();
+    await stillServes();
+  });
+
+  it('CORS: corsOrigins widens the allowed origins; "*" allows all', async () => {
+    const engine = createEngine({ backend, tokenizer: new FakeTokenizer(), modelName: MODEL });
+    const some = await startServer({ engine, port: 0, corsOrigins: ['https://app.example.com'] });
+    const all = await startServer({ engine, port: 0, corsOrigins: ['*'] });
+    try {
+      const get = (s: RunningServer, origin: string) => fetch(`${s.url}/v1/models`, { headers: { Origin: origin } });
+      const ok = await get(some, 'https://app.example.com');
+      expect(ok.status).toBe(200);
+      expect(ok.headers.get('access-control-allow-origin')).toBe('https://app.example.com');
+      expect((await get(some, 'https://other.example.com')).status).toBe(403);
+      expect((await get(some, 'http://localhost:1234')).status).toBe(200);
+      const any = await get(all, 'https://other.example.com');
+      expect(any.status).toBe(200);
+      expect(any.headers.get('access-control-allow-origin')).toBe('*');
+    } finally {
+      await some.close();
+      await all.close();
+    }
   });
 
   it('a client that disconnects mid-stream aborts its generation at once', async () => {
@@ -298,5 +341,116 @@ describe('raw HTTP', () => {
     } finally {
       await local.close();
     }
+  });
+});
+
+describe('hostile and careless clients', () => {
+  it('/metrics needs the key on a keyed server, unless metricsPublic', async () => {
+    const engine = createEngine({ backend, tokenizer: new FakeTokenizer(), modelName: MODEL });
+    const keyed = await startServer({ engine, port: 0, apiKey: KEY, metrics: () => 'llama2_x 1\n' });
+    const open = await startServer({ engine, port: 0, apiKey: KEY, metrics: () => 'llama2_x 1\n', metricsPublic: true });
+    try {
+      const denied = await fetch(`${keyed.url}/metrics`);
+      expect(denied.status).toBe(401);
+      expect(((await denied.json()) as { error: { code: string } }).error.code).toBe('invalid_api_key');
+      const ok = await fetch(`${keyed.url}/metrics`, { headers: { Authorization: `Bearer ${KEY}` } });
+      expect(ok.status).toBe(200);
+      expect(await ok.text()).toBe('llama2_x 1\n');
+      expect((await fetch(`${open.url}/metrics`)).status).toBe(200);
+      expect((await fetch(`${keyed.url}/health`)).status).toBe(200); // health stays open
+    } finally {
+      await keyed.close();
+      await open.close();
+    }
+  });
+
+  it('headers over 16 KiB: 431 with an OpenAI error body; then it serves again', async () => {
+    const { port } = new URL(server.url);
+    const text = await new Promise<string>((resolve, reject) => {
+      const sock = connect(Number(port), '127.0.0.1', () => {
+        sock.write(`GET /health HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(20 * 1024)}\r\n\r\n`);
+      });
+      let buf = '';
+      sock.on('data', (d) => (buf += d.toString()));
+      sock.on('end', () => resolve(buf));
+      sock.on('error', reject);
+    });
+    expect(text).toMatch(/^HTTP\/1\.1 431 /);
+    const body = JSON.parse(text.slice(text.indexOf('\r\n\r\n') + 4));
+    expect(body).toStrictEqual({
+      error: { message: expect.stringContaining('headers'), type: 'invalid_request_error', param: null, code: 'request_header_fields_too_large' },
+    });
+    await stillServes();
+  });
+
+  it('a body sent too slowly: 408 after bodyTimeoutMs, the connection closed', async () => {
+    const engine = createEngine({ backend, tokenizer: new FakeTokenizer(), modelName: MODEL });
+    const s = await startServer({ engine, port: 0, bodyTimeoutMs: 500 });
+    try {
+      const t0 = Date.now();
+      const text = await new Promise<string>((resolve, reject) => {
+        const sock = connect(Number(new URL(s.url).port), '127.0.0.1', () => {
+          sock.write('POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"model":');
+          const drip = setInterval(() => sock.writable && sock.write(' '), 100); // keeps sending, never finishes
+          sock.on('close', () => clearInterval(drip));
+        });
+        let buf = '';
+        sock.on('data', (d) => (buf += d.toString()));
+        sock.on('close', () => resolve(buf));
+        sock.on('error', reject);
+      });
+      const dt = Date.now() - t0;
+      expect(text).toMatch(/^HTTP\/1\.1 408 /);
+      expect(JSON.parse(text.slice(text.indexOf('\r\n\r\n') + 4)).error.code).toBe('request_timeout');
+      expect(dt).toBeGreaterThanOrEqual(450);
+      expect(dt).toBeLessThan(3000);
+    } finally {
+      await s.close();
+    }
+  });
+
+  it('accepts the developer role as the system message', async () => {
+    backend.setScript(scriptOf('ok'));
+    const tok = new FakeTokenizer();
+    const engine = createEngine({ backend, tokenizer: tok, modelName: MODEL });
+    await engine.chat.completions.create({ model: MODEL, messages: [{ role: 'developer', content: 'Be brief.' }, ...HI] });
+    expect(tok.lastMessages).toStrictEqual([{ role: 'system', content: 'Be brief.' }, { role: 'user', content: 'Hi' }]);
+    const two = await post('/v1/chat/completions', JSON.stringify({ model: MODEL, messages: [{ role: 'developer', content: 'a' }, { role: 'system', content: 'b' }, ...HI] }));
+    expect(two.status).toBe(400);
+  });
+
+  it('max_completion_tokens is validated even when max_tokens is given', async () => {
+    const res = await post('/v1/chat/completions', JSON.stringify({ model: MODEL, messages: HI, max_tokens: 5, max_completion_tokens: -1 }));
+    expect(res.status).toBe(400);
+    expect(((await res.json()) as { error: { param: string } }).error.param).toBe('max_completion_tokens');
+  });
+
+  it('a tool schema nested thousands deep, or malformed: 400 naming it, not 500', async () => {
+    // Written as text: JSON.stringify itself would overflow the stack on this.
+    const deep = '{"type":"object","properties":{"a":'.repeat(20000) + '{"type":"string"}' + '}}'.repeat(20000);
+    const engine = createEngine({ backend, tokenizer: new FakeTokenizer(), modelName: MODEL });
+    const big = await startServer({ engine, port: 0 }); // the default 1 MiB body limit
+    const deepElsewhere = `{"type":"object","examples":${'['.repeat(20000)}${']'.repeat(20000)}}`; // not a subschema, still written into the prompt
+    const malformed = [{ type: 'object', properties: [] }, { type: 'objekt' }, { type: 'object', required: [1] }, { properties: { a: 5 } }];
+    for (const parameters of [deep, deepElsewhere, ...malformed.map((m) => JSON.stringify(m))]) {
+      for (const tool_choice of ['auto', 'required']) {
+        const body = `{"model":"${MODEL}","messages":${JSON.stringify(HI)},"tool_choice":"${tool_choice}","tools":[{"type":"function","function":{"name":"f","parameters":${parameters}}}]}`;
+        const res = await fetch(`${big.url}/v1/chat/completions`, { method: 'POST', body });
+        expect(res.status).toBe(400);
+        const err = ((await res.json()) as { error: { param: string; code: string } }).error;
+        expect(err.param).toBe('tools[0].function.parameters');
+        expect(err.code).toBe('invalid_schema');
+      }
+    }
+    // Tool call arguments nested deep in the conversation: not a 500 (here: too long for the context).
+    const args = JSON.stringify('['.repeat(20000) + ']'.repeat(20000));
+    const conv = `{"model":"${MODEL}","tools":[{"type":"function","function":{"name":"f"}}],"messages":[{"role":"user","content":"hi"},` +
+      `{"role":"assistant","tool_calls":[{"id":"c1","type":"function","function":{"name":"f","arguments":${args}}}]},{"role":"tool","tool_call_id":"c1","content":"ok"}]}`;
+    backend.setScript(scriptOf('fine'));
+    const res = await fetch(`${big.url}/v1/chat/completions`, { method: 'POST', body: conv });
+    expect(res.status).toBe(400);
+    expect(((await res.json()) as { error: { code: string } }).error.code).toBe('context_length_exceeded');
+    await big.close();
+    await stillServes();
   });
 });

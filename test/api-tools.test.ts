@@ -153,3 +153,12 @@ describe('parsing and rendering calls', () => {
     ).toBe('{"name":"ping","arguments":{"x":1}}\n{"name":"get_weather","arguments":"not json"}');
   });
 });
+
+describe('renderToolCalls', () => {
+  it('keeps arguments too deeply nested to write back as their text', () => {
+    const deep = '['.repeat(20000) + ']'.repeat(20000);
+    const out = renderToolCalls([{ id: 'c', type: 'function', function: { name: 'f', arguments: deep } }]);
+    expect(JSON.parse(out)).toStrictEqual({ name: 'f', arguments: deep });
+    expect(renderToolCalls([{ id: 'c', type: 'function', function: { name: 'f', arguments: '{"a": [1]}' } }])).toBe('{"name":"f","arguments":{"a":[1]}}');
+  });
+});

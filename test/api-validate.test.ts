@@ -33,8 +33,8 @@ const RANGES: { param: string; ok: unknown[]; bad: unknown[] }[] = [
   { param: 'stop', ok: ['x', ['a', 'b', 'c', 'd'], [], null], bad: [['a', 'b', 'c', 'd', 'e'], [1], '', ['ok', ''], 5] },
   { param: 'stream', ok: [true, false, null], bad: ['yes', 1] },
   { param: 'user', ok: ['u-1'], bad: [5] },
-  { param: 'n', ok: [1, null], bad: [2, 0, '1'] },
-  { param: 'logprobs', ok: [false, null], bad: [true] },
+  { param: 'n', ok: [1, 8, null], bad: [9, 0, 1.5, '1'] },
+  { param: 'logprobs', ok: [false, true, null], bad: ['true', 1] },
 ];
 
 describe('parameter ranges', () => {
@@ -75,6 +75,9 @@ describe('parameter ranges', () => {
       user: null,
       tools: [],
       toolChoice: { type: 'none' },
+      n: 1,
+      topLogprobs: null,
+      responseFormat: { type: 'text' },
     });
     const v = validateChatRequest({
       ...BASE,

@@ -71,12 +71,14 @@ it('every curl call in the README works as written against the server, bounded b
       const first = JSON.parse(events[0]!.slice(6));
       expect(first.object).toBe('chat.completion.chunk');
       expect(first.choices[0].delta.role).toBe('assistant');
-      expect(['length', 'stop']).toContain(JSON.parse(events.at(-2)!.slice(6)).choices[0].finish_reason);
+      const last = JSON.parse(events.at(-2)!.slice(6));
+      expect(['length', 'stop']).toContain(last.choices[0].finish_reason);
       expect(events.length).toBeLessThanOrEqual(maxTokens + 3);
+      expect(last.usage).toMatchObject({ completion_tokens: expect.any(Number), estimated_cost: expect.any(Number) }); // as DeepInfra's streams
     } else {
       const j = JSON.parse(r.stdout);
       expect(j.object).toBe('chat.completion');
-      expect(j.model).toBe('tiny-llama-2-kjv');
+      expect(j.model).toBe('meta-llama/Llama-2-70b-chat-hf'); // the id the call sent
       expect(j.choices[0].message.role).toBe('assistant');
       expect(j.usage.completion_tokens).toBeGreaterThan(0);
       expect(j.usage.completion_tokens).toBeLessThanOrEqual(maxTokens);

@@ -10,6 +10,7 @@ import {
   argmax,
   countTokens,
   createPrng,
+  tokenLogprob,
   createSampler,
   drawToken,
 } from '../runtime/sampler.ts';
@@ -364,5 +365,37 @@ describe('createSampler', () => {
     }
     const msPerStep = (performance.now() - t0) / 100;
     expect(msPerStep).toBeLessThan(40); // ~3 ms for both samplers together on a 2-core machine
+  });
+});
+
+describe('tokenLogprob', () => {
+  it('log-softmax of the chosen id and the k most likely ids, ties by lower id, -inf left out', () => {
+    const l = Float32Array.from([1, 3, -Infinity, 3, 0.5, 2]);
+    const m = 3;
+    const z = Math.log([1, 3, 3, 0.5, 2].reduce((a, v) => a + Math.exp(v - m), 0)) + m;
+    const r = tokenLogprob(l, 4, 4);
+    expect(r.token).toBe(4);
+    expect(r.logprob).toBeCloseTo(0.5 - z, 6);
+    expect(r.top.map((t) => t.token)).toEqual([1, 3, 5, 0]);
+    r.top.forEach((t) => expect(t.logprob).toBeCloseTo(l[t.token]! - z, 6));
+    expect(tokenLogprob(l, 1, 10).top.map((t) => t.token)).toEqual([1, 3, 5, 0, 4]); // never the -inf id
+    expect(tokenLogprob(l, 1, 0).top).toEqual([]);
+  });
+
+  it('a sampler asked for logprobs records them and draws the same tokens as one that is not', () => {
+    const params = { temperature: 0.8, topP: 0.9, topK: 5, minP: 0.01, presencePenalty: 0.5, frequencyPenalty: 0.2, repetitionPenalty: 1.2, seed: 3n };
+    const a = createSampler(params, [5, 6]);
+    const b = createSampler(params, [5, 6], { topLogprobs: 2 });
+    expect(b.greedy).toBe(false);
+    for (let step = 0; step < 30; step++) {
+      const logits = Float32Array.from({ length: 50 }, (_, i) => Math.sin(i * 7.1 + step) * 3);
+      const ta = a.sample(logits);
+      const tb = b.sample(logits);
+      expect(tb).toBe(ta);
+      a.accept(ta);
+      b.accept(tb);
+    }
+    expect(b.logprobs!.length).toBe(30);
+    expect(a.logprobs).toBeUndefined();
   });
 });

@@ -109,4 +109,43 @@ describe('scheduler', () => {
     await new Promise((r) => setTimeout(r, 50));
     expect(model.pool.usedBlocks).toBe(0);
   });
+
+  it('maxQueue 0: no waiting, only running; assertCapacity counts the sequences of an n > 1 request', async (t) => {
+    if (!model) return t.skip();
+    const sched = new Scheduler(model, { maxQueue: 0, maxBatch: 2 });
+    expect(() => sched.assertCapacity()).not.toThrow(); // idle: runs at once
+    expect(() => sched.assertCapacity(2)).not.toThrow();
+    expect(() => sched.assertCapacity(3)).toThrow(QueueFullError);
+    const a = collect(sched.generate({ promptTokens: promptOf(6, 11), maxTokens: 6, sampler: greedy() }));
+    const b = collect(sched.generate({ promptTokens: promptOf(6, 12), maxTokens: 6, sampler: greedy() }));
+    expect(sched.metrics().waiting + sched.metrics().running).toBe(2);
+    await expect(collect(sched.generate({ promptTokens: promptOf(6, 13), maxTokens: 4, sampler: greedy() }))).rejects.toBeInstanceOf(QueueFullError);
+    expect(await a).toEqual(oracle(promptOf(6, 11), 6));
+    expect(await b).toEqual(oracle(promptOf(6, 12), 6));
+    await new Promise((r) => setTimeout(r, 20));
+    expect(sched.idle).toBe(true);
+    expect(await collect(sched.generate({ promptTokens: promptOf(6, 13), maxTokens: 4, sampler: greedy() }))).toEqual(oracle(promptOf(6, 13), 4));
+    // With a queue of 1 and both slots busy, one more may wait, two more may not.
+    const q = new Scheduler(model, { maxQueue: 1, maxBatch: 2 });
+    const c = collect(q.generate({ promptTokens: promptOf(6, 14), maxTokens: 4, sampler: greedy() }));
+    const d = collect(q.generate({ promptTokens: promptOf(6, 15), maxTokens: 4, sampler: greedy() }));
+    expect(() => q.assertCapacity(1)).not.toThrow();
+    expect(() => q.assertCapacity(2)).toThrow(QueueFullError);
+    await Promise.all([c, d]);
+  });
+
+  it('logprobs do not change what a seeded sampler draws through the batched scheduler', async (t) => {
+    if (!model) return t.skip();
+    const sched = new Scheduler(model, { maxBatch: 4 });
+    const params = { temperature: 0.9, topP: 0.95, topK: 40, minP: 0, presencePenalty: 0.3, frequencyPenalty: 0, repetitionPenalty: 1.1, seed: 77n };
+    const p = promptOf(9, 21);
+    const withLp = createSampler(params, p, { topLogprobs: 3 });
+    const [plain, recorded] = await Promise.all([
+      collect(sched.generate({ promptTokens: p, maxTokens: 8, sampler: createSampler(params, p) })),
+      collect(sched.generate({ promptTokens: p, maxTokens: 8, sampler: withLp })),
+    ]);
+    expect(recorded).toEqual(plain);
+    expect(withLp.logprobs!.map((e) => e.token)).toEqual(recorded);
+    for (const e of withLp.logprobs!) expect(e.top.length).toBe(3);
+  });
 });

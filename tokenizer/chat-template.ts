@@ -88,7 +88,8 @@ function turnText(turn: Turn): string {
 export function formatLlama2Chat(tok: LlamaTokenizer, messages: readonly ChatMessage[]): number[] {
   const ids: number[] = [];
   for (const turn of toTurns(messages)) {
-    ids.push(tok.bosId, ...tok.encode(turnText(turn), { addBos: false }));
+    ids.push(tok.bosId);
+    for (const id of tok.encode(turnText(turn), { addBos: false })) ids.push(id); // no spread: a long turn would overflow the stack
     if (turn.assistant !== undefined) ids.push(tok.eosId);
   }
   return ids;
