@@ -10,6 +10,8 @@ const repoRoot = fileURLToPath(new URL('..', import.meta.url));
 export default defineConfig({
   root: demoDir,
   base: './',
+  // Unknown paths are 404s, not index.html: the model loader probes for optional files (generation_config.json).
+  appType: 'mpa',
   // assets/ (the default model's weights, tiny-llama-2-kjv/) is served and copied as the page's static files.
   publicDir: fileURLToPath(new URL('../assets', import.meta.url)),
   // The page imports ../api, ../runtime and ../tokenizer straight from the sources.

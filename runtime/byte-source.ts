@@ -80,11 +80,8 @@ export function nodeDir(path: string): ModelDir {
     async open(file) {
       const fs: typeof import('node:fs/promises') = await import(/* @vite-ignore */ NODE_FS);
       const full = path.replace(/\/$/, '') + '/' + file;
-      try {
-        await fs.access(full);
-      } catch {
-        return null;
-      }
+      // stat, not access: Deno's node:fs access() also asks for --allow-sys (it reads the uid)
+      if (!(await fs.stat(full).catch(() => null))?.isFile()) return null;
       return fileSource(full);
     },
   };

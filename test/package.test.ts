@@ -84,7 +84,9 @@ describe('the npm package', () => {
     for (const want of ['dist/index.js', 'dist/index.d.ts', 'dist/server.js', 'dist/server.d.ts', 'bin/llama2-webgpu.js', 'dist/cli/main.js']) {
       expect(paths).toContain(want);
     }
-    expect(paths.filter((p) => !/^(dist\/|bin\/|README\.md$|package\.json$|LICENSE)/.test(p))).toEqual([]);
+    expect(paths.filter((p) => !/^(dist\/|bin\/|assets\/tiny-llama-2-kjv\/|README\.md$|package\.json$|LICENSE)/.test(p))).toEqual([]);
+    // The default model's weights ship with it (loaded from the package in Node and Deno).
+    expect(paths).toContain('assets/tiny-llama-2-kjv/model.safetensors');
     expect(paths.filter((p) => p.endsWith('.map') || p.startsWith('dist/demo/') || /^dist\/(cli|bench)\/.*\.d\.ts$/.test(p))).toEqual([]);
     expect(pkg.dependencies.webgpu).toBeUndefined();
     expect(pkg.peerDependencies.webgpu).toBeDefined();

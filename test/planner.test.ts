@@ -367,7 +367,7 @@ describe('llama2-webgpu plan', () => {
     [['--model', 'llama-2-70b', '--device-memory', '24GiB,8GiB', '--devices', '3'], /2 sizes for --devices 3/],
     [['--model', 'no-such-model', '--device-memory', '24GiB'], /neither a built-in config \(llama-2-7b, llama-2-13b, llama-2-70b, tinyllama-1.1b\) nor a directory/],
     [['--model', 'llama-2-70b', '--device-memory', '24GiB', '--kv-budget', '1MiB'], /less than one block/],
-    [['--model', 'llama-2-70b', '--device-memory', '24GiB', '--frobnicate'], /Unknown option '--frobnicate'/],
+    [['--model', 'llama-2-70b', '--device-memory', '24GiB', '--frobnicate'], /unknown option --frobnicate/],
   ] as [string[], RegExp][]) {
     it(`usage error, exit 2: ${args.join(' ')}`, async () => {
       capture();

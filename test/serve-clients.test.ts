@@ -250,9 +250,11 @@ describe('a huge prompt does not stall the others', () => {
     polling = false;
     await poller;
     console.log(`1 MiB prompt refused in ${bigMs.toFixed(0)} ms; /health max ${Math.max(...healthMs).toFixed(0)} ms over ${healthMs.length} polls; stream max gap ${Math.max(...gaps).toFixed(0)} ms`);
-    expect(bigMs).toBeLessThan(1000);
-    expect(Math.max(...healthMs)).toBeLessThan(1000);
-    expect(Math.max(...gaps)).toBeLessThan(1500);
+    // Not a speed test: a tokenizer run on the event loop stalled everything for 8-9 s here; answers in
+    // ~0.1 s are typical, and the bounds leave room for a loaded 2-core machine.
+    expect(bigMs).toBeLessThan(4000);
+    expect(Math.max(...healthMs)).toBeLessThan(4000);
+    expect(Math.max(...gaps)).toBeLessThan(4000);
     // The other stream's answer is what it is alone.
     const alone = await llama!.engine.chat.completions.create({ model: MODEL, messages: [{ role: 'user', content: PROMPT }], temperature: 0, max_tokens: 24 });
     expect(text).toBe(alone.choices[0]!.message.content);

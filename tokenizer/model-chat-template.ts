@@ -28,6 +28,11 @@
 // it builds the same ids directly and strips exactly as Meta's Python code does.
 
 import { Template } from '@huggingface/jinja';
+
+/** A compiled chat template (@huggingface/jinja's Template; our own name keeps its types out of our declarations). */
+export interface CompiledTemplate {
+  render(vars: Record<string, unknown>): string;
+}
 import { formatLlama2Chat, type ChatMessage } from './chat-template.ts';
 import { LLAMA2_CHAT_TEMPLATE, LLAMA2_CHAT_TEMPLATE_META } from './llama2-config.ts';
 import type { LlamaTokenizer } from './tokenizer.ts';
@@ -69,7 +74,7 @@ function wrap(content: string, open: string, close: string): string {
   return m[1]! + open + m[2]! + close + m[3]!;
 }
 
-function renderWith(template: Template, messages: readonly ChatMessage[], vars: TemplateVars): string {
+function renderWith(template: CompiledTemplate, messages: readonly ChatMessage[], vars: TemplateVars): string {
   return template.render({ ...vars, messages: messages.map((m) => ({ role: m.role, content: m.content })), add_generation_prompt: true });
 }
 
@@ -77,7 +82,7 @@ function renderWith(template: Template, messages: readonly ChatMessage[], vars: 
  * Renders `messages` with a compiled template and marks the user's characters (see the header).
  * Throws when the template raises, or when it transforms contents in a way the marking cannot follow.
  */
-export function renderChatTemplate(template: Template, source: string, messages: readonly ChatMessage[], vars: TemplateVars): RenderedChat {
+export function renderChatTemplate(template: CompiledTemplate, source: string, messages: readonly ChatMessage[], vars: TemplateVars): RenderedChat {
   const [open, close] = pickSentinels([source, ...messages.map((m) => m.content), vars.bos_token, vars.eos_token, vars.unk_token]);
   const plain = renderWith(template, messages, vars);
   const marked = renderWith(template, messages.map((m) => ({ role: m.role, content: wrap(m.content, open, close) })), vars);
@@ -108,7 +113,7 @@ export function renderChatTemplate(template: Template, source: string, messages:
 }
 
 /** Compiles a chat template; throws naming where it came from. */
-export function compileChatTemplate(source: string): Template {
+export function compileChatTemplate(source: string): CompiledTemplate {
   try {
     return new Template(source);
   } catch (e) {
