@@ -13,6 +13,7 @@
 
 import { bf16ToF32, f16ToF32, f32ToF16 } from '../kernels/half.ts';
 import { GGML_BLOCKS, decodeBlocks, isGgmlBlockType } from '../kernels/ggml-blocks.ts';
+import type { WeightFormat } from '../kernels/weight-formats.ts';
 
 export interface GgmlType {
   id: number;
@@ -45,6 +46,14 @@ export const GGML_TYPES: ReadonlyMap<number, GgmlType> = new Map(
 export const READABLE_TYPES: ReadonlySet<string> = new Set([
   'F32', 'F16', 'BF16', 'Q4_0', 'Q4_1', 'Q5_0', 'Q5_1', 'Q8_0', 'Q2_K', 'Q3_K', 'Q4_K', 'Q5_K', 'Q6_K',
 ]);
+
+/** The GPU format a GGUF matrix of a READABLE type keeps when loaded as stored (F32 and F16 as ours, losslessly). */
+export function nativeFormat(type: string): WeightFormat {
+  if (type === 'F32') return 'f32';
+  if (type === 'F16') return 'f16';
+  if (READABLE_TYPES.has(type) && isGgmlBlockType(type)) return type;
+  throw new Error(`ggml type ${type} has no GPU format (supported: ${[...READABLE_TYPES].join(', ')})`);
+}
 
 export function ggmlTypeByName(name: string): GgmlType {
   for (const t of GGML_TYPES.values()) if (t.name === name) return t;
