@@ -132,15 +132,16 @@ function ggmlBlockCode(t: GgmlBlockFormat): BlockCode {
     rowBlockBase: (row, b) => `${row} * ((Kp / ${t.BS}u) * ${t.TS}u) + ${b} * ${(KB / t.BS) * t.TS}u`,
     head: () => [],
     xprep: () => [],
-    body: (r, j, M, _v, base) => {
-      const out: string[] = [];
-      for (let c = 0; c < 8; c++) {
-        const i = `(32u * ${j} + ${4 * c}u)`;
-        out.push(`let w${c} = deq4(${base} + (${i} / ${t.BS}u) * ${t.TS}u, ${i} % ${t.BS}u);`);
-      }
-      for (const m of ms(M)) out.push(`acc${r}_${m} += ${tree([...Array(8).keys()].map((c) => `w${c} * xb${m}_${c}`))};`);
-      return out;
-    },
+    body: (r, j, M, _v, base) => [
+      // A loop over the 8 vec4 rather than 8 inlined deq4 (whose code, times M, made LLVM take seconds per
+      // pipeline on lavapipe); its bound is not a constant for the same reason as subLoop's.
+      ...ms(M).map((m) => `var xs${m} = array<vec4<f32>, 8>(${[...Array(8).keys()].map((c) => `xb${m}_${c}`).join(', ')});`),
+      `for (var c = 0u; c < min(8u, Kp / 4u); c++) {`,
+      `  let i = 32u * ${j} + 4u * c;`,
+      `  let wv = deq4(${base} + (i / ${t.BS}u) * ${t.TS}u, i % ${t.BS}u);`,
+      ...ms(M).map((m) => `  acc${r}_${m} += wv * xs${m}[c];`),
+      `}`,
+    ],
   };
 }
 

@@ -1,0 +1,84 @@
+// The twelve GGUF file types people download, as llama.cpp's own quantizer writes them (recorded by
+// scripts/fixtures/gguf-mixes.ts from a random model whose matrix dimensions are multiples of 256):
+//  - `--dtype f32` of each file gives exactly llama.cpp's greedy tokens on the F32 file llama.cpp dequantized
+//    from it (so every block type in the mix is decoded exactly as llama.cpp decodes it);
+//  - the default load keeps every tensor in its own type on the GPU (bytes within 5% of the file's tensor
+//    bytes) and gives the f32 path's logits up to summation order.
+import { readFileSync } from 'node:fs';
+import { describe, it, expect, beforeAll } from 'vitest';
+import type { GpuContext } from '../runtime/device.ts';
+import { testGpu } from './helpers/gpu.ts';
+import { MIXES_CONFIG } from './helpers/gguf-mixes.ts';
+import { fileSource } from '../runtime/byte-source.ts';
+import { openGgufModel, toGgufName } from '../runtime/gguf-provider.ts';
+import { LlamaModel } from '../runtime/model.ts';
+import { expectedTensors } from '../runtime/keymap.ts';
+
+const DIR = new URL('./fixtures/gguf-mixes/', import.meta.url);
+const recorded = JSON.parse(readFileSync(new URL('tokens.json', DIR), 'utf8')) as {
+  prompt: number[];
+  mixes: Record<string, { tokens: number[]; types: Record<string, string> }>;
+};
+const MIXES = ['Q2_K', 'Q3_K_S', 'Q3_K_M', 'Q3_K_L', 'Q4_0', 'Q4_K_S', 'Q4_K_M', 'Q5_0', 'Q5_K_S', 'Q5_K_M', 'Q6_K', 'Q8_0'];
+
+let ctx: GpuContext | null = null;
+beforeAll(async () => {
+  ctx = await testGpu();
+});
+
+async function collect(gen: AsyncGenerator<number>): Promise<number[]> {
+  const out: number[] = [];
+  for await (const t of gen) out.push(t);
+  return out;
+}
+
+describe('GGUF mixes quantized by llama.cpp', () => {
+  it('all twelve mixes are recorded, each with its K-quant / legacy types', () => {
+    expect(Object.keys(recorded.mixes).sort()).toEqual([...MIXES].sort());
+    // llama.cpp writes output.weight as Q6_K in every mix but Q8_0 (the case the issue started from).
+    for (const mix of MIXES) expect(recorded.mixes[mix]!.types['output.weight']).toBe(mix === 'Q8_0' ? 'Q8_0' : 'Q6_K');
+  });
+
+  for (const mix of MIXES) {
+    it(`${mix}: f32 greedy = llama.cpp; native on the GPU as stored, logits = the f32 path's`, async (t) => {
+      if (!ctx) return t.skip();
+      const path = new URL(`${mix}.gguf`, DIR).pathname;
+      const g = await openGgufModel(await fileSource(path));
+      const rec = recorded.mixes[mix]!;
+      const opts = { gpu: ctx, context: 64, prefillChunk: 32, maxOut: 32 };
+      const f32 = await LlamaModel.fromProvider(g.provider, { ...opts, dtype: 'f32' });
+      let native: LlamaModel | null = null;
+      try {
+        expect(await collect(f32.generateGreedy(recorded.prompt, rec.tokens.length))).toEqual(rec.tokens);
+
+        native = await LlamaModel.fromProvider(g.provider, opts); // the default: as stored
+        const shapes = expectedTensors(MIXES_CONFIG);
+        const w = native.weights;
+        const mats = [w.tokEmbeddings!, w.output!, ...w.layers.flatMap((l) => [l.wq, l.wk, l.wv, l.wo, l.w1, l.w2, l.w3])];
+        for (const m of mats) {
+          const type = rec.types[toGgufName(m.name)]!;
+          expect(m.format, m.name).toBe(type === 'F32' ? 'f32' : type === 'F16' ? 'f16' : type);
+        }
+        let fileBytes = 0;
+        for (const name of shapes.keys()) fileBytes += g.file.tensors.get(toGgufName(name))!.byteLength;
+        expect(native.weightBytes / fileBytes).toBeGreaterThanOrEqual(1);
+        expect(native.weightBytes / fileBytes).toBeLessThan(1.05);
+
+        const toks = [...recorded.prompt, ...rec.tokens];
+        const want = await f32.logitsAll(toks);
+        const got = await native.logitsAll(toks);
+        let maxErr = 0, maxRef = 0;
+        for (let i = 0; i < want.length; i++) {
+          maxErr = Math.max(maxErr, Math.abs(got[i]! - want[i]!));
+          maxRef = Math.max(maxRef, Math.abs(want[i]!));
+        }
+        // The same weights, decoded in registers: only the order of the sums differs.
+        expect(maxErr / maxRef).toBeLessThan(1e-4);
+      } finally {
+        f32.destroy();
+        native?.destroy();
+        await g.close();
+      }
+    });
+  }
+});
