@@ -39,6 +39,7 @@ export interface GgmlBlockFormat {
   name: GgmlBlockType;
   BS: number; // weights per block
   TS: number; // bytes per block
+  f16At: number[]; // byte offsets of the block's f16 fields (scales, mins): what random blocks must keep finite
   /** CPU reference: decodes the block at byte `o` of `b` into y[yo .. yo + BS). */
   decode(b: Uint8Array, o: number, y: Float32Array, yo: number): void;
   /** WGSL body of `fn deq4(o: u32, i: u32) -> vec4<f32>`: weights i .. i + 3 (i % 4 == 0) of the block at byte o. */
@@ -70,7 +71,7 @@ const SCALE_MIN_K4_WGSL = /* wgsl */ `
 const NIB = (expr: string, shift: string): string => `((bytes4(${expr}) >> vec4<u32>(${shift})) & vec4<u32>(15u))`;
 
 const Q4_0: GgmlBlockFormat = {
-  name: 'Q4_0', BS: 32, TS: 18,
+  name: 'Q4_0', BS: 32, TS: 18, f16At: [0],
   decode(b, o, y, yo) {
     const d = f16(b, o);
     for (let j = 0; j < 16; j++) {
@@ -85,7 +86,7 @@ const Q4_0: GgmlBlockFormat = {
 };
 
 const Q4_1: GgmlBlockFormat = {
-  name: 'Q4_1', BS: 32, TS: 20,
+  name: 'Q4_1', BS: 32, TS: 20, f16At: [0, 2],
   decode(b, o, y, yo) {
     const d = f16(b, o), m = f16(b, o + 2);
     for (let j = 0; j < 16; j++) {
@@ -100,7 +101,7 @@ const Q4_1: GgmlBlockFormat = {
 };
 
 const Q5_0: GgmlBlockFormat = {
-  name: 'Q5_0', BS: 32, TS: 22,
+  name: 'Q5_0', BS: 32, TS: 22, f16At: [0],
   decode(b, o, y, yo) {
     const d = f16(b, o), qh = u32le(b, o + 2);
     for (let j = 0; j < 16; j++) {
@@ -116,7 +117,7 @@ const Q5_0: GgmlBlockFormat = {
 };
 
 const Q5_1: GgmlBlockFormat = {
-  name: 'Q5_1', BS: 32, TS: 24,
+  name: 'Q5_1', BS: 32, TS: 24, f16At: [0, 2],
   decode(b, o, y, yo) {
     const d = f16(b, o), m = f16(b, o + 2), qh = u32le(b, o + 4);
     for (let j = 0; j < 16; j++) {
@@ -132,7 +133,7 @@ const Q5_1: GgmlBlockFormat = {
 };
 
 const Q8_0: GgmlBlockFormat = {
-  name: 'Q8_0', BS: 32, TS: 34,
+  name: 'Q8_0', BS: 32, TS: 34, f16At: [0],
   decode(b, o, y, yo) {
     const d = f16(b, o);
     for (let j = 0; j < 32; j++) y[yo + j] = fr(i8(b[o + 2 + j]!) * d);
@@ -143,7 +144,7 @@ const Q8_0: GgmlBlockFormat = {
 };
 
 const Q2_K: GgmlBlockFormat = {
-  name: 'Q2_K', BS: 256, TS: 84,
+  name: 'Q2_K', BS: 256, TS: 84, f16At: [80, 82],
   decode(b, o, y, yo) {
     const d = f16(b, o + 80), dmin = f16(b, o + 82);
     for (let j = 0; j < 256; j++) {
@@ -161,7 +162,7 @@ const Q2_K: GgmlBlockFormat = {
 };
 
 const Q3_K: GgmlBlockFormat = {
-  name: 'Q3_K', BS: 256, TS: 110,
+  name: 'Q3_K', BS: 256, TS: 110, f16At: [108],
   decode(b, o, y, yo) {
     const d = f16(b, o + 108);
     for (let j = 0; j < 256; j++) {
@@ -180,7 +181,7 @@ const Q3_K: GgmlBlockFormat = {
 };
 
 const Q4_K: GgmlBlockFormat = {
-  name: 'Q4_K', BS: 256, TS: 144,
+  name: 'Q4_K', BS: 256, TS: 144, f16At: [0, 2],
   decode(b, o, y, yo) {
     const d = f16(b, o), dmin = f16(b, o + 2);
     for (let g = 0; g < 8; g++) {
@@ -197,7 +198,7 @@ const Q4_K: GgmlBlockFormat = {
 };
 
 const Q5_K: GgmlBlockFormat = {
-  name: 'Q5_K', BS: 256, TS: 176,
+  name: 'Q5_K', BS: 256, TS: 176, f16At: [0, 2],
   decode(b, o, y, yo) {
     const d = f16(b, o), dmin = f16(b, o + 2);
     for (let g = 0; g < 8; g++) {
@@ -218,7 +219,7 @@ const Q5_K: GgmlBlockFormat = {
 };
 
 const Q6_K: GgmlBlockFormat = {
-  name: 'Q6_K', BS: 256, TS: 210,
+  name: 'Q6_K', BS: 256, TS: 210, f16At: [208],
   decode(b, o, y, yo) {
     const d = f16(b, o + 208);
     for (let j = 0; j < 256; j++) {
@@ -239,7 +240,7 @@ const Q6_K: GgmlBlockFormat = {
 
 const bfBits = new Uint32Array(1), bfF32 = new Float32Array(bfBits.buffer);
 const BF16: GgmlBlockFormat = {
-  name: 'BF16', BS: 4, TS: 8,
+  name: 'BF16', BS: 4, TS: 8, f16At: [0, 2, 4, 6],
   decode(b, o, y, yo) {
     for (let j = 0; j < 4; j++) {
       bfBits[0] = (b[o + 2 * j]! | (b[o + 2 * j + 1]! << 8)) << 16;
