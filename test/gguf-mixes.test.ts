@@ -13,6 +13,12 @@ import { fileSource } from '../runtime/byte-source.ts';
 import { openGgufModel, toGgufName } from '../runtime/gguf-provider.ts';
 import { LlamaModel } from '../runtime/model.ts';
 import { expectedTensors } from '../runtime/keymap.ts';
+import { writeConverted } from '../runtime/converted.ts';
+import { openModelSource } from '../runtime/load.ts';
+import { planModel } from '../runtime/planner.ts';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 
 const DIR = new URL('./fixtures/gguf-mixes/', import.meta.url);
 const recorded = JSON.parse(readFileSync(new URL('tokens.json', DIR), 'utf8')) as {
@@ -63,6 +69,12 @@ describe('GGUF mixes quantized by llama.cpp', () => {
         for (const name of shapes.keys()) fileBytes += g.file.tensors.get(toGgufName(name))!.byteLength;
         expect(native.weightBytes / fileBytes).toBeGreaterThanOrEqual(1);
         expect(native.weightBytes / fileBytes).toBeLessThan(1.05);
+        // The planner counts what was allocated, format by format.
+        const plan = planModel({
+          config: MIXES_CONFIG, dtype: 'native', formats: g.provider.nativeFormats, context: 64, prefillChunk: 32, maxOut: 32,
+          devices: [{ memoryBytes: 2 ** 30, maxBindingBytes: ctx.maxBindingBytes, maxBufferBytes: ctx.maxBufferBytes }],
+        });
+        expect(plan.devices[0]!.weightBytes).toBe(native.weightBytes);
 
         const toks = [...recorded.prompt, ...rec.tokens];
         const want = await f32.logitsAll(toks);
@@ -81,4 +93,31 @@ describe('GGUF mixes quantized by llama.cpp', () => {
       }
     });
   }
+
+  it('convert keeps every tensor in its own type (Q4_K_M): the same blocks, loadable as stored', async () => {
+    const g = await openGgufModel(await fileSource(new URL('Q4_K_M.gguf', DIR).pathname));
+    const dir = await mkdtemp(join(tmpdir(), 'convert-native-'));
+    try {
+      await writeConverted(dir, g.provider, 'native', {});
+      const c = await openModelSource(dir);
+      try {
+        expect(c.provider.storedFormat).toBe('native');
+        expect([...c.provider.nativeFormats!]).toEqual([...g.nativeFormats]);
+        expect(new Set(g.nativeFormats.values())).toEqual(new Set(['Q4_K', 'Q6_K']));
+        for (const [name, f] of g.nativeFormats) {
+          const [rows] = expectedTensors(MIXES_CONFIG).get(name)!;
+          const a = await g.provider.readRowsPacked!(name, f, 0, rows!);
+          const b = await c.provider.readRowsPacked!(name, f, 0, rows!);
+          expect(a && b && Buffer.from(b).equals(Buffer.from(a)), name).toBe(true);
+          // A row range of a q/k matrix (rows permuted into HF order) decodes the same from both.
+          expect(await c.provider.readRowsF32(name, 64, 64)).toEqual(await g.provider.readRowsF32(name, 64, 64));
+        }
+      } finally {
+        await c.close();
+      }
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+      await g.close();
+    }
+  });
 });
