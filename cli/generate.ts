@@ -16,7 +16,7 @@ export const GENERATE_HELP = `llama2-webgpu generate [options]
   --max-tokens N        tokens to generate at most (default 64)
   --temperature T       0 = greedy (default 0)
   --top-p P, --top-k K, --seed S   sampling (with temperature > 0)
-  --dtype q4|q8|f16|f32 weight format on the GPU (default: a converted model's own, else f16)
+  --dtype q4|q8|f16|f32 weight format on the GPU (default: as stored for a GGUF or a converted model, else f16)
   --context N           context length to allocate (default: the model's, at most 4096)
   --json                print {"prompt_tokens":[...],"completion_tokens":[...],"text":"..."} as the last line`;
 
