@@ -2,8 +2,9 @@
 // file stores them: a (rows, K) matrix is rows x (K / BS) blocks of TS bytes, row-major, the file's bytes
 // unchanged (a row chunk is a byte range of the tensor). One record per type: its constants, the CPU
 // reference decoder (ggml-quants.c's dequantize_row_*, every f32 operation in the same order, so it
-// matches the `gguf` Python package's gguf.quants.dequantize bit for bit), and the WGSL of `deq4`, which
-// decodes 4 consecutive weights of a block in registers with the same operations.
+// matches the `gguf` Python package's gguf.quants.dequantize bit for bit), and the WGSL that decodes a block
+// in registers with the same operations: `grp` (what 32 consecutive weights share: scales and mins, multiplied
+// out once) and `deqg` (4 weights from their quants and grp's values); deq4 = deqg(grp) for random access.
 //
 // The GPU binding is `w: array<u32>` over the raw bytes; blocks of 18, 22, 34, 110 or 210 bytes are not
 // 4-byte aligned, so reads go through wU8 / wU16 / wU32 (byte offsets; wU32 of an unaligned offset joins
@@ -42,8 +43,13 @@ export interface GgmlBlockFormat {
   f16At: number[]; // byte offsets of the block's f16 fields (scales, mins): what random blocks must keep finite
   /** CPU reference: decodes the block at byte `o` of `b` into y[yo .. yo + BS). */
   decode(b: Uint8Array, o: number, y: Float32Array, yo: number): void;
-  /** WGSL body of `fn deq4(o: u32, i: u32) -> vec4<f32>`: weights i .. i + 3 (i % 4 == 0) of the block at byte o. */
-  deq4: string;
+  /**
+   * WGSL body of `fn grp(o: u32, i: u32) -> vec4<f32>`: what the 32 weights 32 (i / 32) .. of the block at byte o
+   * share (their scales and mins, already multiplied out: loaded once per 32 weights by the matrix kernels).
+   */
+  grp: string;
+  /** WGSL body of `fn deqg(o: u32, i: u32, g: vec4<f32>) -> vec4<f32>`: weights i .. i + 3 (i % 4 == 0), g = grp(o, i). */
+  deqg: string;
 }
 
 const fr = Math.fround;
@@ -80,9 +86,11 @@ const Q4_0: GgmlBlockFormat = {
       y[yo + j + 16] = fr(d * ((q >> 4) - 8));
     }
   },
-  deq4: `
+  grp: `
+  return vec4<f32>(wF16(o), 0.0, 0.0, 0.0);`,
+  deqg: `
   let q = ${NIB('wU32(o + 2u + i % 16u)', '4u * (i / 16u)')};
-  return wF16(o) * (vec4<f32>(q) - vec4<f32>(8.0));`,
+  return g.x * (vec4<f32>(q) - vec4<f32>(8.0));`,
 };
 
 const Q4_1: GgmlBlockFormat = {
@@ -95,9 +103,11 @@ const Q4_1: GgmlBlockFormat = {
       y[yo + j + 16] = fr(fr(d * (q >> 4)) + m);
     }
   },
-  deq4: `
-  let q = ${NIB('wU32(o + 4u + i % 16u)', '4u * (i / 16u)')};
-  return wF16(o) * vec4<f32>(q) + vec4<f32>(wF16(o + 2u));`,
+  grp: `
+  return vec4<f32>(wF16(o), wF16(o + 2u), 0.0, 0.0);`,
+  deqg: `
+  let q = ${NIB('w[(o + 4u + i % 16u) >> 2u]', '4u * (i / 16u)')};
+  return g.x * vec4<f32>(q) + vec4<f32>(g.y);`,
 };
 
 const Q5_0: GgmlBlockFormat = {
@@ -110,10 +120,12 @@ const Q5_0: GgmlBlockFormat = {
       y[yo + j + 16] = fr(d * (((q >> 4) | (((qh >>> (j + 16)) & 1) << 4)) - 16));
     }
   },
-  deq4: `
+  grp: `
+  return vec4<f32>(wF16(o), 0.0, 0.0, 0.0);`,
+  deqg: `
   let hb = (vec4<u32>(wU32(o + 2u)) >> (vec4<u32>(i) + vec4<u32>(0u, 1u, 2u, 3u))) & vec4<u32>(1u);
   let q = ${NIB('wU32(o + 6u + i % 16u)', '4u * (i / 16u)')} | (hb << vec4<u32>(4u));
-  return wF16(o) * (vec4<f32>(q) - vec4<f32>(16.0));`,
+  return g.x * (vec4<f32>(q) - vec4<f32>(16.0));`,
 };
 
 const Q5_1: GgmlBlockFormat = {
@@ -126,10 +138,12 @@ const Q5_1: GgmlBlockFormat = {
       y[yo + j + 16] = fr(fr(d * ((q >> 4) | (((qh >>> (j + 16)) & 1) << 4))) + m);
     }
   },
-  deq4: `
-  let hb = (vec4<u32>(wU32(o + 4u)) >> (vec4<u32>(i) + vec4<u32>(0u, 1u, 2u, 3u))) & vec4<u32>(1u);
-  let q = ${NIB('wU32(o + 8u + i % 16u)', '4u * (i / 16u)')} | (hb << vec4<u32>(4u));
-  return wF16(o) * vec4<f32>(q) + vec4<f32>(wF16(o + 2u));`,
+  grp: `
+  return vec4<f32>(wF16(o), wF16(o + 2u), 0.0, 0.0);`,
+  deqg: `
+  let hb = (vec4<u32>(w[(o + 4u) >> 2u]) >> (vec4<u32>(i) + vec4<u32>(0u, 1u, 2u, 3u))) & vec4<u32>(1u);
+  let q = ${NIB('w[(o + 8u + i % 16u) >> 2u]', '4u * (i / 16u)')} | (hb << vec4<u32>(4u));
+  return g.x * vec4<f32>(q) + vec4<f32>(g.y);`,
 };
 
 const Q8_0: GgmlBlockFormat = {
@@ -138,9 +152,11 @@ const Q8_0: GgmlBlockFormat = {
     const d = f16(b, o);
     for (let j = 0; j < 32; j++) y[yo + j] = fr(i8(b[o + 2 + j]!) * d);
   },
-  deq4: `
+  grp: `
+  return vec4<f32>(wF16(o), 0.0, 0.0, 0.0);`,
+  deqg: `
   let q = vec4<f32>(bitcast<vec4<i32>>(vec4<u32>(wU32(o + 2u + i)) << vec4<u32>(24u, 16u, 8u, 0u)) >> vec4<u32>(24u));
-  return q * wF16(o);`,
+  return q * g.x;`,
 };
 
 const Q2_K: GgmlBlockFormat = {
@@ -154,11 +170,16 @@ const Q2_K: GgmlBlockFormat = {
       y[yo + j] = fr(fr(fr(d * (sc & 15)) * q) - fr(dmin * (sc >> 4)));
     }
   },
-  deq4: `
+  grp: `
+  let s = 2u * (i / 32u); // the two 16-weight groups
+  let d = wF16(o + 80u); let dmin = wF16(o + 82u);
+  let a = wU8(o + s); let b = wU8(o + s + 1u);
+  return vec4<f32>(d * f32(a & 15u), dmin * f32(a >> 4u), d * f32(b & 15u), dmin * f32(b >> 4u));`,
+  deqg: `
   let n = i / 128u; let s = (i / 32u) % 4u; let l = i % 32u;
-  let sc = wU8(o + i / 16u);
-  let q = (bytes4(wU32(o + 16u + 32u * n + l)) >> vec4<u32>(2u * s)) & vec4<u32>(3u);
-  return (wF16(o + 80u) * f32(sc & 15u)) * vec4<f32>(q) - vec4<f32>(wF16(o + 82u) * f32(sc >> 4u));`,
+  let q = (bytes4(w[(o + 16u + 32u * n + l) >> 2u]) >> vec4<u32>(2u * s)) & vec4<u32>(3u);
+  let h = (i / 16u) % 2u == 1u;
+  return select(g.x, g.z, h) * vec4<f32>(q) - vec4<f32>(select(g.y, g.w, h));`,
 };
 
 const Q3_K: GgmlBlockFormat = {
@@ -172,12 +193,20 @@ const Q3_K: GgmlBlockFormat = {
       y[yo + j] = fr(fr(d * sc) * q);
     }
   },
-  deq4: `
-  let n = i / 128u; let s = (i / 32u) % 4u; let l = i % 32u; let g = i / 16u;
-  let sc = ((wU8(o + 96u + g % 8u) >> (4u * (g / 8u))) & 15u) | (((wU8(o + 104u + g % 4u) >> (2u * (g / 4u))) & 3u) << 4u);
+  grp: `
+  let d = wF16(o + 108u);
+  var out = vec4<f32>(0.0);
+  for (var k = 0u; k < 2u; k++) {
+    let gi = 2u * (i / 32u) + k; // 16-weight group
+    let sc = ((wU8(o + 96u + gi % 8u) >> (4u * (gi / 8u))) & 15u) | (((wU8(o + 104u + gi % 4u) >> (2u * (gi / 4u))) & 3u) << 4u);
+    out[k] = d * f32(i32(sc) - 32);
+  }
+  return out;`,
+  deqg: `
+  let n = i / 128u; let s = (i / 32u) % 4u; let l = i % 32u;
   let ql = (bytes4(wU32(o + 32u + 32u * n + l)) >> vec4<u32>(2u * s)) & vec4<u32>(3u);
   let hm = (bytes4(wU32(o + l)) >> vec4<u32>(4u * n + s)) & vec4<u32>(1u);
-  return (wF16(o + 108u) * f32(i32(sc) - 32)) * (vec4<f32>(ql) - 4.0 * vec4<f32>(vec4<u32>(1u) - hm));`,
+  return select(g.x, g.y, (i / 16u) % 2u == 1u) * (vec4<f32>(ql) - 4.0 * vec4<f32>(vec4<u32>(1u) - hm));`,
 };
 
 const Q4_K: GgmlBlockFormat = {
@@ -191,10 +220,13 @@ const Q4_K: GgmlBlockFormat = {
       for (let l = 0; l < 32; l++) y[yo + 32 * g + l] = fr(fr(dl * ((b[o + 16 + 32 * c + l]! >> (4 * h)) & 15)) - ml);
     }
   },
-  deq4: `
-  let c = i / 64u; let h = (i / 32u) % 2u; let l = i % 32u; let s = 2u * c + h; let q = o + 4u;${SCALE_MIN_K4_WGSL}
-  let v = ${NIB('wU32(o + 16u + 32u * c + l)', '4u * h')};
-  return (wF16(o) * f32(sc)) * vec4<f32>(v) - vec4<f32>(wF16(o + 2u) * f32(mn));`,
+  grp: `
+  let s = i / 32u; let q = o + 4u;${SCALE_MIN_K4_WGSL}
+  return vec4<f32>(wF16(o) * f32(sc), wF16(o + 2u) * f32(mn), 0.0, 0.0);`,
+  deqg: `
+  let c = i / 64u; let h = (i / 32u) % 2u; let l = i % 32u;
+  let v = ${NIB('w[(o + 16u + 32u * c + l) >> 2u]', '4u * h')};
+  return g.x * vec4<f32>(v) - vec4<f32>(g.y);`,
 };
 
 const Q5_K: GgmlBlockFormat = {
@@ -211,11 +243,14 @@ const Q5_K: GgmlBlockFormat = {
       }
     }
   },
-  deq4: `
-  let c = i / 64u; let h = (i / 32u) % 2u; let l = i % 32u; let s = 2u * c + h; let q = o + 4u;${SCALE_MIN_K4_WGSL}
-  let hb = (bytes4(wU32(o + 16u + l)) >> vec4<u32>(s)) & vec4<u32>(1u);
-  let v = ${NIB('wU32(o + 48u + 32u * c + l)', '4u * h')} | (hb << vec4<u32>(4u));
-  return (wF16(o) * f32(sc)) * vec4<f32>(v) - vec4<f32>(wF16(o + 2u) * f32(mn));`,
+  grp: `
+  let s = i / 32u; let q = o + 4u;${SCALE_MIN_K4_WGSL}
+  return vec4<f32>(wF16(o) * f32(sc), wF16(o + 2u) * f32(mn), 0.0, 0.0);`,
+  deqg: `
+  let c = i / 64u; let h = (i / 32u) % 2u; let l = i % 32u;
+  let hb = (bytes4(w[(o + 16u + l) >> 2u]) >> vec4<u32>(i / 32u)) & vec4<u32>(1u);
+  let v = ${NIB('w[(o + 48u + 32u * c + l) >> 2u]', '4u * h')} | (hb << vec4<u32>(4u));
+  return g.x * vec4<f32>(v) - vec4<f32>(g.y);`,
 };
 
 const Q6_K: GgmlBlockFormat = {
@@ -230,12 +265,15 @@ const Q6_K: GgmlBlockFormat = {
       y[yo + j] = fr(fr(d * sc) * ((lo | (hi << 4)) - 32));
     }
   },
-  deq4: `
+  grp: `
+  let d = wF16(o + 208u);
+  let s = o + 192u + 2u * (i / 32u);
+  return vec4<f32>(d * f32(bitcast<i32>(wU8(s) << 24u) >> 24u), d * f32(bitcast<i32>(wU8(s + 1u) << 24u) >> 24u), 0.0, 0.0);`,
+  deqg: `
   let n = i / 128u; let p = (i / 32u) % 4u; let l = i % 32u;
   let lo = ${NIB('wU32(o + 64u * n + 32u * (p % 2u) + l)', '4u * (p / 2u)')};
   let hi = (bytes4(wU32(o + 128u + 32u * n + l)) >> vec4<u32>(2u * p)) & vec4<u32>(3u);
-  let sc = f32(bitcast<i32>(wU8(o + 192u + i / 16u) << 24u) >> 24u);
-  return (wF16(o + 208u) * sc) * (vec4<f32>(lo | (hi << vec4<u32>(4u))) - vec4<f32>(32.0));`,
+  return select(g.x, g.y, (i / 16u) % 2u == 1u) * (vec4<f32>(lo | (hi << vec4<u32>(4u))) - vec4<f32>(32.0));`,
 };
 
 const bfBits = new Uint32Array(1), bfF32 = new Float32Array(bfBits.buffer);
@@ -247,8 +285,10 @@ const BF16: GgmlBlockFormat = {
       y[yo + j] = bfF32[0]!;
     }
   },
-  deq4: `
-  let a = wU32(o); let c = wU32(o + 4u);
+  grp: `
+  return vec4<f32>(0.0);`,
+  deqg: `
+  let a = w[o >> 2u]; let c = w[(o >> 2u) + 1u]; // o % 8 == 0
   return vec4<f32>(bitcast<f32>(a << 16u), bitcast<f32>(a & 0xffff0000u), bitcast<f32>(c << 16u), bitcast<f32>(c & 0xffff0000u));`,
 };
 
@@ -278,18 +318,21 @@ fn loadW4(row: u32, k4: u32, K4: u32) -> vec4<f32> {
 }`;
 }
 
-/** The byte readers over `w` and deq4 (shared by ggmlBlockWgsl and the matrix-vector kernels). */
+/** The byte readers over `w`, grp, deqg and deq4 (shared by ggmlBlockWgsl and the matrix-vector kernels). */
 export function ggmlBlockFns(t: GgmlBlockFormat): string {
   return /* wgsl */ `
 fn wU8(o: u32) -> u32 { return (w[o >> 2u] >> ((o & 3u) * 8u)) & 0xffu; }
 fn wF16(o: u32) -> f32 { return unpack2x16float(w[o >> 2u] >> ((o & 2u) * 8u)).x; } // o even
-fn wU32(o: u32) -> u32 { // little-endian u32 at any byte offset
+fn wU32(o: u32) -> u32 { // little-endian u32 at any byte offset (branch-free: measured faster on lavapipe)
   let a = o >> 2u;
   let s = (o & 3u) * 8u;
-  if (s == 0u) { return w[a]; }
-  return (w[a] >> s) | (w[a + 1u] << (32u - s));
+  let lo = w[a];
+  return select((lo >> s) | (w[a + 1u] << ((32u - s) & 31u)), lo, s == 0u);
 }
 fn bytes4(u: u32) -> vec4<u32> { return (vec4<u32>(u) >> vec4<u32>(0u, 8u, 16u, 24u)) & vec4<u32>(0xffu); }
-fn deq4(o: u32, i: u32) -> vec4<f32> {${t.deq4}
-}`;
+fn grp(o: u32, i: u32) -> vec4<f32> {${t.grp}
+}
+fn deqg(o: u32, i: u32, g: vec4<f32>) -> vec4<f32> {${t.deqg}
+}
+fn deq4(o: u32, i: u32) -> vec4<f32> { return deqg(o, i, grp(o, i)); }`;
 }

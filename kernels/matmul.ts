@@ -133,12 +133,14 @@ function ggmlBlockCode(t: GgmlBlockFormat): BlockCode {
     head: () => [],
     xprep: () => [],
     body: (r, j, M, _v, base) => [
-      // A loop over the 8 vec4 rather than 8 inlined deq4 (whose code, times M, made LLVM take seconds per
-      // pipeline on lavapipe); its bound is not a constant for the same reason as subLoop's.
+      // The group's scales once per 32 weights (grp), then a loop over the 8 vec4 rather than 8 inlined
+      // decodes (whose code, times M, made LLVM take seconds per pipeline on lavapipe); its bound is not a
+      // constant for the same reason as subLoop's.
       ...ms(M).map((m) => `var xs${m} = array<vec4<f32>, 8>(${[...Array(8).keys()].map((c) => `xb${m}_${c}`).join(', ')});`),
+      `let g = grp(${base} + (32u * ${j} / ${t.BS}u) * ${t.TS}u, (32u * ${j}) % ${t.BS}u);`,
       `for (var c = 0u; c < min(8u, Kp / 4u); c++) {`,
       `  let i = 32u * ${j} + 4u * c;`,
-      `  let wv = deq4(${base} + (i / ${t.BS}u) * ${t.TS}u, i % ${t.BS}u);`,
+      `  let wv = deqg(${base} + (i / ${t.BS}u) * ${t.TS}u, i % ${t.BS}u, g);`,
       ...ms(M).map((m) => `  acc${r}_${m} += wv * xs${m}[c];`),
       `}`,
     ],
