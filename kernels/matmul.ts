@@ -19,6 +19,9 @@
 //    blocks b ≡ l / 8 (mod 8) of K, so 8 neighbouring invocations read one contiguous 128-byte run. The 8
 //    partial sums of a row are reduced with subgroupShuffleXor where the device has subgroups (>= 8 lanes)
 //    and through workgroup memory otherwise. Grid: (ceil(N / 8), 1), folded.
+// GGUF's block types (kernels/ggml-blocks.ts) go through the same two designs: the weights are the file's raw
+// blocks (w: array<u32>), a block is KB = max(BS, 32) weights, and per 32 weights the type's `grp` loads and
+// multiplies out the group's scales once, then `deqg` decodes each vec4 from its quants in registers.
 // Prefill (M > 4), `PrefillKind`: the M = 4 matvec over slices of X along z (CPU adapters), or tiled: 64x64
 // output tiles, 256 invocations each computing a 4x4 block, K in steps of 16 staged through workgroup
 // memory, weights read with the format's generic loadW4. Grid: (ceil(N/64), ceil(M/64)).
