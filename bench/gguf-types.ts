@@ -4,7 +4,8 @@
 // time and greedy decode speed. Prints a Markdown table (the README's) and, with --json, one object per type.
 //
 //   LIBLLAMA_DIR=bench/llamacpp/node_modules/@node-llama-cpp/linux-x64/bins/linux-x64 QUANTIZE_PY=.../llama-quantize.py \
-//   npx vite-node bench/gguf-types.ts -- [--layers 1] [--tokens 8] [--mixes Q4_0,Q4_K_M,...] [--json] [--dir DIR]
+//   npx vite-node bench/gguf-types.ts -- [--layers 1] [--tokens 8] [--mixes Q4_0,Q4_K_M,...] [--dtype q4] [--json] [--dir DIR]
+// --dtype loads with that format instead of as stored (for comparison: the file's values quantized again).
 //
 // The F32 source (about 1.9 GB per layer plus 1 GB of embedding and head) and each quantized file are
 // written to --dir (default: the OS temp folder) and removed afterwards.
@@ -21,6 +22,7 @@ import { writeGgufFile } from '../runtime/gguf-writer.ts';
 import { LlamaModel } from '../runtime/model.ts';
 import { randomProvider } from '../runtime/random-model.ts';
 import { buildLlama2TokenizerJson } from '../tokenizer/index.ts';
+import type { DtypeFormat } from '../kernels/weight-formats.ts';
 
 const FTYPES: Record<string, number> = {
   Q2_K: 10, Q3_K_S: 11, Q3_K_M: 12, Q3_K_L: 13, Q4_0: 2, Q4_K_S: 14, Q4_K_M: 15, Q5_0: 8, Q5_K_S: 16, Q5_K_M: 17, Q6_K: 18, Q8_0: 7,
@@ -47,6 +49,7 @@ async function main(): Promise<void> {
   const nTokens = Number(arg('tokens', '8'));
   const mixes = arg('mixes', Object.keys(FTYPES).join(',')).split(',');
   const json = process.argv.includes('--json');
+  const dtype = arg('dtype', '') as DtypeFormat | '';
   const quantizePy = process.env.QUANTIZE_PY ?? '/work/shared/tools/llama-quantize.py';
   const cfg: LlamaConfig = {
     dim: 4096, hiddenDim: 11008, nLayers: layers, nHeads: 32, nKvHeads: 32, headDim: 128, vocabSize: 32000,
@@ -80,7 +83,7 @@ async function main(): Promise<void> {
         if (t.shape.length === 2) perType.set(t.type, (perType.get(t.type) ?? 0) + t.byteLength);
       }
       const t0 = performance.now();
-      const model = await LlamaModel.fromProvider(g.provider, { gpu, context: 256 });
+      const model = await LlamaModel.fromProvider(g.provider, { gpu, context: 256, ...(dtype ? { dtype } : {}) });
       const loadS = (performance.now() - t0) / 1000;
       const tokens: number[] = [];
       let tFirst = 0;
@@ -90,7 +93,7 @@ async function main(): Promise<void> {
       }
       const decodeTps = (tokens.length - 1) / ((performance.now() - tFirst) / 1000);
       const row: GgufTypeRow = {
-        mix, types: [...perType].sort((a, b) => b[1] - a[1]).map(([t]) => t).join(' '), file_bytes: fileBytes,
+        mix: dtype ? `${mix} --dtype ${dtype}` : mix, types: [...perType].sort((a, b) => b[1] - a[1]).map(([t]) => t).join(' '), file_bytes: fileBytes,
         gpu_bytes: model.weightBytes, ratio: model.weightBytes / fileBytes, load_s: loadS, decode_tps: decodeTps, tokens,
       };
       model.destroy();
@@ -100,7 +103,7 @@ async function main(): Promise<void> {
       if (json) console.log(JSON.stringify(row));
       else {
         const mib = (b: number): string => (b / 2 ** 20).toFixed(1);
-        console.log(`| ${mix} | ${row.types} | ${mib(fileBytes)} | ${mib(row.gpu_bytes)} | ${row.ratio.toFixed(4)} | ${decodeTps.toFixed(2)} |`);
+        console.log(`| ${row.mix} | ${row.types} | ${mib(fileBytes)} | ${mib(row.gpu_bytes)} | ${row.ratio.toFixed(4)} | ${decodeTps.toFixed(2)} |`);
       }
     }
   } finally {
