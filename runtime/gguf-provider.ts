@@ -1,6 +1,8 @@
 // A Llama model in one GGUF file (llama.cpp's format) as a TensorProvider: config from the metadata,
 // GGUF tensor names mapped to ours, q/k rows put back into HF order, tensors decoded to f32 row range
-// by row range, and the tokenizer rebuilt from the metadata.
+// by row range, and the tokenizer rebuilt from the metadata. By default (storedFormat 'native') every
+// block-quantized matrix goes to the GPU as the file's blocks (readRowsPacked: whole rows of bytes, q/k rows
+// moved whole), in its own format (nativeFormats: Q4_K, Q6_K, ...; F16 as f16, F32 as f32).
 //
 // Row order of attn_q / attn_k. HF checkpoints apply RoPE "rotate-half" style: within a head of D
 // rows, row i (i < D/2) pairs with row i + D/2. Meta's original layout, which GGUF keeps and
