@@ -69,9 +69,10 @@ function scaleMinK4(b: Uint8Array, q: number, s: number): [number, number] {
 
 /** WGSL: (sc, m) of pair s for the Q4_K / Q5_K scales at byte q. */
 const SCALE_MIN_K4_WGSL = /* wgsl */ `
-  var sc: u32; var mn: u32;
-  if (s < 4u) { sc = wU8(q + s) & 63u; mn = wU8(q + s + 4u) & 63u; }
-  else { sc = (wU8(q + s + 4u) & 15u) | ((wU8(q + s - 4u) >> 6u) << 4u); mn = (wU8(q + s + 4u) >> 4u) | ((wU8(q + s) >> 6u) << 4u); }`;
+  let s3 = bytes4(w[q >> 2u]); let s7 = bytes4(w[(q >> 2u) + 1u]); let s11 = bytes4(w[(q >> 2u) + 2u]); // q % 4 == 0
+  let lo = s % 4u;
+  let sc = select((s11[lo] & 15u) | ((s3[lo] >> 6u) << 4u), s3[lo] & 63u, s < 4u);
+  let mn = select((s11[lo] >> 4u) | ((s7[lo] >> 6u) << 4u), s7[lo] & 63u, s < 4u);`;
 
 /** The 4 bytes at byte offset o of w as vec4<u32> (byte 0 first). */
 const NIB = (expr: string, shift: string): string => `((bytes4(${expr}) >> vec4<u32>(${shift})) & vec4<u32>(15u))`;
