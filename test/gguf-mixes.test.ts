@@ -6,7 +6,7 @@
 //    bytes) and gives the f32 path's logits up to summation order.
 import { readFileSync } from 'node:fs';
 import { describe, it, expect, beforeAll } from 'vitest';
-import type { GpuContext } from '../runtime/device.ts';
+import { createGpuContext, type GpuContext } from '../runtime/device.ts';
 import { testGpu } from './helpers/gpu.ts';
 import { MIXES_CONFIG } from './helpers/gguf-mixes.ts';
 import { fileSource } from '../runtime/byte-source.ts';
@@ -119,5 +119,30 @@ describe('GGUF mixes quantized by llama.cpp', () => {
       await rm(dir, { recursive: true, force: true });
       await g.close();
     }
+  });
+
+  it('matrices larger than one binding split at row (block) boundaries and give the same logits', async (t) => {
+    if (!ctx) return t.skip();
+    // 16 KiB per binding: the Q6_K head (288 rows of 210 bytes) and every (256, 256) Q4_0 / Q4_K matrix split
+    // into chunks of whole rows; Q4_0's 18-byte blocks start chunks at 2-byte-aligned rows, too.
+    const small = await createGpuContext({ maxBindingBytes: 16 * 1024 });
+    for (const mix of ['Q4_0', 'Q4_K_M']) {
+      const g = await openGgufModel(await fileSource(new URL(`${mix}.gguf`, DIR).pathname));
+      const opts = { context: 64, prefillChunk: 32, maxOut: 32 };
+      const one = await LlamaModel.fromProvider(g.provider, { ...opts, gpu: ctx });
+      const split = await LlamaModel.fromProvider(g.provider, { ...opts, gpu: small });
+      try {
+        expect(split.weights.output!.chunks.length).toBe(Math.ceil(288 / Math.floor((16 * 1024) / 210)));
+        expect(split.weights.layers[0]!.wq.chunks.length).toBeGreaterThan(1);
+        expect(split.weightBytes).toBeGreaterThanOrEqual(one.weightBytes); // chunks pad to 16 bytes
+        const toks = [...recorded.prompt, ...recorded.mixes[mix]!.tokens];
+        expect(await split.logitsAll(toks)).toEqual(await one.logitsAll(toks));
+      } finally {
+        one.destroy();
+        split.destroy();
+        await g.close();
+      }
+    }
+    small.destroy();
   });
 });
