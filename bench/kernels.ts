@@ -20,13 +20,17 @@
 // speed does not depend on the values, and packing 28672 x 8192 random weights in JS would take longer
 // than the benchmark.
 //
-// Standalone: BENCH_KERNELS_MAIN=1 npx vite-node bench/kernels.ts -- [--json] [--dtypes q4,f16] [--shapes 4096x4096,...]
+// GGUF's block types (Q4_0 ... Q6_K, BF16: kept as stored, decoded in registers) are measured with
+// --dtypes Q4_K,Q6_K,... (or `gguf` for all of them) beside f32/f16/q8/q4; their weights are random blocks.
+//
+// Standalone: BENCH_KERNELS_MAIN=1 npx vite-node bench/kernels.ts -- [--json] [--dtypes q4,f16,Q4_K|gguf] [--shapes 4096x4096,...]
 //   [--kernels matvec,prefill,tiled] [--iterations N] [--variant lanes|split|split-shared] [--prefill matvec|tiled]
 //   [--prefill-m N] [--prefill-all] [--no-f32-70b]
 
 import { bindGroup, getPipeline, storageBuffer, uniformBuffer, packParams } from '../kernels/common.ts';
 import { matmulPipelines, recordMatmul, encodeMatmul, variantName, type MatmulDispatch, type PrefillKind } from '../kernels/matmul.ts';
-import { formatSpec, type WeightFormat } from '../kernels/weight-formats.ts';
+import { formatSpec, isGgmlFormat, type WeightFormat } from '../kernels/weight-formats.ts';
+import { GGML_BLOCKS } from '../kernels/ggml-blocks.ts';
 import { createGpuContext, type GpuContext } from '../runtime/device.ts';
 import { rowsPerChunk } from '../runtime/weights.ts';
 
@@ -173,7 +177,14 @@ function makeChunks(gpu: GpuContext, dtype: WeightFormat, N: number, K: number):
     s ^= s << 13; s >>>= 0; s ^= s >>> 17; s ^= s << 5; s >>>= 0;
     src[i] = ((s / 4294967296) * 2 - 1) * 0.05;
   }
-  const tile = spec.pack(src, tileRows, K);
+  let tile: Uint8Array;
+  if (isGgmlFormat(dtype)) {
+    // GGUF block types have no packer: random blocks whose f16 fields (scales, mins) are small finite halves.
+    const b = GGML_BLOCKS[dtype];
+    tile = new Uint8Array(spec.bufferBytes(tileRows, K));
+    for (let i = 0; i < tile.length; i++) tile[i] = Math.floor((src[i % src.length]! + 0.05) * 2550) & 255;
+    for (let o = 0; o < tile.length; o += b.TS) for (const f of b.f16At) tile.set([0x00, 0x1c + (o % 7)], o + f); // ~2^-8
+  } else tile = spec.pack(src, tileRows, K);
   const piece = new Uint8Array(Math.max(1, Math.floor(16 * 2 ** 20 / tile.byteLength)) * tile.byteLength);
   for (let o = 0; o < piece.byteLength; o += tile.byteLength) piece.set(tile, o);
   const chunks: { buffer: GPUBuffer; rowStart: number; rows: number }[] = [];
@@ -286,7 +297,10 @@ export function parseBenchKernelsArgs(argv: string[]): Omit<BenchKernelsOptions,
     };
     if (a === '--json') o.json = true;
     else if (a === '--no-f32-70b') o.skipF32Large = true;
-    else if (a === '--dtypes') o.dtypes = val().split(',') as WeightFormat[];
+    else if (a === '--dtypes') {
+      o.dtypes = val().split(',').flatMap((d) => (d === 'gguf' ? Object.keys(GGML_BLOCKS) : [d])) as WeightFormat[];
+      for (const d of o.dtypes) formatSpec(d); // throws naming the formats there are
+    }
     else if (a === '--kernels') o.kernels = val().split(',') as BenchKernel[];
     else if (a === '--iterations') o.iterations = Number(val());
     else if (a === '--variant') o.variant = val() as 'lanes' | 'split' | 'split-shared';

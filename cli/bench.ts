@@ -11,7 +11,7 @@ export const BENCH_HELP = `${BENCH_GENERATE_HELP}
 
 ${BENCH_SERVE_HELP}
 
-llama2-webgpu bench kernels [--json] [--dtypes f32,f16,q8,q4] [--shapes 4096x4096,...] [--kernels matvec,prefill,tiled]
+llama2-webgpu bench kernels [--json] [--dtypes f32,f16,q8,q4,Q4_K,...|gguf] [--shapes 4096x4096,...] [--kernels matvec,prefill,tiled]
                             [--iterations N] [--no-f32-70b] [--prefill-m M]
   Time per call, weight GB/s, and that as a fraction of the adapter's streaming-read bandwidth measured in the
   same run, for the matmul kernels on Llama-2-7B's and 70B's shapes; prefill matmul in GFLOP/s. With --json each

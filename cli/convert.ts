@@ -2,19 +2,28 @@
 
 import { openModelSource } from '../runtime/load.ts';
 import { writeConverted } from '../runtime/converted.ts';
-import { FORMATS, type WeightFormat } from '../kernels/weight-formats.ts';
+import { FORMATS, type Dtype } from '../kernels/weight-formats.ts';
 import { UsageError, parseCommandArgs, choiceArg } from './common.ts';
 
-export const CONVERT_HELP = `llama2-webgpu convert --model DIR|FILE --dtype q4|q8|f16|f32 --out DIR
+export const CONVERT_HELP = `llama2-webgpu convert --model DIR|FILE [--dtype native|q4|q8|f16|f32] --out DIR
   Writes DIR with the weights packed in the GPU format (safetensors + metadata naming the format), so
-  loading it does not quantize again. --model takes an HF directory or a .gguf file.`;
+  loading it does not quantize again. --model takes an HF directory or a .gguf file. --dtype defaults to
+  native for a GGUF (every tensor kept in its own type: Q4_K, Q6_K, ...) and to q4 otherwise.`;
 
 export async function runConvert(argv: string[]): Promise<number> {
   const { values } = parseCommandArgs(argv, { model: { type: 'string' }, dtype: { type: 'string' }, out: { type: 'string' } });
   if (!values.model) throw new UsageError('--model is required');
   if (!values.out) throw new UsageError('--out is required');
-  const dtype = choiceArg('dtype', values.dtype, Object.keys(FORMATS) as WeightFormat[], 'q4')!;
   const src = await openModelSource(values.model);
+  const native = src.provider.storedFormat === 'native';
+  const choices = [...(native ? ['native'] : []), ...Object.keys(FORMATS)] as Dtype[];
+  let dtype: Dtype;
+  try {
+    dtype = choiceArg('dtype', values.dtype, choices, native ? 'native' : 'q4')!;
+  } catch (e) {
+    await src.close();
+    throw e;
+  }
   const t0 = performance.now();
   try {
     const extra: Record<string, string> = {};

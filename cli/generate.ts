@@ -13,7 +13,7 @@ export const GENERATE_HELP = `llama2-webgpu generate [options]
   Raw completion of BOS + the prompt (no chat template), through WebGPU.
   --model DIR|FILE|default  what to load (default: the embedded model, no download):
                         an HF model directory (config.json, *.safetensors, tokenizer.json),
-                        a llama.cpp .gguf file (F32, F16, BF16, Q8_0, Q4_0; tokenizer from its metadata),
+                        a llama.cpp .gguf file (F32, F16, BF16, Q4_0..Q8_0, Q2_K..Q6_K; tokenizer from its metadata),
                         or a directory written by \`llama2-webgpu convert\` (loads without quantizing)
   --prompt TEXT         the prompt (required)
   --max-tokens N        tokens to generate at most (default 64)
@@ -21,7 +21,7 @@ export const GENERATE_HELP = `llama2-webgpu generate [options]
   --top-p P, --top-k K, --repetition-penalty R   sampling (default: the model's generation_config.json
                         values, else 1, 0 (off), 1)
   --seed S              seed of the sampler (default: random)
-  --dtype q4|q8|f16|f32 weight format on the GPU (default: a converted model's own, else f16)
+  --dtype q4|q8|f16|f32 weight format on the GPU (default: as stored for a GGUF or a converted model, else f16)
   --context N           context length to allocate (default: the model's, at most 4096)
   --devices N           shard the layers over N WebGPU devices (default 1)
   --device-memory SIZE  memory of each device, e.g. 24GiB: a model that does not fit is refused before loading

@@ -19,12 +19,16 @@
 //    blocks b ≡ l / 8 (mod 8) of K, so 8 neighbouring invocations read one contiguous 128-byte run. The 8
 //    partial sums of a row are reduced with subgroupShuffleXor where the device has subgroups (>= 8 lanes)
 //    and through workgroup memory otherwise. Grid: (ceil(N / 8), 1), folded.
+// GGUF's block types (kernels/ggml-blocks.ts) go through the same two designs: the weights are the file's raw
+// blocks (w: array<u32>), a block is KB = max(BS, 32) weights, and per 32 weights the type's `grp` loads and
+// multiplies out the group's scales once, then `deqg` decodes each vec4 from its quants in registers.
 // Prefill (M > 4), `PrefillKind`: the M = 4 matvec over slices of X along z (CPU adapters), or tiled: 64x64
 // output tiles, 256 invocations each computing a 4x4 block, K in steps of 16 staged through workgroup
 // memory, weights read with the format's generic loadW4. Grid: (ceil(N/64), ceil(M/64)).
 
 import { STEP_WGSL, packParams, type Dispatch, encodeDispatch, getPipeline, bindGroup, uniformBuffer } from './common.ts';
 import { formatSpec, type WeightFormat } from './weight-formats.ts';
+import { GGML_BLOCKS, ggmlBlockFns, isGgmlBlockType, type GgmlBlockFormat } from './ggml-blocks.ts';
 import { F16_KBLOCK, Q8_KBLOCK, Q4_KBLOCK, F16_BLOCK_VEC4, Q8_BLOCK_VEC4, Q4_BLOCK_VEC4, OCTET } from './quantize.ts';
 
 export const MATVEC_MAX_M = 4;
@@ -48,7 +52,7 @@ export interface MatvecDevice {
  * spills cost more than the X loads saved, except for q4 at 2 (f16 at 2: 0.28 of the read bandwidth vs
  * 0.49 at 1; q4 at 1, 2, 3, 4: 0.22, 0.30, 0.25, 0.20).
  */
-const LANES_ROWSETS: Record<WeightFormat, number> = { f32: 1, f16: 1, q8: 1, q4: 2 };
+const LANES_ROWSETS: Partial<Record<WeightFormat, number>> = { f32: 1, f16: 1, q8: 1, q4: 2 }; // GGUF block types: 1
 
 /**
  * The matrix-vector design for a device: `lanes` on CPU adapters whose subgroups have a fixed size that is
@@ -63,7 +67,7 @@ export function matvecVariant(ctx: MatvecDevice, format: WeightFormat, force?: '
   const fixedSg = ctx.hasSubgroups && sgMin === sgMax && sgMin % OCTET === 0 && sgMin > 0;
   if (force === 'lanes' || (force === undefined && cpu && fixedSg)) {
     if (!fixedSg) throw new Error('the lanes matvec needs subgroups of one fixed size, a multiple of 8');
-    return { kind: 'lanes', sg: sgMin, rowsets: LANES_ROWSETS[format] };
+    return { kind: 'lanes', sg: sgMin, rowsets: LANES_ROWSETS[format] ?? 1 };
   }
   return { kind: 'split', subgroups: force !== 'split-shared' && ctx.hasSubgroups && sgMin >= OCTET };
 }
@@ -97,15 +101,17 @@ interface BlockCode {
   KB: number;
   sub: number;
   /** WGSL type of w's elements. */
-  elem: 'vec4<f32>' | 'vec4<u32>';
+  elem: 'vec4<f32>' | 'vec4<u32>' | 'u32';
+  /** WGSL functions over `w` the body calls (GGUF block types: the byte readers and deq4). */
+  fns?: string;
   /** Vec4 index of row `row`'s first vec4 in its block `b` (WGSL; `Kp` is K padded to whole blocks). */
   rowBlockBase(row: string, b: string): string;
   /** Stride between a row's consecutive vec4 within a block. */
   stride: number;
   /** Statements run once per block and row, before the sub-blocks (scales). */
   head(r: number, v: (i: number | string) => string): string[];
-  /** Statements for sub-block j (a WGSL u32 expression) of the block for row r. */
-  body(r: number, j: string, M: number, v: (i: number | string) => string): string[];
+  /** Statements for sub-block j (a WGSL u32 expression) of the block for row r, whose rowBlockBase is `base`. */
+  body(r: number, j: string, M: number, v: (i: number | string) => string, base: string): string[];
   /** Statements computing, per sub-block, shared values from xb (q4: prescaled x and sums). */
   xprep(M: number): string[];
 }
@@ -117,7 +123,35 @@ const Q4_LO_MASK = 'vec4<u32>(0xfu, 0xf00u, 0xf0000u, 0xf000000u)';
 const Q4_LO_SCALE = `vec4<f32>(1.0, ${f(2 ** -8)}, ${f(2 ** -16)}, ${f(2 ** -24)})`;
 const Q4_HI_SCALE = `vec4<f32>(${f(2 ** -4)}, ${f(2 ** -12)}, ${f(2 ** -20)}, 1.0)`;
 
+/**
+ * A GGUF block type: w is the raw bytes (u32 words), `base` the byte offset of the block (KB = max(BS, 32)
+ * weights: one block of 256 or 32, or 8 of BF16's 4-weight pseudo-blocks), and each vec4 of weights comes
+ * from the type's deq4 (kernels/ggml-blocks.ts), decoded in registers.
+ */
+function ggmlBlockCode(t: GgmlBlockFormat): BlockCode {
+  const KB = Math.max(t.BS, 32);
+  return {
+    KB, sub: KB / 32, elem: 'u32', stride: 1, fns: ggmlBlockFns(t),
+    rowBlockBase: (row, b) => `${row} * ((Kp / ${t.BS}u) * ${t.TS}u) + ${b} * ${(KB / t.BS) * t.TS}u`,
+    head: () => [],
+    xprep: () => [],
+    body: (r, j, M, _v, base) => [
+      // The group's scales once per 32 weights (grp), then a loop over the 8 vec4 rather than 8 inlined
+      // decodes (whose code, times M, made LLVM take seconds per pipeline on lavapipe); its bound is not a
+      // constant for the same reason as subLoop's.
+      ...ms(M).map((m) => `var xs${m} = array<vec4<f32>, 8>(${[...Array(8).keys()].map((c) => `xb${m}_${c}`).join(', ')});`),
+      `let g = grp(${base} + (32u * ${j} / ${t.BS}u) * ${t.TS}u, (32u * ${j}) % ${t.BS}u);`,
+      `for (var c = 0u; c < min(8u, Kp / 4u); c++) {`,
+      `  let i = 32u * ${j} + 4u * c;`,
+      `  let wv = deqg(${base} + (i / ${t.BS}u) * ${t.TS}u, i % ${t.BS}u, g);`,
+      ...ms(M).map((m) => `  acc${r}_${m} += wv * xs${m}[c];`),
+      `}`,
+    ],
+  };
+}
+
 function blockCode(format: WeightFormat): BlockCode {
+  if (isGgmlBlockType(format)) return ggmlBlockCode(GGML_BLOCKS[format]);
   switch (format) {
     case 'f32':
       return {
@@ -244,7 +278,7 @@ function lanesWgsl(format: WeightFormat, M: number, SG: number, ROWSETS: number)
     if (format === 'q4') sb.push(`let sx${m} = subgroupAdd(dot(xv${m}, vec4<f32>(select(1.0, 0.0, lane >= 8u))));`);
   }
   sb.push(...bc.xprep(M));
-  for (const r of rs) sb.push('{', ...bc.body(r, 'j', M, (i) => `w[base${r} + ${u32(i)} * ${bc.stride}u]`).map((s) => '  ' + s), '}');
+  for (const r of rs) sb.push('{', ...bc.body(r, 'j', M, (i) => `w[base${r} + ${u32(i)} * ${bc.stride}u]`, `base${r}`).map((s) => '  ' + s), '}');
   body.push(...subLoop(bc), ...sb.map((s) => '  ' + s), '}');
   L.push(...body.map((s) => '  ' + s), '}');
   for (const r of rs) {
@@ -262,7 +296,7 @@ ${PARAMS_WGSL}
 @group(0) @binding(2) var<storage, read> x: array<vec4<f32>>;     // (M, K)
 @group(0) @binding(3) var<storage, read_write> y: array<f32>;     // (M, ldy)
 @group(0) @binding(4) var<storage, read> w: array<${bc.elem}>;     // the chunk, ${format}
-
+${bc.fns ?? ''}
 // lanes: ${SG} rows per rowset, ${ROWSETS} rowsets per workgroup, ${M} row(s) of X.
 @compute @workgroup_size(${SG})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
@@ -294,7 +328,7 @@ function splitWgsl(format: WeightFormat, M: number, subgroups: boolean): string 
     if (format === 'q4') sb.push(`let sx${m} = ${[...Array(8).keys()].map((c) => `dot(xb${m}_${c}, vec4<f32>(1.0))`).join(' + ')};`);
   }
   sb.push(...bc.xprep(M));
-  sb.push(...bc.body(0, 'j', M, (i) => `w[base0 + ${u32(i)} * ${bc.stride}u]`));
+  sb.push(...bc.body(0, 'j', M, (i) => `w[base0 + ${u32(i)} * ${bc.stride}u]`, 'base0'));
   body.push(...subLoop(bc), ...sb.map((s) => '  ' + s), '}');
   L.push(...body.map((s) => '  ' + s), '}');
   const accVec = `vec4<f32>(${[0, 1, 2, 3].map((m) => (m < M ? `dot(acc0_${m}, vec4<f32>(1.0))` : '0.0')).join(', ')})`;
@@ -343,7 +377,7 @@ ${PARAMS_WGSL}
 @group(0) @binding(2) var<storage, read> x: array<vec4<f32>>;     // (M, K)
 @group(0) @binding(3) var<storage, read_write> y: array<f32>;     // (M, ldy)
 @group(0) @binding(4) var<storage, read> w: array<${bc.elem}>;     // the chunk, ${format}
-
+${bc.fns ?? ''}
 var<workgroup> part: array<vec4<f32>, ${SPLIT_WG}>; // partial sums, one vec4 lane per row of X
 
 // split: one octet per workgroup, ${SPLIT_SLICES} slices of K per row, ${M} row(s) of X.

@@ -38,14 +38,25 @@
 //
 // Quantization (group size 32, scale/min rounded outward, |error| <= d/2): kernels/quantize.ts. q8 and q4
 // need K % 32 == 0; the loader stores a matrix whose K is not as f16 (`supports`).
+//
+// GGUF's block types (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, BF16) are formats too, under
+// ggml's names: a GGUF tensor goes to the GPU with the file's bytes unchanged (rows of blocks, row-major,
+// rowAlign 1) and the kernels decode it in registers (kernels/ggml-blocks.ts has the layouts, the CPU
+// decoders and the WGSL). They are only loaded as stored: there is no packer from f32 for them.
 
 import { f16ToF32, f32ToF16 } from './half.ts';
+import { GGML_BLOCKS, decodeBlocks, ggmlBlockWgsl, type GgmlBlockFormat, type GgmlBlockType } from './ggml-blocks.ts';
 import {
   OCTET, QGROUP, packF16, unpackF16, packQ8, unpackQ8, packQ4, unpackQ4, f16RowBytes, q8RowBytes, q4RowBytes, octetBytes,
   quantizeRoundTrip,
 } from './quantize.ts';
 
-export type WeightFormat = 'f32' | 'f16' | 'q8' | 'q4';
+/** The formats any model can be converted to (`--dtype`). */
+export type DtypeFormat = 'f32' | 'f16' | 'q8' | 'q4';
+/** Every format a matrix can have on the GPU: the dtype formats and GGUF's block types, kept as stored. */
+export type WeightFormat = DtypeFormat | GgmlBlockType;
+/** What a load asks for: a format, or 'native' (each GGUF tensor in its own type, see TensorProvider.nativeFormats). */
+export type Dtype = WeightFormat | 'native';
 
 export interface FormatSpec {
   name: WeightFormat;
@@ -139,13 +150,44 @@ fn loadW4(row: u32, k4: u32, K4: u32) -> vec4<f32> {
   unpack: unpackQ4,
 };
 
-export const FORMATS: Record<WeightFormat, FormatSpec> = { f32, f16, q8, q4 };
+/** The dtype formats: a model in any format (f32 weights) can be packed into these. */
+export const FORMATS: Record<DtypeFormat, FormatSpec> = { f32, f16, q8, q4 };
+
+/** A GGUF block type as a format: the raw blocks (rows of K / BS blocks of TS bytes). */
+function ggmlFormat(t: GgmlBlockFormat): FormatSpec {
+  // BF16's pseudo-blocks are 4 weights; the matrix-vector kernels read 32 at a time, so it needs K % 32 == 0.
+  const kAlign = Math.max(t.BS, 32);
+  const rowBytes = (K: number): number => {
+    if (K % t.BS !== 0) throw new Error(`${t.name}: a row of ${K} weights is not a whole number of ${t.BS}-weight blocks`);
+    return (K / t.BS) * t.TS;
+  };
+  return {
+    name: t.name,
+    rowBytes,
+    rowAlign: 1,
+    bufferBytes: (rows, K) => rows * rowBytes(K),
+    supports: (K) => K % kAlign === 0,
+    wgsl: (b) => ggmlBlockWgsl(t, b),
+    pack: () => {
+      throw new Error(`${t.name} weights are loaded as a GGUF file stores them; they cannot be packed from f32 values (use --dtype q4, q8, f16 or f32)`);
+    },
+    unpack: (bytes, rows, K) => decodeBlocks(t, bytes, rows * K),
+  };
+}
+
+/** GGUF's block types, kept as stored. */
+export const GGML_FORMATS = Object.fromEntries(
+  Object.values(GGML_BLOCKS).map((t) => [t.name, ggmlFormat(t)]),
+) as Record<GgmlBlockType, FormatSpec>;
 
 export function formatSpec(f: WeightFormat): FormatSpec {
-  const s = FORMATS[f];
-  if (!s) throw new Error(`unknown weight format "${f}" (expected one of ${Object.keys(FORMATS).join(', ')})`);
+  const s = (FORMATS as Record<string, FormatSpec>)[f] ?? (GGML_FORMATS as Record<string, FormatSpec>)[f];
+  if (!s) throw new Error(`unknown weight format "${f}" (expected one of ${[...Object.keys(FORMATS), ...Object.keys(GGML_FORMATS)].join(', ')})`);
   return s;
 }
+
+export const isDtypeFormat = (f: string): f is DtypeFormat => f in FORMATS;
+export const isGgmlFormat = (f: string): f is GgmlBlockType => f in GGML_FORMATS;
 
 /** The format a (rows, K) matrix is stored in when `f` is asked for: f16 where f cannot hold rows of K. */
 export function storedFormat(f: WeightFormat, K: number): WeightFormat {
@@ -156,7 +198,7 @@ export function storedFormat(f: WeightFormat, K: number): WeightFormat {
  * CPU reference of a format's round trip: the weights the GPU sees for `data`, a (rows, K) matrix flattened
  * (q8, q4: K % 32 == 0, so groups never cross rows and the result does not depend on K).
  */
-export function roundTrip(f: WeightFormat, data: Float32Array): Float32Array {
+export function roundTrip(f: DtypeFormat, data: Float32Array): Float32Array {
   if (f === 'f32') return data;
   if (f === 'f16') return f16ToF32(f32ToF16(data));
   return quantizeRoundTrip(f, data);

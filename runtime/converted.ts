@@ -4,10 +4,10 @@
 // Layout: an HF-style directory (config.json, tokenizer files, generation_config.json) whose
 // model.safetensors holds every matrix as a U8 tensor of shape [bufferBytes(rows, K)] under its HF name,
 // with exactly the bytes formatSpec(format).pack(matrix, rows, K) gives (the whole matrix: octet
-// formats pad the last octet of rows with zeros), and the norm vectors as F32. The safetensors
-// __metadata__ names the format:
-//   "llama2_webgpu.format":        the requested format ("q4", ...)
-//   "llama2_webgpu.format.<name>": each matrix's stored format (f16 where q4/q8 cannot hold its K)
+// formats pad the last octet of rows with zeros; GGUF block types are the GGUF file's blocks, q/k rows
+// in HF order), and the norm vectors as F32. The safetensors __metadata__ names the format:
+//   "llama2_webgpu.format":        the requested format ("q4", ...), or "native" (from a GGUF, as stored)
+//   "llama2_webgpu.format.<name>": each matrix's stored format (f16 where q4/q8 cannot hold its K; Q4_K ...)
 //   "llama2_webgpu.version":       "1"
 // Row chunks that start at a multiple of the format's rowAlign are byte ranges of the packed tensor.
 
@@ -15,7 +15,10 @@ import type { HfModel } from './hf-model.ts';
 import type { TensorProvider } from './weights.ts';
 import { expectedTensors, toHfName } from './keymap.ts';
 import { readTensorAsF32, type TensorInfo } from './safetensors.ts';
-import { formatSpec, storedFormat, FORMATS, type WeightFormat } from '../kernels/weight-formats.ts';
+import { formatSpec, isDtypeFormat, isGgmlFormat, type Dtype, type WeightFormat } from '../kernels/weight-formats.ts';
+import { matrixFormats } from './weights.ts';
+
+const isFormat = (f: string): f is WeightFormat => isDtypeFormat(f) || isGgmlFormat(f);
 
 // node:fs in Node and Deno. A variable specifier keeps bundlers from resolving it in browser builds, where
 // models come as Blobs or URLs and the code that uses it never runs.
@@ -30,8 +33,8 @@ export function isConverted(m: HfModel): boolean {
 
 /** Validates a converted directory (every tensor present with the exact packed size) and gives its provider. */
 export function convertedProvider(m: HfModel): TensorProvider {
-  const fmt = m.metadata[CONVERTED_KEY] as WeightFormat;
-  if (!(fmt in FORMATS)) throw new Error(`${m.dir.name}: unknown converted format "${fmt}"`);
+  const fmt = m.metadata[CONVERTED_KEY] as Dtype;
+  if (fmt !== 'native' && !isFormat(fmt)) throw new Error(`${m.dir.name}: unknown converted format "${fmt}"`);
   if (m.metadata['llama2_webgpu.version'] !== CONVERTED_VERSION) {
     throw new Error(`${m.dir.name}: converted with format version ${m.metadata['llama2_webgpu.version']}, this runtime reads version ${CONVERTED_VERSION}: convert it again`);
   }
@@ -46,8 +49,8 @@ export function convertedProvider(m: HfModel): TensorProvider {
       if (t.dtype !== 'F32' || t.shape.join() !== shape.join()) throw new Error(`${m.dir.name}/${t.file}: tensor ${hf} must be F32 [${shape}], is ${t.dtype} [${t.shape}]`);
       continue;
     }
-    const f = (m.metadata[`${CONVERTED_KEY}.${hf}`] ?? storedFormat(fmt, shape[1]!)) as WeightFormat;
-    if (!(f in FORMATS)) throw new Error(`${m.dir.name}: tensor ${hf} has unknown format "${f}"`);
+    const f = m.metadata[`${CONVERTED_KEY}.${hf}`] ?? (fmt === 'native' ? undefined : formatSpec(fmt).supports(shape[1]!) ? fmt : 'f16');
+    if (f === undefined || !isFormat(f)) throw new Error(`${m.dir.name}: tensor ${hf} has unknown format "${f}"`);
     const want = formatSpec(f).bufferBytes(shape[0]!, shape[1]!);
     if (t.dtype !== 'U8' || t.byteLength !== want) {
       throw new Error(`${m.dir.name}/${t.file}: tensor ${hf} should hold ${want} bytes of packed ${f} for shape [${shape}], has ${t.dtype} of ${t.byteLength} bytes (truncated or converted for another model?)`);
@@ -61,6 +64,7 @@ export function convertedProvider(m: HfModel): TensorProvider {
   return {
     config: cfg,
     storedFormat: fmt,
+    nativeFormats: fmt === 'native' ? stored : undefined,
     async readRowsPacked(name, format, rowStart, rows) {
       const f = stored.get(name);
       if (f !== format) return null;
@@ -89,7 +93,7 @@ export function convertedProvider(m: HfModel): TensorProvider {
 
 /** Converts a model (any TensorProvider) into a directory of packed weights, one tensor in memory at a time. */
 export async function writeConverted(
-  outDir: string, src: TensorProvider, format: WeightFormat, extraFiles: Record<string, string>,
+  outDir: string, src: TensorProvider, format: Dtype, extraFiles: Record<string, string>,
   onTensor?: (name: string, done: number, total: number) => void,
 ): Promise<void> {
   const fs: typeof import('node:fs/promises') = await import(/* @vite-ignore */ NODE_FS);
@@ -99,10 +103,11 @@ export async function writeConverted(
   const cfg = src.config;
   const shapes = expectedTensors(cfg);
   const metadata: Record<string, string> = { format: 'pt', [CONVERTED_KEY]: format, 'llama2_webgpu.version': CONVERTED_VERSION };
+  const formats = matrixFormats(cfg, format, src.nativeFormats);
   const specs = [...shapes].map(([name, shape]) => {
     const hf = toHfName(name);
     if (shape.length === 1) return { name: hf, dtype: 'F32', shape, byteLength: shape[0]! * 4, ours: name };
-    const f = storedFormat(format, shape[1]!);
+    const f = formats.get(name)!;
     metadata[`${CONVERTED_KEY}.${hf}`] = f;
     const bytes = formatSpec(f).bufferBytes(shape[0]!, shape[1]!);
     return { name: hf, dtype: 'U8', shape: [bytes], byteLength: bytes, ours: name, format: f };
@@ -111,8 +116,14 @@ export async function writeConverted(
   await writeSafetensorsFile(`${outDir}/model.safetensors`, specs, async (hfName) => {
     const s = specs.find((x) => x.name === hfName)!;
     const shape = shapes.get(s.ours)!;
-    const data = await src.readRowsF32(s.ours, 0, shape[0]!);
-    const out = shape.length === 1 ? new Uint8Array(data.buffer, data.byteOffset, data.byteLength) : formatSpec(s.format!).pack(data, shape[0]!, shape[1]!);
+    // Stored blocks (a GGUF's) are copied as they are; anything else is packed from f32.
+    const packed = shape.length === 2 ? await src.readRowsPacked?.(s.ours, s.format!, 0, shape[0]!) : null;
+    let out: Uint8Array;
+    if (packed) out = packed;
+    else {
+      const data = await src.readRowsF32(s.ours, 0, shape[0]!);
+      out = shape.length === 1 ? new Uint8Array(data.buffer, data.byteOffset, data.byteLength) : formatSpec(s.format!).pack(data, shape[0]!, shape[1]!);
+    }
     onTensor?.(s.ours, ++done, specs.length);
     return out;
   }, metadata);

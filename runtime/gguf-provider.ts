@@ -1,6 +1,8 @@
 // A Llama model in one GGUF file (llama.cpp's format) as a TensorProvider: config from the metadata,
 // GGUF tensor names mapped to ours, q/k rows put back into HF order, tensors decoded to f32 row range
-// by row range, and the tokenizer rebuilt from the metadata.
+// by row range, and the tokenizer rebuilt from the metadata. By default (storedFormat 'native') every
+// block-quantized matrix goes to the GPU as the file's blocks (readRowsPacked: whole rows of bytes, q/k rows
+// moved whole), in its own format (nativeFormats: Q4_K, Q6_K, ...; F16 as f16, F32 as f32).
 //
 // Row order of attn_q / attn_k. HF checkpoints apply RoPE "rotate-half" style: within a head of D
 // rows, row i (i < D/2) pairs with row i + D/2. Meta's original layout, which GGUF keeps and
@@ -13,8 +15,9 @@
 
 import type { ByteSource } from './byte-source.ts';
 import { validateConfig, type LlamaConfig } from './config.ts';
-import { readGguf, readGgufRows, type GgufFile, type GgufTensorInfo, type GgufValue } from './gguf.ts';
-import { READABLE_TYPES } from './gguf-quants.ts';
+import { readGguf, readGgufRowBytes, readGgufRows, type GgufFile, type GgufTensorInfo, type GgufValue } from './gguf.ts';
+import { READABLE_TYPES, nativeFormat } from './gguf-quants.ts';
+import type { WeightFormat } from '../kernels/weight-formats.ts';
 import { tokenizerFromGguf } from './gguf-tokenizer.ts';
 import { expectedTensors } from './keymap.ts';
 import type { TensorProvider } from './weights.ts';
@@ -60,11 +63,12 @@ export function qkHeads(name: string, c: LlamaConfig): number {
  * Reorders the rows of a (heads * D, cols) matrix between the HF and the GGUF layouts (see the header).
  * `toGguf` true: HF -> GGUF (what the converter does); false: GGUF -> HF.
  */
-export function permuteQk(w: Float32Array, heads: number, cols: number, toGguf: boolean): Float32Array {
+export function permuteQk<T extends Float32Array | Uint8Array>(w: T, heads: number, cols: number, toGguf: boolean): T {
   const rows = w.length / cols;
   const D = rows / heads;
   if (!Number.isInteger(D) || D % 2 !== 0) throw new Error(`permuteQk: ${rows} rows are not ${heads} heads of an even size`);
-  const out = new Float32Array(w.length);
+  // cols: elements per row (a Uint8Array of raw GGUF rows permutes whole rows of bytes: blocks never cross rows).
+  const out = (w instanceof Float32Array ? new Float32Array(w.length) : new Uint8Array(w.length)) as T;
   for (let h = 0; h < heads; h++) {
     for (let i = 0; i < D / 2; i++) {
       for (let a = 0; a < 2; a++) {
@@ -155,6 +159,7 @@ export interface GgufModel {
   tokenizerConfigJson: string | null;
   metadata: Map<string, GgufValue>;
   tensorTypes: Map<string, string>; // our name -> ggml type name ("Q4_0")
+  nativeFormats: Map<string, WeightFormat>; // our matrix name -> its GPU format as stored ("Q4_K", f16 for F16)
   file: GgufFile;
   close(): Promise<void>;
 }
@@ -186,22 +191,40 @@ export async function openGgufModel(src: ByteSource): Promise<GgufModel> {
       }
       tensorTypes.set(name, t.type);
     }
+    // Matrices go to the GPU as stored (weights.ts, dtype 'native'): block types as their raw bytes.
+    const nativeFormats = new Map<string, WeightFormat>();
+    for (const [name, shape] of shapes) if (shape.length === 2) nativeFormats.set(name, nativeFormat(tensorTypes.get(name)!));
+
+    /** Rows of a tensor through `read`, q/k rows put back in HF order (a permuted row moves only within its head). */
+    const readRows = async <T extends Float32Array | Uint8Array>(
+      name: string, rowStart: number, rows: number, perRow: number, read: (t: GgufTensorInfo, r0: number, n: number) => Promise<T>,
+    ): Promise<T> => {
+      const t = tensors.get(name);
+      if (!t) throw new Error(`${src.name}: no tensor for "${name}"`);
+      const heads = qkHeads(name, config);
+      if (heads === 0) return read(t, rowStart, rows);
+      const D = config.headDim;
+      const h0 = Math.floor(rowStart / D);
+      const h1 = Math.ceil((rowStart + rows) / D);
+      const block = permuteQk(await read(t, h0 * D, (h1 - h0) * D), h1 - h0, perRow, false);
+      return block.subarray((rowStart - h0 * D) * perRow, (rowStart - h0 * D + rows) * perRow) as T;
+    };
 
     const provider: TensorProvider = {
       config,
+      storedFormat: 'native',
+      nativeFormats,
       async readRowsF32(name, rowStart, rows) {
         const t = tensors.get(name);
         if (!t) throw new Error(`${src.name}: no tensor for "${name}"`);
         if (t.shape.length === 1) return readGgufRows(src, t, 0, 1);
-        const heads = qkHeads(name, config);
-        if (heads === 0) return readGgufRows(src, t, rowStart, rows);
-        // Permuted rows move only within their head: read the whole heads covering the range.
-        const D = config.headDim;
-        const cols = t.shape[1]!;
-        const h0 = Math.floor(rowStart / D);
-        const h1 = Math.ceil((rowStart + rows) / D);
-        const block = permuteQk(await readGgufRows(src, t, h0 * D, (h1 - h0) * D), h1 - h0, cols, false);
-        return block.subarray((rowStart - h0 * D) * cols, (rowStart - h0 * D + rows) * cols);
+        return readRows(name, rowStart, rows, t.shape[1]!, (ti, r0, n) => readGgufRows(src, ti, r0, n));
+      },
+      // The file's bytes of a block-type matrix (F32 / F16 are packed from readRowsF32, losslessly).
+      async readRowsPacked(name, format, rowStart, rows) {
+        const t = tensors.get(name);
+        if (!t || t.shape.length !== 2 || format !== t.type) return null;
+        return readRows(name, rowStart, rows, t.byteLength / t.shape[0]!, (ti, r0, n) => readGgufRowBytes(src, ti, r0, n));
       },
     };
     const tok = tokenizerFromGguf(file.metadata, src.name);
@@ -212,6 +235,7 @@ export async function openGgufModel(src: ByteSource): Promise<GgufModel> {
       tokenizerConfigJson: tok?.tokenizerConfigJson ?? null,
       metadata: file.metadata,
       tensorTypes,
+      nativeFormats,
       file,
       close: async () => src.close?.(),
     };

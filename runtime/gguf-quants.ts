@@ -12,6 +12,8 @@
 //         largest magnitude, so the extreme maps to q = 0 exactly and the other side gets 8 levels.
 
 import { bf16ToF32, f16ToF32, f32ToF16 } from '../kernels/half.ts';
+import { GGML_BLOCKS, decodeBlocks, isGgmlBlockType } from '../kernels/ggml-blocks.ts';
+import type { WeightFormat } from '../kernels/weight-formats.ts';
 
 export interface GgmlType {
   id: number;
@@ -37,8 +39,21 @@ export const GGML_TYPES: ReadonlyMap<number, GgmlType> = new Map(
   TABLE.map(([name, id, blockSize, typeSize]) => [id, { id, name, blockSize, typeSize }]),
 );
 
-/** The types readRowsF32 can decode; everything else in GGML_TYPES is recognised but refused. */
-export const READABLE_TYPES: ReadonlySet<string> = new Set(['F32', 'F16', 'BF16', 'Q8_0', 'Q4_0']);
+/**
+ * The types we decode (exactly as ggml does: kernels/ggml-blocks.ts) and load; everything else in GGML_TYPES
+ * (the IQ families, Q8_1, Q8_K, TQ*, MXFP4, integers) is recognised but refused before anything is allocated.
+ */
+export const READABLE_TYPES: ReadonlySet<string> = new Set([
+  'F32', 'F16', 'BF16', 'Q4_0', 'Q4_1', 'Q5_0', 'Q5_1', 'Q8_0', 'Q2_K', 'Q3_K', 'Q4_K', 'Q5_K', 'Q6_K',
+]);
+
+/** The GPU format a GGUF matrix of a READABLE type keeps when loaded as stored (F32 and F16 as ours, losslessly). */
+export function nativeFormat(type: string): WeightFormat {
+  if (type === 'F32') return 'f32';
+  if (type === 'F16') return 'f16';
+  if (READABLE_TYPES.has(type) && isGgmlBlockType(type)) return type;
+  throw new Error(`ggml type ${type} has no GPU format (supported: ${[...READABLE_TYPES].join(', ')})`);
+}
 
 export function ggmlTypeByName(name: string): GgmlType {
   for (const t of GGML_TYPES.values()) if (t.name === name) return t;
@@ -171,6 +186,7 @@ export function dequantize(t: GgmlType, bytes: Uint8Array, n: number): Float32Ar
     case 'Q4_0':
       return dequantizeQ4_0(bytes, n);
     default:
+      if (READABLE_TYPES.has(t.name) && isGgmlBlockType(t.name)) return decodeBlocks(GGML_BLOCKS[t.name], bytes, n);
       throw new Error(`ggml type ${t.name} cannot be decoded (supported: ${[...READABLE_TYPES].join(', ')})`);
   }
 }

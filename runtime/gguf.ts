@@ -286,6 +286,19 @@ export async function readGgufRows(src: ByteSource, t: GgufTensorInfo, rowStart:
   }
 }
 
+/** Rows [rowStart, rowStart + rows) of a tensor as the file stores them (whole blocks: a row is ne[0] values). */
+export async function readGgufRowBytes(src: ByteSource, t: GgufTensorInfo, rowStart: number, rows: number): Promise<Uint8Array> {
+  const type = GGML_TYPES.get(t.typeId);
+  if (!type) throw new Error(`${src.name}: tensor "${t.name}" has unknown ggml type ${t.typeId}; this reader does not know it`);
+  const total = t.ne.slice(1).reduce((a, b) => a * b, 1);
+  if (!Number.isInteger(rowStart) || !Number.isInteger(rows) || rowStart < 0 || rows < 0 || rowStart + rows > total) {
+    throw new Error(`${src.name}: tensor "${t.name}": rows [${rowStart}, ${rowStart + rows}) are outside its ${total} rows`);
+  }
+  const rowBytes = ggmlRowBytes(type, t.ne[0]!);
+  const bytes = await src.read(t.offset + rowStart * rowBytes, rows * rowBytes);
+  return bytes.byteOffset % 4 === 0 ? bytes : bytes.slice(); // GPU uploads want 4-byte aligned views
+}
+
 // ---- writing ----------------------------------------------------------------------------------
 
 /** A tensor to write: its dims innermost first, its ggml type id and its data size. */

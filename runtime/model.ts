@@ -144,7 +144,7 @@ export class LlamaModel implements GenerationBackend {
     if (opts.deviceMemoryBytes) {
       if (opts.deviceMemoryBytes.length !== gpus.length) throw new Error(`deviceMemoryBytes has ${opts.deviceMemoryBytes.length} entries for ${gpus.length} devices`);
       const plan = planModel({
-        config: cfg, dtype, context, nSlots, blockSize, prefillChunk: opts.prefillChunk ?? 128, maxOut: opts.maxOut ?? 8,
+        config: cfg, dtype, formats: src.nativeFormats, context, nSlots, blockSize, prefillChunk: opts.prefillChunk ?? 128, maxOut: opts.maxOut ?? 8,
         kvBudgetBytes: nBlocks * blockBytes,
         devices: gpus.map((g, i) => ({ memoryBytes: opts.deviceMemoryBytes![i]!, maxBindingBytes: g.maxBindingBytes, maxBufferBytes: g.maxBufferBytes })),
       });

@@ -18,8 +18,9 @@
 // layer: under 2 KiB a layer), pipelines, and the driver's own overhead; leave some headroom for those.
 
 import type { LlamaConfig } from './config.ts';
-import { rowsPerChunk } from './weights.ts';
-import { FORMATS, formatSpec, storedFormat, type WeightFormat } from '../kernels/weight-formats.ts';
+import { matrixFormats, rowsPerChunk } from './weights.ts';
+import { expectedTensors } from './keymap.ts';
+import { FORMATS, formatSpec, storedFormat, type Dtype, type WeightFormat } from '../kernels/weight-formats.ts';
 
 /** What the planner needs to know about one device. Bytes. */
 export interface DeviceBudget {
@@ -30,7 +31,8 @@ export interface DeviceBudget {
 
 export interface PlanInput {
   config: LlamaConfig;
-  dtype: WeightFormat;
+  dtype: Dtype; // 'native': each matrix in its stored format, from `formats`
+  formats?: ReadonlyMap<string, WeightFormat>; // a model's stored formats (TensorProvider.nativeFormats), for 'native'
   context: number; // positions per sequence
   devices: DeviceBudget[];
   kvBudgetBytes?: number; // KV cache of the whole batch (all layers, K and V); default: nSlots full contexts
@@ -93,21 +95,25 @@ export function matrixBytes(rows: number, cols: number, dtype: WeightFormat, lim
 
 export interface WeightBytes {
   embedding: number; // tok_embeddings (vocab, dim)
-  layer: number; // one layer: wq wk wv wo w1 w2 w3 + attention_norm, ffn_norm (dim) f32
+  layer: number; // the largest layer: wq wk wv wo w1 w2 w3 + attention_norm, ffn_norm (dim) f32
+  layers: number[]; // each layer (they differ with dtype 'native': GGUF mixes give some layers more bits)
   norm: number; // final norm (dim) f32
   output: number; // output (vocab, dim); with tied embeddings the embedding's size
 }
 
-export function weightBytes(c: LlamaConfig, dtype: WeightFormat, limits: Limits): WeightBytes {
-  // As loadWeights: a model whose dim q8/q4 cannot hold loads whole as f16.
-  if (!formatSpec(dtype).supports(c.dim)) dtype = storedFormat(dtype, c.dim);
-  const qDim = c.nHeads * c.headDim;
-  const kvDim = c.nKvHeads * c.headDim;
-  const m = (rows: number, cols: number): number => matrixBytes(rows, cols, dtype, limits);
+/** GPU bytes of the weights with each matrix in the format loadWeights gives it (weights.ts matrixFormats). */
+export function weightBytes(c: LlamaConfig, dtype: Dtype, limits: Limits, formats?: ReadonlyMap<string, WeightFormat>): WeightBytes {
+  const fmt = matrixFormats(c, dtype, formats);
+  const shapes = expectedTensors(c);
+  const m = (name: string): number => {
+    const [rows, cols] = shapes.get(name)! as [number, number];
+    return matrixBytes(rows, cols, fmt.get(name)!, limits);
+  };
   const norm = paddedBytes(c.dim * F32);
-  const layer = m(qDim, c.dim) + 2 * m(kvDim, c.dim) + m(c.dim, qDim) + 2 * m(c.hiddenDim, c.dim) + m(c.dim, c.hiddenDim) + 2 * norm;
-  const embedding = m(c.vocabSize, c.dim);
-  return { embedding, layer, norm, output: embedding };
+  const layers = Array.from({ length: c.nLayers }, (_, i) =>
+    ['wq', 'wk', 'wv', 'wo', 'w1', 'w2', 'w3'].reduce((a, t) => a + m(`layers.${i}.${t}`), 2 * norm));
+  const embedding = m('tok_embeddings');
+  return { embedding, layer: Math.max(...layers), layers, norm, output: c.tieWordEmbeddings ? embedding : m('output') };
 }
 
 export interface KvLayout {
@@ -225,7 +231,9 @@ function validate(input: PlanInput): void {
       if (!Number.isFinite(d[k]) || d[k] <= 0) throw new RangeError(`device ${i}: ${k} must be a positive number of bytes, got ${d[k]}`);
     }
   });
-  if (!(input.dtype in FORMATS)) throw new RangeError(`unknown weight format "${input.dtype}" (expected one of ${Object.keys(FORMATS).join(', ')})`);
+  if (input.dtype === 'native') {
+    if (!input.formats) throw new RangeError('dtype "native" needs the model\'s stored formats (PlanInput.formats)');
+  } else formatSpec(input.dtype); // throws for an unknown format
 }
 
 /** The split and its checks, without suggestions. */
@@ -235,15 +243,16 @@ function planCore(input: PlanInput): Omit<Plan, 'suggestions' | 'message'> {
   const opts = { prefillChunk: input.prefillChunk, maxOut: input.maxOut, nSlots: input.nSlots, blockSize: input.blockSize };
   const kv = kvLayout(c, context, input.kvBudgetBytes, input.nSlots, input.blockSize);
   const N = devices.length;
-  const wb = devices.map((d) => weightBytes(c, dtype, d));
+  const wb = devices.map((d) => weightBytes(c, dtype, d, input.formats));
   const headWeights = (i: number): number => wb[i]!.norm + (c.tieWordEmbeddings && N === 1 ? 0 : wb[i]!.output);
   const fixedWeights = devices.map((_, i) => (i === 0 ? wb[i]!.embedding : 0) + (i === N - 1 ? headWeights(i) : 0));
   const scratch = devices.map((_, i) => scratchBytes(c, context, i === N - 1, opts));
+  // Layers of a GGUF mix differ a little in size: the split is chosen for the largest, the bytes are exact.
   const counts = splitLayers(c.nLayers, fixedWeights.map((f, i) => f + scratch[i]!), wb.map((w) => w.layer + kv.layerBytes), devices.map((d) => d.memoryBytes));
 
   let first = 0;
   const plans: DevicePlan[] = counts.map((k, i) => {
-    const weightBytes = fixedWeights[i]! + k * wb[i]!.layer;
+    const weightBytes = fixedWeights[i]! + wb[i]!.layers.slice(first, first + k).reduce((a, b) => a + b, 0);
     const kvBytes = k * kv.layerBytes;
     const layers: [number, number] = [first, first + k - 1];
     first += k;
@@ -261,12 +270,18 @@ function planCore(input: PlanInput): Omit<Plan, 'suggestions' | 'message'> {
     const key = `${what} is ${bytes} bytes, over the ${cap.limit} of ${cap.bytes} bytes`;
     broken.set(key, [...(broken.get(key) ?? []), i]);
   };
-  const spec = formatSpec(dtype);
   const qDim = c.nHeads * c.headDim;
+  // One row of each (format, columns) in use: a chunk holds at least one row (octet formats: 8).
+  const rowKinds = new Map<string, number>();
+  const shapes = expectedTensors(c);
+  for (const [name, f] of matrixFormats(c, dtype, input.formats)) {
+    const cols = shapes.get(name)![1]!;
+    const spec = formatSpec(f);
+    const what = cols === c.dim ? 'wq, wk, wv, w1, w3, embedding, output' : cols === c.hiddenDim ? 'w2' : 'wo';
+    rowKinds.set(`one ${f} weight row of ${cols} columns (${what})`, spec.rowBytes(cols));
+  }
   devices.forEach((_, i) => {
-    breaks(`one ${dtype} weight row of ${c.dim} columns (wq, wk, wv, w1, w3, embedding, output)`, spec.rowBytes(c.dim), i);
-    if (qDim !== c.dim) breaks(`one ${dtype} weight row of ${qDim} columns (wo)`, spec.rowBytes(qDim), i);
-    breaks(`one ${dtype} weight row of ${c.hiddenDim} columns (w2)`, spec.rowBytes(c.hiddenDim), i);
+    for (const [what, bytes] of rowKinds) breaks(what, bytes, i);
     breaks(`one layer's K cache (and its V cache): ${kv.positions} positions x ${c.nKvHeads * c.headDim} x f32,`, kv.bufferBytes, i);
     for (const [name, bytes] of runStateBuffers(c, context, opts)) breaks(`scratch buffer ${name}`, bytes, i);
   });

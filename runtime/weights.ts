@@ -6,14 +6,19 @@
 import type { GpuContext } from './device.ts';
 import type { LlamaConfig } from './config.ts';
 import { expectedTensors } from './keymap.ts';
-import { formatSpec, storedFormat, type WeightFormat } from '../kernels/weight-formats.ts';
+import { formatSpec, storedFormat, type Dtype, type WeightFormat } from '../kernels/weight-formats.ts';
 import { storageBuffer, writeBufferPadded } from '../kernels/common.ts';
 
 /** Where weights come from (an HF directory, a converted directory, a GGUF file, memory). Names are ours (keymap.ts). */
 export interface TensorProvider {
   readonly config: LlamaConfig;
-  /** The format a pre-converted model is stored in (the default --dtype for it). */
-  readonly storedFormat?: WeightFormat;
+  /**
+   * The default --dtype for this model: a pre-converted model's format, or 'native' (a GGUF file, or a
+   * directory converted from one) where each matrix keeps its own format, given by nativeFormats.
+   */
+  readonly storedFormat?: Dtype;
+  /** Each matrix's format as stored (our names); what dtype 'native' loads. */
+  readonly nativeFormats?: ReadonlyMap<string, WeightFormat>;
   /**
    * Rows [rowStart, rowStart + rows) of a matrix already packed in `format` (exactly what
    * formatSpec(format).pack would give), or null when the provider does not hold that format.
@@ -58,7 +63,7 @@ export interface WeightPart {
 }
 
 export interface GpuWeights {
-  format: WeightFormat;
+  format: WeightFormat; // the embedding's (the gather is compiled for it); with dtype 'native' matrices differ
   part: WeightPart;
   tokEmbeddings: WeightMatrix | null; // (vocab, dim), on the device with part.embedding
   layers: LayerWeights[]; // layers part.firstLayer..part.lastLayer
@@ -89,11 +94,30 @@ export function wholeModel(cfg: LlamaConfig): WeightPart {
 /** Number of tensors a part loads (for progress). */
 function partTensorCount(cfg: LlamaConfig, part: WeightPart): number {
   const layers = Math.max(0, part.lastLayer - part.firstLayer + 1);
-  return layers * 9 + (part.embedding ? 1 : 0) + (part.head ? 2 : 0);
+  return layers * 9 + (part.embedding ? 1 : 0) + (part.head ? (cfg.tieWordEmbeddings && part.embedding ? 1 : 2) : 0); // a tied head reuses the embedding
+}
+
+/**
+ * The format each matrix gets for a requested dtype: `native` keeps every matrix's stored format (GGUF block
+ * types as their raw blocks); a dtype format packs every matrix in it, as f16 where it cannot hold a row
+ * (q8/q4 need K % 32 == 0, and a model whose dim they cannot hold is f16 throughout: the embedding gather
+ * is compiled for one format). Throws naming the model's matrices when 'native' has nothing to go on.
+ */
+export function matrixFormats(cfg: LlamaConfig, dtype: Dtype, nativeFormats?: ReadonlyMap<string, WeightFormat>): Map<string, WeightFormat> {
+  const out = new Map<string, WeightFormat>();
+  if (dtype === 'native' && !nativeFormats) throw new Error('dtype "native" needs a model that stores its own formats (a GGUF file or a converted directory)');
+  const whole = dtype === 'native' || formatSpec(dtype).supports(cfg.dim) ? dtype : storedFormat(dtype, cfg.dim);
+  for (const [name, shape] of expectedTensors(cfg)) {
+    if (shape.length !== 2) continue;
+    const f = whole === 'native' ? nativeFormats!.get(name) : whole;
+    if (!f) throw new Error(`no stored format for matrix "${name}"`);
+    out.set(name, storedFormat(f, shape[1]!));
+  }
+  return out;
 }
 
 export async function loadWeights(
-  ctx: GpuContext, src: TensorProvider, format: WeightFormat, onProgress?: (p: LoadProgress) => void,
+  ctx: GpuContext, src: TensorProvider, dtype: Dtype, onProgress?: (p: LoadProgress) => void,
   part: WeightPart = wholeModel(src.config),
 ): Promise<GpuWeights> {
   const cfg = src.config;
@@ -106,19 +130,18 @@ export async function loadWeights(
     onProgress?.({ tensor, done, total, bytes });
   };
 
-  // q8/q4 need K % 32 == 0: a model whose dim is not loads whole as f16 (the embedding gather is
-  // compiled for one format), and any other matrix whose K is not (w2 with hidden_dim) is stored as f16.
-  if (!formatSpec(format).supports(cfg.dim)) format = storedFormat(format, cfg.dim);
+  const formats = matrixFormats(cfg, dtype, src.nativeFormats);
+  const format = formats.get('tok_embeddings')!;
   const matrix = async (name: string): Promise<WeightMatrix> => {
     const shape = shapes.get(name)!;
     const [rows, cols] = shape as [number, number];
-    const mFormat = storedFormat(format, cols);
+    const mFormat = formats.get(name)!;
     const spec = formatSpec(mFormat);
     const per = rowsPerChunk(ctx, spec.rowBytes(cols), spec.rowAlign);
     const chunks: WeightChunk[] = [];
     for (let r0 = 0; r0 < rows; r0 += per) {
       const n = Math.min(per, rows - r0);
-      // A converted model's bytes go straight to the GPU; anything else is packed (quantized) here.
+      // A converted model's bytes, or a GGUF's blocks, go straight to the GPU; anything else is packed here.
       let packed = (await src.readRowsPacked?.(name, mFormat, r0, n)) ?? null;
       if (!packed) {
         const data = await src.readRowsF32(name, r0, n);

@@ -356,7 +356,7 @@ describe('GGUF models: write, open, read', () => {
   });
 
   it('names the tensor and type of an unsupported tensor type', async () => {
-    // A real quantized type we only recognise (Q5_1 = 7) and an id no ggml knows (99), written into a valid file.
+    // A real quantized type we only recognise (IQ4_NL = 20) and an id no ggml knows (99), written into a valid file.
     const base = await readGguf(bytesSource('x', encodeGguf(tiny, weights, { type: 'F32' })));
     const entries: GgufEntry[] = [
       { key: 'general.architecture', type: 'string', value: 'llama' },
@@ -364,7 +364,7 @@ describe('GGUF models: write, open, read', () => {
         (k): GgufEntry => ({ key: `llama.${k}`, type: 'u32', value: base.metadata.get(`llama.${k}`) as number }),
       ),
     ];
-    for (const [typeId, typeName, bytes] of [[7, 'Q5_1', 2 * 24 * 64], [99, 'unknown type 99', 4096]] as const) {
+    for (const [typeId, typeName, bytes] of [[20, 'IQ4_NL', 2 * 18 * 64], [99, 'unknown type 99', 4096]] as const) {
       const specs: GgufTensorSpec[] = [...base.tensors.values()].map((t) =>
         t.name === 'blk.0.attn_k.weight' ? { name: t.name, ne: t.ne, typeId, byteLength: bytes } : { name: t.name, ne: t.ne, typeId: t.typeId, byteLength: t.byteLength },
       );
@@ -372,7 +372,7 @@ describe('GGUF models: write, open, read', () => {
       const file = new Uint8Array(header.byteLength + dataSize);
       file.set(header);
       await expect(open(file, 'k.gguf')).rejects.toThrow(
-        new RegExp(`k\\.gguf: tensor "blk\\.0\\.attn_k\\.weight" has ggml type ${typeName}, which is not supported`),
+        new RegExp(`k\\.gguf: tensor "blk\\.0\\.attn_k\\.weight" has ggml type ${typeName}, which is not supported \\(supported: F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K\\)`),
       );
     }
   });

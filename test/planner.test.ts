@@ -104,6 +104,43 @@ describe('weight bytes', () => {
   });
 });
 
+describe('GGUF tensors as stored (dtype native)', () => {
+  // llama-2-70b-chat.Q4_0.gguf as llama.cpp writes it: every matrix Q4_0 (18 bytes per 32 weights), output Q6_K
+  // (210 bytes per 256). Rows are whole blocks and no chunk needs padding, so the GPU holds the file's bytes.
+  const q4_0 = (rows: number, K: number): number => (rows * K * 18) / 32;
+  const formats = (c: LlamaConfig, head: WeightFormat = 'Q6_K'): Map<string, WeightFormat> => {
+    const m = new Map<string, WeightFormat>([['tok_embeddings', 'Q4_0'], ['output', head]]);
+    for (let i = 0; i < c.nLayers; i++) for (const t of ['wq', 'wk', 'wv', 'wo', 'w1', 'w2', 'w3']) m.set(`layers.${i}.${t}`, 'Q4_0');
+    return m;
+  };
+
+  it('70B Q4_0 (Q6_K head): the file\'s tensor bytes exactly, the embedding and head split across bindings', () => {
+    const w = weightBytes(L70, 'native', LIMITS, formats(L70));
+    expect(w.embedding).toBe(q4_0(32000, 8192)); // 147 MB: two chunks of whole rows (29127 + 2873)
+    expect(w.output).toBe((32000 * 8192 * 210) / 256);
+    expect(w.layer).toBe(2 * q4_0(8192, 8192) + 2 * q4_0(1024, 8192) + 3 * q4_0(28672, 8192) + 2 * 8192 * 4);
+    expect(w.layers.every((b) => b === w.layer)).toBe(true);
+    const total = w.embedding + 80 * w.layer + w.norm + w.output;
+    expect(total).toBe(38_871_482_368); // the tensor data of TheBloke's llama-2-70b-chat.Q4_0.gguf (38.87 GB file)
+    const p = planModel({ config: L70, dtype: 'native', formats: formats(L70), context: 4096, devices: devs(4, 24 * GiB) });
+    expect(p.fits).toBe(true);
+    expect(p.devices.reduce((a, d) => a + d.weightBytes, 0)).toBe(total);
+  });
+
+  it('mixed layers (a Q4_K_M-like mix) are counted layer by layer', () => {
+    const f = formats(L7, 'Q6_K');
+    f.set('layers.0.w2', 'Q6_K');
+    f.set('layers.0.wv', 'Q6_K');
+    const w = weightBytes(L7, 'native', LIMITS, f);
+    const q6 = (rows: number, K: number): number => (rows * K * 210) / 256;
+    expect(w.layers[0]! - w.layers[1]!).toBe(q6(4096, 11008) - q4_0(4096, 11008) + q6(4096, 4096) - q4_0(4096, 4096));
+    expect(w.layer).toBe(w.layers[0]);
+    const p = planModel({ config: L7, dtype: 'native', formats: f, context: 512, devices: devs(2, 8 * GiB) });
+    expect(p.devices.reduce((a, d) => a + d.weightBytes, 0)).toBe(w.embedding + w.layers.reduce((a, b) => a + b, 0) + w.norm + w.output);
+    expect(() => planModel({ config: L7, dtype: 'native', context: 512, devices: devs(1, 8 * GiB) })).toThrow(/needs the model's stored formats/);
+  });
+});
+
 describe('KV cache and scratch', () => {
   it('KV bytes per position per layer: f32 K and V of nKvHeads * headDim', () => {
     expect(kvLayout(L7, 4096).bytesPerTokenPerLayer).toBe(2 * 4096 * 4); // 32 KiB
