@@ -4,6 +4,7 @@ import { runBenchGenerate, BENCH_GENERATE_HELP } from '../bench/generate.ts';
 import { runBenchServe, BENCH_SERVE_HELP } from '../bench/serve.ts';
 import { benchKernels, parseBenchKernelsArgs } from '../bench/kernels.ts';
 import { measureQuality, qualityTable } from '../bench/quality.ts';
+import { runBenchHost, parseBenchHostArgs, BENCH_HOST_HELP } from '../bench/host.ts';
 import { createGpuContext } from '../runtime/device.ts';
 import { UsageError } from './common.ts';
 
@@ -18,7 +19,9 @@ llama2-webgpu bench kernels [--json] [--dtypes f32,f16,q8,q4] [--shapes 4096x409
   line is an object with kernel, dtype, rows, cols, ms, gbps, read_gbps, fraction (and gflops).
 
 llama2-webgpu bench quality [--positions N]
-  Top-1 agreement and logit error of f16, q8 and q4 against f32 on a random-weights model.`;
+  Top-1 agreement and logit error of f16, q8 and q4 against f32 on a random-weights model.
+
+${BENCH_HOST_HELP}`;
 
 export async function runBench(argv: string[]): Promise<number> {
   const [which, ...rest] = argv;
@@ -45,7 +48,16 @@ export async function runBench(argv: string[]): Promise<number> {
       process.stdout.write(qualityTable(await measureQuality(gpu, ['f32', 'f16', 'q8', 'q4'], positions)) + '\n');
       return 0;
     }
+    case 'host': {
+      try {
+        parseBenchHostArgs(rest);
+      } catch (e) {
+        throw new UsageError((e as Error).message);
+      }
+      await runBenchHost(rest, (l) => process.stdout.write(l + '\n'));
+      return 0;
+    }
     default:
-      throw new UsageError(`unknown benchmark "${which ?? ''}" (expected: generate, serve, kernels, quality)`);
+      throw new UsageError(`unknown benchmark "${which ?? ''}" (expected: generate, serve, kernels, quality, host)`);
   }
 }
