@@ -19,6 +19,7 @@ export const SERVE_HELP = `llama2-webgpu serve [options]
   --api-key KEY         require "Authorization: Bearer KEY" (default: env LLAMA2_WEBGPU_API_KEY, else none)
   --dtype ${DTYPES.join('|')}   weight format on the GPU
   --context N           context length per sequence (default: the model's, at most 4096)
+  --kv-dtype f16|f32    KV cache elements (default f16 where the adapter has shader-f16, else f32)
   --max-batch N         sequences decoding together (default 8)
   --max-queue N         waiting requests before 429 (default 64)
   --kv-budget SIZE      KV cache for all sequences, e.g. 2GiB (default: max-batch full contexts)
@@ -41,6 +42,7 @@ export async function runServe(argv: string[]): Promise<void> {
     'api-key': { type: 'string' },
     dtype: { type: 'string' },
     context: { type: 'string' },
+    'kv-dtype': { type: 'string' },
     'max-batch': { type: 'string' },
     'max-queue': { type: 'string' },
     'kv-budget': { type: 'string' },
@@ -66,6 +68,7 @@ export async function runServe(argv: string[]): Promise<void> {
     aliases: values.alias,
     dtype,
     context,
+    kvDtype: choiceArg('kv-dtype', values['kv-dtype'], ['f16', 'f32'] as const),
     maxBatch: intArg('max-batch', values['max-batch'], 8, 1, 256),
     maxQueue: intArg('max-queue', values['max-queue'], 64, 0, 100000),
     kvBudgetBytes: sizeArg('kv-budget', values['kv-budget']),

@@ -13,8 +13,8 @@ import { matmulPipelines, recordMatmul, encodeMatmul, type MatmulDispatch } from
 import { embeddingWgsl, packEmbeddingParams } from '../kernels/embedding.ts';
 import { RMSNORM_WGSL, packRmsnormParams } from '../kernels/rmsnorm.ts';
 import { ROPE_WGSL, packRopeParams, ropeTable } from '../kernels/rope.ts';
-import { KV_WRITE_WGSL, packKvWriteParams } from '../kernels/kv-cache.ts';
-import { ATTENTION_WGSL, packAttentionParams } from '../kernels/attention.ts';
+import { kvWriteWgsl, packKvWriteParams, kvBytesPerElement, type KvDtype } from '../kernels/kv-cache.ts';
+import { attentionWgsl, ATTENTION_COMBINE_WGSL, ATTENTION_SPLIT_LEN, attentionPartFloats, packAttentionParams } from '../kernels/attention.ts';
 import { SWIGLU_WGSL, packSwigluParams } from '../kernels/swiglu.ts';
 import { ARGMAX_WGSL, packArgmaxParams } from '../kernels/argmax.ts';
 
@@ -25,7 +25,13 @@ export interface ForwardOptions {
   nBlocks: number; // KV blocks in the pool (per layer)
   nSlots: number; // sequences that can hold cache at once
   maxBlocksPerSeq: number; // block-table row length = ceil(context / blockSize)
+  kvDtype?: KvDtype; // KV cache elements; default f16 where the device has shader-f16, else f32
 }
+
+/** Decode rows (one per slot) whose attention is split across workgroups (flash-decoding). */
+export const splitAttentionRows = (o: Pick<ForwardOptions, 'maxTokens' | 'nSlots'>): number => Math.min(o.maxTokens, Math.max(1, o.nSlots));
+/** Splits per row of a decode step's attention at the full context. */
+export const attentionMaxSplits = (context: number): number => Math.max(1, Math.ceil(context / ATTENTION_SPLIT_LEN));
 
 /** Scratch buffers of one device. Shapes in (rows, cols); all f32 unless noted. */
 export interface RunState {
@@ -47,7 +53,8 @@ export interface RunState {
   xOutNorm: GPUBuffer; // (maxOut, dim)
   logits: GPUBuffer; // (maxOut, vocab)
   best: GPUBuffer; // (maxOut) u32 argmax of each logits row
-  kCache: GPUBuffer[]; // per layer (nBlocks*blockSize, nKvHeads*headDim)
+  attPart: GPUBuffer; // (splitAttentionRows, nHeads, maxSplits, 2 + headDim) partial softmax of split attention
+  kCache: GPUBuffer[]; // per layer (nBlocks*blockSize, nKvHeads*headDim) f16 or f32
   vCache: GPUBuffer[]; // per layer (nBlocks*blockSize, nKvHeads*headDim)
 }
 
@@ -59,7 +66,9 @@ interface LayerOps {
   ropeQ: Dispatch;
   ropeK: Dispatch;
   kvWrite: Dispatch;
-  attention: Dispatch;
+  attention: Dispatch; // one workgroup per (row, head) over all its positions
+  attentionSplit: Dispatch | null; // decode: one per (row, head, split of ATTENTION_SPLIT_LEN positions)
+  attentionCombine: Dispatch | null;
   wo: MatmulDispatch[]; // accumulates into x
   ffnNorm: Dispatch;
   w1: MatmulDispatch[];
@@ -78,6 +87,7 @@ export interface Forward {
   head: MatmulDispatch[];
   argmax: Dispatch | null;
   kvBytes: number;
+  kvDtype: KvDtype;
 }
 
 export async function createForward(ctx: GpuContext, cfg: LlamaConfig, w: GpuWeights, opts: ForwardOptions): Promise<Forward> {
@@ -87,11 +97,15 @@ export async function createForward(ctx: GpuContext, cfg: LlamaConfig, w: GpuWei
   const kvDim = cfg.nKvHeads * D;
   const T = opts.maxTokens;
   const f = 4; // bytes per f32
-  const cacheBytes = opts.nBlocks * opts.blockSize * kvDim * f;
+  const kvDtype: KvDtype = opts.kvDtype ?? (ctx.hasF16 ? 'f16' : 'f32');
+  if (kvDtype === 'f16' && !ctx.hasF16) throw new Error('an f16 KV cache needs the adapter feature shader-f16');
+  const cacheBytes = opts.nBlocks * opts.blockSize * kvDim * kvBytesPerElement(kvDtype);
   if (cacheBytes > ctx.maxBindingBytes) {
     throw new Error(`KV cache of one layer (${cacheBytes} bytes) exceeds the adapter's binding limit (${ctx.maxBindingBytes}); use a smaller context or KV budget`);
   }
   const context = opts.maxBlocksPerSeq * opts.blockSize;
+  const maxSplits = attentionMaxSplits(context);
+  const splitRows = splitAttentionRows(opts);
   const buf = (label: string, bytes: number) => storageBuffer(device, label, bytes);
   const rs: RunState = {
     step: uniformBuffer(device, 'step', packParams([[0, 'u32'], [0, 'u32'], [0, 'u32'], [0, 'u32']])),
@@ -112,6 +126,7 @@ export async function createForward(ctx: GpuContext, cfg: LlamaConfig, w: GpuWei
     xOutNorm: buf('xOutNorm', opts.maxOut * cfg.dim * f),
     logits: buf('logits', opts.maxOut * cfg.vocabSize * f),
     best: buf('best', opts.maxOut * 4),
+    attPart: buf('attPart', maxSplits > 1 ? attentionPartFloats(splitRows, cfg.nHeads, D, maxSplits) * f : 16),
     kCache: [],
     vCache: [],
   };
@@ -125,12 +140,13 @@ export async function createForward(ctx: GpuContext, cfg: LlamaConfig, w: GpuWei
   const matrices = [...w.layers.flatMap((L) => [L.wq, L.wk, L.wv, L.wo, L.w1, L.w2, L.w3]), ...(w.output ? [w.output] : [])];
   const formats = [...new Set(matrices.map((m) => m.format))];
   const mmPipes = new Map(await Promise.all(formats.map(async (f) => [f, await matmulPipelines(ctx, f)] as const)));
-  const [pEmbed, pNorm, pRope, pKv, pAtt, pSwiglu, pArgmax] = await Promise.all([
+  const [pEmbed, pNorm, pRope, pKv, pAtt, pCombine, pSwiglu, pArgmax] = await Promise.all([
     getPipeline(device, `embedding-${fmt}`, embeddingWgsl(fmt)),
     getPipeline(device, 'rmsnorm', RMSNORM_WGSL),
     getPipeline(device, 'rope', ROPE_WGSL),
-    getPipeline(device, 'kv-write', KV_WRITE_WGSL),
-    getPipeline(device, 'attention', ATTENTION_WGSL),
+    getPipeline(device, `kv-write-${kvDtype}`, kvWriteWgsl(kvDtype)),
+    getPipeline(device, `attention-${kvDtype}`, attentionWgsl(kvDtype)),
+    getPipeline(device, 'attention-combine', ATTENTION_COMBINE_WGSL),
     getPipeline(device, 'swiglu', SWIGLU_WGSL),
     getPipeline(device, 'argmax', ARGMAX_WGSL),
   ]);
@@ -156,7 +172,13 @@ export async function createForward(ctx: GpuContext, cfg: LlamaConfig, w: GpuWei
     kvWrite: dispatch(pKv, `${l}.kv_write`, packKvWriteParams(kvDim, opts.blockSize, opts.maxBlocksPerSeq),
       [rs.k, rs.v, rs.pos, rs.slot, rs.blockTable, rs.kCache[l]!, rs.vCache[l]!]),
     attention: dispatch(pAtt, `${l}.attention`, packAttentionParams(cfg.nHeads, cfg.nKvHeads, D, opts.blockSize, opts.maxBlocksPerSeq),
-      [rs.q, rs.kCache[l]!, rs.vCache[l]!, rs.pos, rs.slot, rs.blockTable, rs.att]),
+      [rs.q, rs.kCache[l]!, rs.vCache[l]!, rs.pos, rs.slot, rs.blockTable, rs.att, rs.attPart]),
+    attentionSplit: maxSplits > 1 ? dispatch(pAtt, `${l}.attention_split`,
+      packAttentionParams(cfg.nHeads, cfg.nKvHeads, D, opts.blockSize, opts.maxBlocksPerSeq, ATTENTION_SPLIT_LEN, maxSplits),
+      [rs.q, rs.kCache[l]!, rs.vCache[l]!, rs.pos, rs.slot, rs.blockTable, rs.att, rs.attPart]) : null,
+    attentionCombine: maxSplits > 1 ? dispatch(pCombine, `${l}.attention_combine`,
+      packAttentionParams(cfg.nHeads, cfg.nKvHeads, D, opts.blockSize, opts.maxBlocksPerSeq, ATTENTION_SPLIT_LEN, maxSplits),
+      [rs.pos, rs.attPart, rs.att]) : null,
     wo: matmul(L.wo, rs.att, rs.x, true),
     ffnNorm: dispatch(pNorm, `${l}.ffn_norm`, packRmsnormParams(cfg.dim, cfg.normEps, false), [rs.x, L.ffnNorm, rs.xb]),
     w1: matmul(L.w1, rs.xb, rs.hb, false),
@@ -167,13 +189,20 @@ export async function createForward(ctx: GpuContext, cfg: LlamaConfig, w: GpuWei
   const finalNorm = w.norm ? dispatch(pNorm, 'norm', packRmsnormParams(cfg.dim, cfg.normEps, true), [rs.xOut, w.norm, rs.xOutNorm]) : null;
   const head = w.output ? matmul(w.output, rs.xOutNorm, rs.logits, false, true) : [];
   const argmax = w.output ? dispatch(pArgmax, 'argmax', packArgmaxParams(cfg.vocabSize), [rs.logits, rs.best]) : null;
-  return { cfg, opts, rs, embed, layers, finalNorm, head, argmax, kvBytes: 2 * w.layers.length * cacheBytes };
+  return { cfg, opts, rs, embed, layers, finalNorm, head, argmax, kvBytes: 2 * w.layers.length * cacheBytes, kvDtype };
 }
 
-/** Records one forward step: nTokens rows (ids/pos/slot already written), logits for rows outRows. */
-export function encodeForward(f: Forward, enc: GPUCommandEncoder, nTokens: number, outRows: number[], kind: 'prefill' | 'decode' = 'prefill'): void {
-  void kind; // TODO(kernel choice by kind for batch-invariant numerics)
+/**
+ * Records one forward step: nTokens rows (ids/pos/slot already written), logits for rows outRows.
+ * maxLen: the longest row's attended positions (max pos + 1); it sizes a decode step's split attention.
+ */
+export function encodeForward(f: Forward, enc: GPUCommandEncoder, nTokens: number, outRows: number[], kind: 'prefill' | 'decode' = 'prefill',
+  maxLen = f.opts.maxBlocksPerSeq * f.opts.blockSize): void {
   const c = f.cfg;
+  // Decode rows attend in splits of ATTENTION_SPLIT_LEN positions (a row that fits one split computes
+  // exactly what the one-workgroup kernel does); prefill rows use one workgroup per (row, head).
+  const splits = Math.ceil(maxLen / ATTENTION_SPLIT_LEN);
+  const split = kind === 'decode' && splits > 1 && nTokens <= splitAttentionRows(f.opts);
   const rs = f.rs;
   const nOut = outRows.length;
   const mm = (pass: GPUComputePassEncoder, ds: MatmulDispatch[], M: number) => ds.forEach((d) => encodeMatmul(pass, d, M));
@@ -190,7 +219,10 @@ export function encodeForward(f: Forward, enc: GPUCommandEncoder, nTokens: numbe
     run(pass, L.ropeQ, ...grid1d((nTokens * c.nHeads * c.headDim) / 2, 64));
     run(pass, L.ropeK, ...grid1d((nTokens * c.nKvHeads * c.headDim) / 2, 64));
     run(pass, L.kvWrite, ...grid1d((nTokens * c.nKvHeads * c.headDim) / 4, 64));
-    run(pass, L.attention, c.nHeads, nTokens);
+    if (split && L.attentionSplit && L.attentionCombine) {
+      run(pass, L.attentionSplit, c.nHeads, nTokens, splits);
+      run(pass, L.attentionCombine, c.nHeads, nTokens);
+    } else run(pass, L.attention, c.nHeads, nTokens);
     mm(pass, L.wo, nTokens); // x += att · wo^T
     // out = h + ffn(norm(h)), ffn = w2(silu(w1 x) * w3 x)
     run(pass, L.ffnNorm, nTokens);
@@ -213,5 +245,5 @@ export function encodeForward(f: Forward, enc: GPUCommandEncoder, nTokens: numbe
 export function destroyForward(f: Forward): void {
   const rs = f.rs;
   for (const b of [rs.step, rs.ids, rs.pos, rs.slot, rs.blockTable, rs.ropeCs, rs.x, rs.xb, rs.q, rs.k, rs.v, rs.att, rs.hb, rs.hb2,
-    rs.xOut, rs.xOutNorm, rs.logits, rs.best, ...rs.kCache, ...rs.vCache]) b.destroy();
+    rs.xOut, rs.xOutNorm, rs.logits, rs.best, rs.attPart, ...rs.kCache, ...rs.vCache]) b.destroy();
 }

@@ -47,7 +47,8 @@ for (const kind of ['mha', 'gqa'] as const) {
 
     it('f32: logits of every position match the CPU oracle; greedy tokens are identical', async (t) => {
       if (!ctx) return t.skip();
-      const model = await LlamaModel.fromProvider(memoryProvider(cfg, weights), { gpu: ctx, dtype: 'f32', prefillChunk: 16, maxOut: 16 });
+      // The f32 KV cache (--kv-dtype f32); the default f16 cache is checked in the next test.
+      const model = await LlamaModel.fromProvider(memoryProvider(cfg, weights), { gpu: ctx, dtype: 'f32', prefillChunk: 16, maxOut: 16, kvDtype: 'f32' });
       try {
         const toks = prompt(40, 7); // 40 positions: 3 prefill chunks, the last one partial
         const ref = new ReferenceModel(cfg, weights);
@@ -74,12 +75,16 @@ for (const kind of ['mha', 'gqa'] as const) {
       validateHfModel(hf);
       const model = await LlamaModel.fromProvider(hfProvider(hf), { gpu: ctx, dtype: 'f16', prefillChunk: 32, maxOut: 8 });
       try {
+        // The default KV cache: f16 where the adapter has shader-f16; the oracle rounds K and V the same way.
+        const kvDtype = model.fwd.kvDtype;
+        expect(kvDtype).toBe(ctx.hasF16 ? 'f16' : 'f32');
         const rounded = new Map([...weights].map(([k, v]) => [k, roundTrip('f16', v)]));
         const p = prompt(12, 3);
-        const want = new ReferenceModel(cfg, rounded).generateGreedy(p, 16);
+        const want = new ReferenceModel(cfg, rounded, { kvDtype }).generateGreedy(p, 16);
         expect(await collect(model.generateGreedy(p, 16))).toEqual(want);
+        expect(want).toEqual(new ReferenceModel(cfg, rounded).generateGreedy(p, 16)); // the same tokens as with f32 K and V
         const toks = prompt(8, 5);
-        expect(maxRelErr((await model.logitsAll(toks)), new ReferenceModel(cfg, rounded).forward(toks, 0))).toBeLessThan(1e-4);
+        expect(maxRelErr((await model.logitsAll(toks)), new ReferenceModel(cfg, rounded, { kvDtype }).forward(toks, 0))).toBeLessThan(1e-4);
       } finally {
         model.destroy();
         await hf.close();

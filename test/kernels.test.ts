@@ -9,8 +9,11 @@ import { embeddingWgsl, packEmbeddingParams, embeddingRef } from '../kernels/emb
 import { RMSNORM_WGSL, packRmsnormParams, rmsnormRef } from '../kernels/rmsnorm.ts';
 import { SWIGLU_WGSL, packSwigluParams, swigluRef } from '../kernels/swiglu.ts';
 import { ROPE_WGSL, packRopeParams, ropeRef, ropeTable } from '../kernels/rope.ts';
-import { KV_WRITE_WGSL, packKvWriteParams, cacheRowRef } from '../kernels/kv-cache.ts';
-import { ATTENTION_WGSL, packAttentionParams, attentionRef } from '../kernels/attention.ts';
+import { KV_WRITE_WGSL, kvWriteWgsl, packKvWriteParams, cacheRowRef } from '../kernels/kv-cache.ts';
+import {
+  ATTENTION_WGSL, ATTENTION_COMBINE_WGSL, ATTENTION_SPLIT_LEN, attentionWgsl, attentionPartFloats, packAttentionParams, attentionRef,
+} from '../kernels/attention.ts';
+import { f16ToF32, f32ToF16 } from '../kernels/half.ts';
 import { ARGMAX_WGSL, packArgmaxParams, argmaxRef } from '../kernels/argmax.ts';
 import { grid1d } from '../kernels/common.ts';
 
@@ -27,11 +30,12 @@ describe('shaders compile without errors or warnings', () => {
   const all: [string, string][] = [
     ...formats.flatMap((f): [string, string][] => [[`tiled-${f}`, tiledWgsl(f)], [`embedding-${f}`, embeddingWgsl(f)]]),
     ['rmsnorm', RMSNORM_WGSL], ['swiglu', SWIGLU_WGSL], ['rope', ROPE_WGSL], ['kv-write', KV_WRITE_WGSL],
-    ['attention', ATTENTION_WGSL], ['argmax', ARGMAX_WGSL],
+    ['attention', ATTENTION_WGSL], ['argmax', ARGMAX_WGSL], ['kv-write-f16', kvWriteWgsl('f16')],
+    ['attention-f16', attentionWgsl('f16')], ['attention-combine', ATTENTION_COMBINE_WGSL],
   ];
   for (const [name, code] of all) {
     it(name, async (t) => {
-      if (!ctx) return t.skip();
+      if (!ctx || (name.endsWith('-f16') && !ctx.hasF16)) return t.skip();
       await expect(getPipeline(ctx.device, 'compile:' + name, code)).resolves.toBeDefined();
     });
   }
@@ -164,9 +168,52 @@ describe('kv cache and attention (paged, causal, GQA)', () => {
       expect(maxAbsDiff(await f32(vcb, vc.length), vExp)).toBe(0);
       const out = storageBuffer(device, 'out', T * nHeads * D * 4);
       await runKernel(ctx, ATTENTION_WGSL, packAttentionParams(nHeads, nKvHeads, D, blockSize, maxBlocks),
-        [uploadBuffer(device, 'q', q), kcb, vcb, posb, slotb, tab, out], [nHeads, T], { nTokens: T });
+        [uploadBuffer(device, 'q', q), kcb, vcb, posb, slotb, tab, out, storageBuffer(device, 'part', 16)], [nHeads, T], { nTokens: T });
       const ref = attentionRef(q, kExp, vExp, positions, slots, table, maxBlocks, blockSize, nHeads, nKvHeads, D);
       expect(maxAbsDiff(await f32(out, ref.length), ref)).toBeLessThan(1e-5);
+    });
+  }
+});
+
+// Split-context (flash-decoding) decode attention and the one-workgroup kernel at long contexts, over f16 and
+// f32 caches, against the f64 reference on the same (f16-rounded) cache values.
+describe('attention at long contexts: split decode + combine, whole-row prefill, f16/f32 cache', () => {
+  const cases: [number, number, number, 'f16' | 'f32'][] = [[8, 2, 64, 'f16'], [4, 4, 32, 'f32'], [16, 2, 128, 'f16']];
+  for (const [nHeads, nKvHeads, D, kv] of cases) {
+    it(`nHeads=${nHeads} nKvHeads=${nKvHeads} D=${D} ${kv} cache, context 4096`, async (t) => {
+      if (!ctx || (kv === 'f16' && !ctx.hasF16)) return t.skip();
+      const { device } = ctx;
+      const kvDim = nKvHeads * D, blockSize = 16, context = 4096, maxBlocks = context / blockSize;
+      const nSlots = 3, nBlocks = nSlots * maxBlocks;
+      // Scattered blocks: slot s's block i is block (i * nSlots + (nSlots - 1 - s)) reversed within the pool.
+      const table = new Uint32Array(nSlots * maxBlocks);
+      for (let s = 0; s < nSlots; s++) for (let i = 0; i < maxBlocks; i++) table[s * maxBlocks + i] = nBlocks - 1 - (i * nSlots + s);
+      let kc = randomArray(nBlocks * blockSize * kvDim, 61 + D), vc = randomArray(nBlocks * blockSize * kvDim, 62 + D);
+      if (kv === 'f16') { kc = f16ToF32(f32ToF16(kc)); vc = f16ToF32(f32ToF16(vc)); }
+      const upCache = (a: Float32Array) => uploadBuffer(device, 'cache', kv === 'f16' ? f32ToF16(a) : a);
+      const kcb = upCache(kc), vcb = upCache(vc);
+      const tab = uploadBuffer(device, 'table', table);
+      const run = async (positions: number[], slots: number[], split: boolean) => {
+        const T = positions.length;
+        const q = randomArray(T * nHeads * D, 63 + T, 2);
+        const posb = uploadBuffer(device, 'pos', new Uint32Array(positions)), slotb = uploadBuffer(device, 'slot', new Uint32Array(slots));
+        const out = storageBuffer(device, 'out', T * nHeads * D * 4);
+        const maxSplits = context / ATTENTION_SPLIT_LEN;
+        const part = storageBuffer(device, 'part', attentionPartFloats(T, nHeads, D, maxSplits) * 4);
+        const params = split
+          ? packAttentionParams(nHeads, nKvHeads, D, blockSize, maxBlocks, ATTENTION_SPLIT_LEN, maxSplits)
+          : packAttentionParams(nHeads, nKvHeads, D, blockSize, maxBlocks);
+        const qb = uploadBuffer(device, 'q', q);
+        const splits = split ? Math.ceil((Math.max(...positions) + 1) / ATTENTION_SPLIT_LEN) : 1;
+        await runKernel(ctx!, attentionWgsl(kv), params, [qb, kcb, vcb, posb, slotb, tab, out, part], [nHeads, T, splits], { nTokens: T });
+        if (split) await runKernel(ctx!, ATTENTION_COMBINE_WGSL, params, [posb, part, out], [nHeads, T], { nTokens: T });
+        const ref = attentionRef(q, kc, vc, positions, slots, table, maxBlocks, blockSize, nHeads, nKvHeads, D);
+        return maxAbsDiff(await f32(out, ref.length), ref);
+      };
+      // A decode batch: one row at the last position (16 splits), one just past one split, one inside the first.
+      expect(await run([4095, 256, 100], [0, 1, 2], true)).toBeLessThan(2e-5);
+      // A prefill chunk at the end of the context: one workgroup per (row, head) over all positions.
+      expect(await run([4093, 4094, 4095], [2, 2, 2], false)).toBeLessThan(2e-5);
     });
   }
 });
