@@ -16,13 +16,16 @@ import { rowsPerChunk, type GpuWeights, type WeightMatrix, type LayerWeights } f
 import { createForward, destroyForward, encodeForward, type Forward } from '../runtime/forward.ts';
 import { formatSpec, storedFormat, type WeightFormat } from '../kernels/weight-formats.ts';
 import { packParams, storageBuffer } from '../kernels/common.ts';
+import { decodeCurve } from './decode-curve.ts';
 
 export const BENCH_HOST_HELP = `llama2-webgpu bench host [--json] [--iterations N] [--models 7b:f16,70b:q4]
   Host cost of one decode step (batch 1) on Llama-2-7B's and 70B's layer structure: dispatches per step and per
   layer, setPipeline/setBindGroup calls, and recording (encoder + pass + finish) and submit time per step and
   per layer. Dimensions are shrunk (recording does not depend on them) so the GPU's work is negligible. With
   --json one object per line with model, dtype, layers, dispatches_per_step, dispatches_per_layer,
-  encode_us_per_layer, encode_us_per_step, submit_us_per_step, host_us_per_step.`;
+  encode_us_per_layer, encode_us_per_step, submit_us_per_step, host_us_per_step.
+llama2-webgpu bench host --decode-curve [--json] [--positions 63,255,1023,2047,4095] [--steps N] [--kv-dtype f16|f32]
+  Decode ms/token at each position of one sequence on the tiny random model's shape with a 4096-position context.`;
 
 export interface HostBenchRow {
   model: string;
@@ -188,13 +191,39 @@ export async function benchHost(ctx: GpuContext, model: string, format: WeightFo
   }
 }
 
-export function parseBenchHostArgs(argv: string[]): { json: boolean; iterations: number; models: [string, WeightFormat][] } {
+export interface BenchHostArgs {
+  json: boolean;
+  iterations: number;
+  models: [string, WeightFormat][];
+  curve: boolean;
+  positions: number[];
+  steps: number;
+  kvDtype?: 'f16' | 'f32';
+}
+
+export function parseBenchHostArgs(argv: string[]): BenchHostArgs {
   let json = false;
+  let curve = false;
+  let positions = [63, 255, 1023, 2047, 4095];
+  let steps = 20;
+  let kvDtype: 'f16' | 'f32' | undefined;
   let iterations = 30;
   let models: [string, WeightFormat][] = [['llama-2-7b', 'f16'], ['llama-2-70b', 'q4']];
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     if (a === '--json') json = true;
+    else if (a === '--decode-curve') curve = true;
+    else if (a === '--positions') {
+      positions = (argv[++i] ?? '').split(',').map(Number);
+      if (positions.some((p) => !Number.isInteger(p) || p < 0 || p > 4095)) throw new Error('--positions must be integers in [0, 4095]');
+    } else if (a === '--steps') {
+      steps = Number(argv[++i]);
+      if (!Number.isInteger(steps) || steps < 1) throw new Error('--steps must be a positive integer');
+    } else if (a === '--kv-dtype') {
+      const v = argv[++i];
+      if (v !== 'f16' && v !== 'f32') throw new Error('--kv-dtype must be f16 or f32');
+      kvDtype = v;
+    }
     else if (a === '--iterations') {
       iterations = Number(argv[++i]);
       if (!Number.isInteger(iterations) || iterations < 1) throw new Error('--iterations must be a positive integer');
@@ -208,11 +237,21 @@ export function parseBenchHostArgs(argv: string[]): { json: boolean; iterations:
       });
     } else throw new Error(`unknown option ${a}`);
   }
-  return { json, iterations, models };
+  return { json, iterations, models, curve, positions, steps, kvDtype };
 }
 
 export async function runBenchHost(argv: string[], print: (line: string) => void): Promise<void> {
   const o = parseBenchHostArgs(argv);
+  if (o.curve) {
+    const pts = await decodeCurve(o.positions, o.steps, o.kvDtype ? { kvDtype: o.kvDtype } : {});
+    if (o.json) for (const p of pts) print(JSON.stringify(p));
+    else {
+      print('| context (positions attended) | decode ms/token |');
+      print('|---|---|');
+      for (const p of pts) print(`| ${p.context} | ${p.ms_per_token} |`);
+    }
+    return;
+  }
   const ctx = await createGpuContext();
   const rows: HostBenchRow[] = [];
   for (const [m, d] of o.models) {

@@ -53,7 +53,7 @@ export interface RunState {
   xOutNorm: GPUBuffer; // (maxOut, dim)
   logits: GPUBuffer; // (maxOut, vocab)
   best: GPUBuffer; // (maxOut) u32 argmax of each logits row
-  attPart: GPUBuffer; // (splitAttentionRows, nHeads, maxSplits, 2 + headDim) partial softmax of split attention
+  attPart: GPUBuffer; // (splitAttentionRows, nHeads, maxSplits, 4 + headDim) partial softmax of split attention
   kCache: GPUBuffer[]; // per layer (nBlocks*blockSize, nKvHeads*headDim) f16 or f32
   vCache: GPUBuffer[]; // per layer (nBlocks*blockSize, nKvHeads*headDim)
 }

@@ -163,8 +163,8 @@ export function runStateBuffers(c: LlamaConfig, context: number, opts: { prefill
     ['hb', p(T * c.hiddenDim * F32)], ['hb2', p(T * c.hiddenDim * F32)],
     ['xOut', p(O * c.dim * F32)], ['xOutNorm', p(O * c.dim * F32)],
     ['logits', p(O * c.vocabSize * F32)], ['best', p(O * 4)],
-    // split (flash-decoding) attention's partial results: (decode rows, nHeads, splits, 2 + headDim) f32
-    ['attPart', splits > 1 ? p(Math.min(T, Math.max(1, opts.nSlots ?? DEFAULTS.nSlots)) * c.nHeads * splits * (2 + c.headDim) * F32) : 16],
+    // split (flash-decoding) attention's partial results: (decode rows, nHeads, splits, 4 + headDim) f32
+    ['attPart', splits > 1 ? p(Math.min(T, Math.max(1, opts.nSlots ?? DEFAULTS.nSlots)) * c.nHeads * splits * (4 + c.headDim) * F32) : 16],
   ];
 }
 
