@@ -33,10 +33,11 @@ struct Params {
   scale: f32,      // 1 / sqrt(headDim)
   splitLen: u32,   // positions per split (a multiple of ${WG})
   maxSplits: u32,  // splits per row the partial buffers hold
+  qStride4: u32,   // vec4 between token rows of q (nHeads * D / 4, or more when q sits in a fused qkv row)
 }
 @group(0) @binding(0) var<uniform> step: Step;
 @group(0) @binding(1) var<uniform> p: Params;
-@group(0) @binding(2) var<storage, read> q: array<vec4<f32>>;             // (nTokens, nHeads, D)
+@group(0) @binding(2) var<storage, read> q: array<vec4<f32>>;             // (nTokens, qStride): row t's heads first
 @group(0) @binding(3) var<storage, read> kCache: array<vec4<${kv}>>;        // (nBlocks*blockSize, nKvHeads*D)
 @group(0) @binding(4) var<storage, read> vCache: array<vec4<${kv}>>;        // (nBlocks*blockSize, nKvHeads*D)
 @group(0) @binding(5) var<storage, read> pos: array<u32>;                 // (nTokens)
@@ -68,7 +69,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   let d4 = lid % D4;
   let kvDim4 = p.nKvHeads * D4;
   let kvOff4 = (h / (p.nHeads / p.nKvHeads)) * D4;
-  let qBase4 = (t * p.nHeads + h) * D4;
+  let qBase4 = t * p.qStride4 + h * D4;
+  let oBase4 = (t * p.nHeads + h) * D4;
   if (lid == 0u) { nPos = pos[t] + 1u; }
   let n = workgroupUniformLoad(&nPos);
   let first = sp * p.splitLen;
@@ -115,7 +117,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   var total = vec4<f32>(0.0);
   for (var gg = 0u; gg < G; gg++) { total += accS[gg * D4 + lid]; }
   if (n <= p.splitLen) { // the row's only split: the output itself
-    out[qBase4 + lid] = total / l;
+    out[oBase4 + lid] = total / l;
     return;
   }
   let pBase = ((t * p.nHeads + h) * p.maxSplits + sp) * (4u + 4u * D4);
@@ -135,6 +137,7 @@ struct Params {
   scale: f32,
   splitLen: u32,
   maxSplits: u32,
+  qStride4: u32,
 }
 @group(0) @binding(0) var<uniform> step: Step;
 @group(0) @binding(1) var<uniform> p: Params;
@@ -167,11 +170,12 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 export const ATTENTION_WGSL = attentionWgsl('f32');
 
 /**
+ * qStride: floats between token rows of q (default nHeads * headDim).
  * splitLen: positions per split (a multiple of 64; >= the context for one workgroup per (row, head));
  * maxSplits: splits per row the partial buffer holds.
  */
 export function packAttentionParams(nHeads: number, nKvHeads: number, headDim: number, blockSize: number, maxBlocks: number,
-  splitLen = Math.ceil((blockSize * maxBlocks) / WG) * WG, maxSplits = 1): ArrayBuffer {
+  splitLen = Math.ceil((blockSize * maxBlocks) / WG) * WG, maxSplits = 1, qStride = nHeads * headDim): ArrayBuffer {
   if (headDim % 4 !== 0) throw new Error(`attention: head_dim ${headDim} must be a multiple of 4`);
   if (headDim > ATTENTION_MAX_HEAD_DIM) throw new Error(`attention: head_dim ${headDim} > ${ATTENTION_MAX_HEAD_DIM} is not supported`);
   if (splitLen % WG !== 0 || splitLen < WG) throw new Error(`attention: splitLen ${splitLen} must be a positive multiple of ${WG}`);
@@ -184,6 +188,7 @@ export function packAttentionParams(nHeads: number, nKvHeads: number, headDim: n
     [1 / Math.sqrt(headDim), 'f32'],
     [splitLen, 'u32'],
     [maxSplits, 'u32'],
+    [qStride / 4, 'u32'],
   ]);
 }
 

@@ -159,8 +159,8 @@ export function runStateBuffers(c: LlamaConfig, context: number, opts: { prefill
     ['blockTable', p((opts.nSlots ?? DEFAULTS.nSlots) * maxBlocksPerSeq * 4)],
     ['ropeCs', p(maxBlocksPerSeq * blockSize * c.headDim * F32)], // (context rounded to blocks, headDim/2) vec2
     ['x', p(T * c.dim * F32)], ['xb', p(T * c.dim * F32)],
-    ['q', p(T * qDim * F32)], ['k', p(T * kvDim * F32)], ['v', p(T * kvDim * F32)], ['att', p(T * qDim * F32)],
-    ['hb', p(T * c.hiddenDim * F32)], ['hb2', p(T * c.hiddenDim * F32)],
+    ['qkv', p(T * (qDim + 2 * kvDim) * F32)], ['att', p(T * qDim * F32)],
+    ['hb', p(T * c.hiddenDim * F32)], ['hb2', p(T * 2 * c.hiddenDim * F32)], // hb2: gate | up
     ['xOut', p(O * c.dim * F32)], ['xOutNorm', p(O * c.dim * F32)],
     ['logits', p(O * c.vocabSize * F32)], ['best', p(O * 4)],
     // split (flash-decoding) attention's partial results: (decode rows, nHeads, splits, 4 + headDim) f32

@@ -12,6 +12,7 @@ import { openHfModel, validateHfModel } from '../runtime/hf-model.ts';
 import { hfProvider } from '../runtime/hf-provider.ts';
 import { mapDir } from '../runtime/byte-source.ts';
 import { roundTrip } from '../kernels/weight-formats.ts';
+import { encodeForward } from '../runtime/forward.ts';
 
 let ctx: GpuContext | null = null;
 beforeAll(async () => {
@@ -125,6 +126,45 @@ describe('limits', () => {
       expect(out).toEqual(new ReferenceModel({ ...cfg, maxSeqLen: 32 }, weights).generateGreedy(prompt(28, 2), 100).slice(0, out.length));
     } finally {
       model.destroy();
+    }
+  });
+});
+
+describe('decode step: fused projections and dispatch count', () => {
+  it('wq|wk|wv and w1|w3 as one matmul each give the same logits and tokens as separate matrices; 9 dispatches per layer', async (t) => {
+    if (!ctx) return t.skip();
+    const cfg = TEST_CONFIGS.gqa;
+    const weights = randomWeights(cfg, 31);
+    // 48 KiB per binding: the fused q|k|v (160 x 96 f32 = 60 KiB) and the (256, 96) w1 and w3 no longer fit one binding.
+    const small = await createGpuContext({ maxBindingBytes: 48 * 1024 });
+    const fused = await LlamaModel.fromProvider(memoryProvider(cfg, weights), { gpu: ctx, dtype: 'f32', context: 128, prefillChunk: 16 });
+    const apart = await LlamaModel.fromProvider(memoryProvider(cfg, weights), { gpu: small, dtype: 'f32', context: 128, prefillChunk: 16 });
+    try {
+      const count = (m: LlamaModel) => {
+        let n = 0, pipelines = 0;
+        const pass = { setPipeline: () => void pipelines++, setBindGroup: () => undefined, dispatchWorkgroups: () => void n++, end: () => undefined };
+        encodeForward(m.fwd, { beginComputePass: () => pass, copyBufferToBuffer: () => undefined } as unknown as GPUCommandEncoder, 1, [0], 'decode', 64);
+        return { n, pipelines };
+      };
+      // Per layer: norm, q|k|v, rope + kv write, attention, wo, norm, w1|w3, swiglu, w2; plus embedding, final norm, head, argmax.
+      expect(count(fused).n).toBe(9 * cfg.nLayers + 4);
+      expect(count(apart).n).toBeGreaterThan(count(fused).n);
+      // A pipeline already set is not set again (consecutive matvecs over chunks or separate matrices share one).
+      expect(count(apart).pipelines).toBeLessThan(count(apart).n);
+      const toks = prompt(20, 13);
+      const a = await fused.logitsAll(toks);
+      const b = await apart.logitsAll(toks);
+      expect(maxRelErr(a, b)).toBe(0);
+      const ref = new ReferenceModel(cfg, weights, { kvDtype: fused.fwd.kvDtype });
+      expect(maxRelErr(a, ref.forward(toks, 0))).toBeLessThan(1e-4);
+      const p = prompt(9, 17);
+      const want = new ReferenceModel(cfg, weights, { kvDtype: fused.fwd.kvDtype }).generateGreedy(p, 12);
+      expect(await collect(fused.generateGreedy(p, 12))).toEqual(want);
+      expect(await collect(apart.generateGreedy(p, 12))).toEqual(want);
+    } finally {
+      fused.destroy();
+      apart.destroy();
+      small.destroy();
     }
   });
 });

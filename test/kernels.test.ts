@@ -7,7 +7,8 @@ import { matvecWgsl, tiledWgsl, tiledGrid, matvecGrid, matvecVariant, packMatmul
 import { FORMATS, formatSpec, roundTrip, type WeightFormat } from '../kernels/weight-formats.ts';
 import { embeddingWgsl, packEmbeddingParams, embeddingRef } from '../kernels/embedding.ts';
 import { RMSNORM_WGSL, packRmsnormParams, rmsnormRef } from '../kernels/rmsnorm.ts';
-import { SWIGLU_WGSL, packSwigluParams, swigluRef } from '../kernels/swiglu.ts';
+import { SWIGLU_WGSL, SWIGLU_CAT_WGSL, packSwigluParams, swigluRef } from '../kernels/swiglu.ts';
+import { ropeKvWgsl, packRopeKvParams } from '../kernels/rope-kv.ts';
 import { ROPE_WGSL, packRopeParams, ropeRef, ropeTable } from '../kernels/rope.ts';
 import { KV_WRITE_WGSL, kvWriteWgsl, packKvWriteParams, cacheRowRef } from '../kernels/kv-cache.ts';
 import {
@@ -32,6 +33,7 @@ describe('shaders compile without errors or warnings', () => {
     ['rmsnorm', RMSNORM_WGSL], ['swiglu', SWIGLU_WGSL], ['rope', ROPE_WGSL], ['kv-write', KV_WRITE_WGSL],
     ['attention', ATTENTION_WGSL], ['argmax', ARGMAX_WGSL], ['kv-write-f16', kvWriteWgsl('f16')],
     ['attention-f16', attentionWgsl('f16')], ['attention-combine', ATTENTION_COMBINE_WGSL],
+    ['rope-kv-f32', ropeKvWgsl('f32')], ['rope-kv-f16', ropeKvWgsl('f16')], ['swiglu-cat', SWIGLU_CAT_WGSL],
   ];
   for (const [name, code] of all) {
     it(name, async (t) => {
@@ -216,4 +218,58 @@ describe('attention at long contexts: split decode + combine, whole-row prefill,
       expect(await run([4093, 4094, 4095], [2, 2, 2], false)).toBeLessThan(2e-5);
     });
   }
+});
+
+// The fused decode-step kernels: RoPE of q and k with the KV-cache write (one dispatch), SwiGLU over gate | up.
+describe('fused rope + kv write, swiglu over gate | up', () => {
+  for (const [nHeads, nKvHeads, D, kv] of [[8, 2, 32, 'f16'], [4, 4, 16, 'f32'], [6, 2, 128, 'f16']] as const) {
+    it(`rope-kv nHeads=${nHeads} nKvHeads=${nKvHeads} D=${D} ${kv} cache`, async (t) => {
+      if (!ctx || (kv === 'f16' && !ctx.hasF16)) return t.skip();
+      const { device } = ctx;
+      const qDim = nHeads * D, kvDim = nKvHeads * D, ld = qDim + 2 * kvDim, blockSize = 16, maxBlocks = 8, nBlocks = 16;
+      const positions = [70, 71, 5], slots = [0, 0, 1], T = positions.length;
+      const table = new Uint32Array(2 * maxBlocks);
+      for (let i = 0; i < maxBlocks; i++) { table[i] = 15 - i; table[maxBlocks + i] = i; }
+      const qkv = randomArray(T * ld, 71 + D);
+      const el = kv === 'f16' ? 2 : 4;
+      const qkvb = uploadBuffer(device, 'qkv', qkv);
+      const kcb = storageBuffer(device, 'kc', nBlocks * blockSize * kvDim * el), vcb = storageBuffer(device, 'vc', nBlocks * blockSize * kvDim * el);
+      await runKernel(ctx, ropeKvWgsl(kv), packRopeKvParams(nHeads, nKvHeads, D, blockSize, maxBlocks),
+        [qkvb, uploadBuffer(device, 'pos', new Uint32Array(positions)), uploadBuffer(device, 'slot', new Uint32Array(slots)), uploadBuffer(device, 'table', table),
+          uploadBuffer(device, 'cs', ropeTable(128, D, 10000)), kcb, vcb],
+        grid1d((T * (nHeads + 2 * nKvHeads) * D) / 2, 64), { nTokens: T });
+      const part = (off: number, n: number) => { const o = new Float32Array(T * n); for (let r = 0; r < T; r++) o.set(qkv.subarray(r * ld + off, r * ld + off + n), r * n); return o; };
+      const qRef = ropeRef(part(0, qDim), positions, nHeads, D, 10000);
+      const kRef = ropeRef(part(qDim, kvDim), positions, nKvHeads, D, 10000);
+      const vRef = part(qDim + kvDim, kvDim);
+      const got = await f32(qkvb, T * ld);
+      const gotQ = new Float32Array(T * qDim);
+      for (let r = 0; r < T; r++) gotQ.set(got.subarray(r * ld, r * ld + qDim), r * qDim);
+      expect(maxAbsDiff(gotQ, qRef)).toBeLessThan(1e-5);
+      // k and v sit in the cache rows of (slot, position), rounded as the cache stores them.
+      const read = async (b: GPUBuffer) => {
+        const raw = await readBuffer(device, b, 0, nBlocks * blockSize * kvDim * el);
+        return kv === 'f16' ? f16ToF32(new Uint16Array(raw)) : new Float32Array(raw);
+      };
+      const kc = await read(kcb), vc = await read(vcb);
+      const store = (a: Float32Array) => (kv === 'f16' ? f16ToF32(f32ToF16(a)) : a);
+      positions.forEach((p, r) => {
+        const row = cacheRowRef(table, maxBlocks, blockSize, slots[r]!, p);
+        expect(maxAbsDiff(kc.subarray(row * kvDim, (row + 1) * kvDim), store(kRef.subarray(r * kvDim, (r + 1) * kvDim)))).toBeLessThan(1e-5);
+        expect(maxAbsDiff(vc.subarray(row * kvDim, (row + 1) * kvDim), store(vRef.subarray(r * kvDim, (r + 1) * kvDim)))).toBe(0);
+      });
+    });
+  }
+
+  it('swiglu over gate | up rows', async (t) => {
+    if (!ctx) return t.skip();
+    const { device } = ctx;
+    const T = 3, H = 172;
+    const gu = randomArray(T * 2 * H, 81, 4);
+    const out = storageBuffer(device, 'out', T * H * 4);
+    await runKernel(ctx, SWIGLU_CAT_WGSL, packSwigluParams(H), [uploadBuffer(device, 'gu', gu), out], grid1d(T * H, 64), { nTokens: T });
+    const g = new Float32Array(T * H), u = new Float32Array(T * H);
+    for (let r = 0; r < T; r++) { g.set(gu.subarray(r * 2 * H, r * 2 * H + H), r * H); u.set(gu.subarray(r * 2 * H + H, (r + 1) * 2 * H), r * H); }
+    expect(maxAbsDiff(await f32(out, T * H), swigluRef(g, u))).toBeLessThan(1e-5);
+  });
 });
