@@ -161,7 +161,14 @@ export async function benchHost(ctx: GpuContext, model: string, format: WeightFo
   if (!real) throw new Error(`unknown model ${model}`);
   const small = structuralConfig(real);
   const w = structuralWeights(ctx, real, small, format);
-  const f = await createForward(ctx, small, w, { maxTokens: 1, maxOut: 1, blockSize: 16, nBlocks: 1, nSlots: 1, maxBlocksPerSeq: 1 });
+  // Fuse wq|wk|wv and w1|w3 exactly when the real matrices would be fused on this adapter (one binding).
+  const realFused = (kind: 'qkv' | 'gate_up'): boolean => {
+    const rows = kind === 'qkv' ? (real.nHeads + 2 * real.nKvHeads) * real.headDim : 2 * real.hiddenDim;
+    return formatSpec(storedFormat(format, real.dim)).bufferBytes(rows, real.dim) <= Math.min(ctx.maxBindingBytes, ctx.maxBufferBytes);
+  };
+  const f = await createForward(ctx, small, w, {
+    maxTokens: 1, maxOut: 1, blockSize: 16, nBlocks: 1, nSlots: 1, maxBlocksPerSeq: 1, canFuse: (kind) => realFused(kind),
+  });
   try {
     const full = countStep(f);
     const head: Forward = { ...f, layers: [] };
