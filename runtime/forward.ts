@@ -15,6 +15,7 @@ import { RMSNORM_WGSL, packRmsnormParams } from '../kernels/rmsnorm.ts';
 import { ropeTable } from '../kernels/rope.ts';
 import { kvBytesPerElement, type KvDtype } from '../kernels/kv-cache.ts';
 import { ropeKvWgsl, packRopeKvParams } from '../kernels/rope-kv.ts';
+import { attentionPrefillWgsl, PREFILL_ROWS, PREFILL_MAX_HEAD_DIM } from '../kernels/attention-prefill.ts';
 import { formatSpec } from '../kernels/weight-formats.ts';
 import { attentionWgsl, ATTENTION_COMBINE_WGSL, ATTENTION_SPLIT_LEN, attentionPartFloats, packAttentionParams } from '../kernels/attention.ts';
 import { SWIGLU_CAT_WGSL, packSwigluParams } from '../kernels/swiglu.ts';
@@ -70,6 +71,7 @@ interface LayerOps {
   attention: Dispatch; // one workgroup per (row, head) over all its positions
   attentionSplit: Dispatch | null; // decode: one per (row, head, split of ATTENTION_SPLIT_LEN positions)
   attentionCombine: Dispatch | null;
+  attentionPrefill: Dispatch | null; // prefill rows of one sequence: tiles of PREFILL_ROWS rows sharing K/V tiles
   wo: MatmulDispatch[]; // accumulates into x
   ffnNorm: Dispatch;
   gateUp: MatmulDispatch[]; // w1|w3 into hb2, one matmul when fused
@@ -139,7 +141,7 @@ export async function createForward(ctx: GpuContext, cfg: LlamaConfig, w: GpuWei
   const matrices = [...w.layers.flatMap((L) => [L.wq, L.wk, L.wv, L.wo, L.w1, L.w2, L.w3]), ...(w.output ? [w.output] : [])];
   const formats = [...new Set(matrices.map((m) => m.format))];
   const mmPipes = new Map(await Promise.all(formats.map(async (f) => [f, await matmulPipelines(ctx, f)] as const)));
-  const [pEmbed, pNorm, pRopeKv, pAtt, pCombine, pSwiglu, pArgmax] = await Promise.all([
+  const [pEmbed, pNorm, pRopeKv, pAtt, pCombine, pSwiglu, pArgmax, pPrefill] = await Promise.all([
     getPipeline(device, `embedding-${fmt}`, embeddingWgsl(fmt)),
     getPipeline(device, 'rmsnorm', RMSNORM_WGSL),
     getPipeline(device, `rope-kv-${kvDtype}`, ropeKvWgsl(kvDtype)),
@@ -147,6 +149,7 @@ export async function createForward(ctx: GpuContext, cfg: LlamaConfig, w: GpuWei
     getPipeline(device, 'attention-combine', ATTENTION_COMBINE_WGSL),
     getPipeline(device, 'swiglu-cat', SWIGLU_CAT_WGSL),
     getPipeline(device, 'argmax', ARGMAX_WGSL),
+    D <= PREFILL_MAX_HEAD_DIM ? getPipeline(device, `attention-prefill-${kvDtype}`, attentionPrefillWgsl(kvDtype)) : null,
   ]);
   const dispatch = (pipeline: GPUComputePipeline, label: string, params: ArrayBuffer, buffers: GPUBuffer[]): Dispatch => ({
     pipeline,
@@ -183,6 +186,9 @@ export async function createForward(ctx: GpuContext, cfg: LlamaConfig, w: GpuWei
     attentionCombine: maxSplits > 1 ? dispatch(pCombine, `${l}.attention_combine`,
       packAttentionParams(cfg.nHeads, cfg.nKvHeads, D, opts.blockSize, opts.maxBlocksPerSeq, ATTENTION_SPLIT_LEN, maxSplits, qkvDim),
       [rs.pos, rs.attPart, rs.att]) : null,
+    attentionPrefill: pPrefill ? dispatch(pPrefill, `${l}.attention_prefill`,
+      packAttentionParams(cfg.nHeads, cfg.nKvHeads, D, opts.blockSize, opts.maxBlocksPerSeq, undefined, 1, qkvDim),
+      [rs.qkv, rs.kCache[l]!, rs.vCache[l]!, rs.pos, rs.slot, rs.blockTable, rs.att]) : null,
     wo: matmul(L.wo, rs.att, rs.x, true),
     ffnNorm: dispatch(pNorm, `${l}.ffn_norm`, packRmsnormParams(cfg.dim, cfg.normEps, false), [rs.x, L.ffnNorm, rs.xb]),
     gateUp: concat('gate_up', [L.w1, L.w3], rs.xb, rs.hb2),
@@ -198,14 +204,16 @@ export async function createForward(ctx: GpuContext, cfg: LlamaConfig, w: GpuWei
 /**
  * Records one forward step: nTokens rows (ids/pos/slot already written), logits for rows outRows.
  * maxLen: the longest row's attended positions (max pos + 1); it sizes a decode step's split attention.
+ * oneSlot: every row is of the same sequence (a prefill chunk), so prefill attention can share K/V tiles.
  */
 export function encodeForward(f: Forward, enc: GPUCommandEncoder, nTokens: number, outRows: number[], kind: 'prefill' | 'decode' = 'prefill',
-  maxLen = f.opts.maxBlocksPerSeq * f.opts.blockSize): void {
+  maxLen = f.opts.maxBlocksPerSeq * f.opts.blockSize, oneSlot = false): void {
   const c = f.cfg;
   // Decode rows attend in splits of ATTENTION_SPLIT_LEN positions (a row that fits one split computes
   // exactly what the one-workgroup kernel does); prefill rows use one workgroup per (row, head).
   const splits = Math.ceil(maxLen / ATTENTION_SPLIT_LEN);
   const split = kind === 'decode' && splits > 1 && nTokens <= splitAttentionRows(f.opts);
+  const tiles = kind === 'prefill' && oneSlot && nTokens > 1;
   const rs = f.rs;
   const nOut = outRows.length;
   const mm = (pass: GPUComputePassEncoder, ds: MatmulDispatch[], M: number) => ds.forEach((d) => encodeMatmul(pass, d, M));
@@ -221,7 +229,8 @@ export function encodeForward(f: Forward, enc: GPUCommandEncoder, nTokens: numbe
     if (split && L.attentionSplit && L.attentionCombine) {
       run(pass, L.attentionSplit, c.nHeads, nTokens, splits);
       run(pass, L.attentionCombine, c.nHeads, nTokens);
-    } else run(pass, L.attention, c.nHeads, nTokens);
+    } else if (tiles && L.attentionPrefill) run(pass, L.attentionPrefill, c.nHeads, Math.ceil(nTokens / PREFILL_ROWS));
+    else run(pass, L.attention, c.nHeads, nTokens);
     mm(pass, L.wo, nTokens); // x += att · wo^T
     // out = h + ffn(norm(h)), ffn = w2(silu(w1 x) * w3 x)
     run(pass, L.ffnNorm, nTokens);

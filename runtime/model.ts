@@ -188,6 +188,7 @@ export class LlamaModel implements GenerationBackend {
     const pos = Uint32Array.from(rows, (r) => r.pos);
     const slot = Uint32Array.from(rows, (r) => r.slot);
     const maxLen = rows.reduce((a, r) => Math.max(a, r.pos + 1), 0);
+    const oneSlot = rows.every((r) => r.slot === rows[0]!.slot);
     const stepInfo = packParams([[T, 'u32'], [outRows.length, 'u32'], [0, 'u32'], [0, 'u32']]);
     const nOut = outRows.length;
     let x: Float32Array<ArrayBuffer> | null = null; // residual stream handed to the next device
@@ -202,7 +203,7 @@ export class LlamaModel implements GenerationBackend {
       device.queue.writeBuffer(rs.step, 0, stepInfo);
       if (x) device.queue.writeBuffer(rs.x, 0, x);
       const enc = device.createCommandEncoder();
-      encodeForward(st.fwd, enc, T, last ? outRows : [], kind, maxLen);
+      encodeForward(st.fwd, enc, T, last ? outRows : [], kind, maxLen, oneSlot);
       if (!last) {
         const bytes = T * this.cfg.dim * 4;
         enc.copyBufferToBuffer(rs.x, 0, st.stagingX, 0, bytes);

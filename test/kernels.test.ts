@@ -15,6 +15,7 @@ import {
   ATTENTION_WGSL, ATTENTION_COMBINE_WGSL, ATTENTION_SPLIT_LEN, attentionWgsl, attentionPartFloats, packAttentionParams, attentionRef,
 } from '../kernels/attention.ts';
 import { f16ToF32, f32ToF16 } from '../kernels/half.ts';
+import { attentionPrefillWgsl, PREFILL_ROWS } from '../kernels/attention-prefill.ts';
 import { ARGMAX_WGSL, packArgmaxParams, argmaxRef } from '../kernels/argmax.ts';
 import { grid1d } from '../kernels/common.ts';
 
@@ -272,4 +273,31 @@ describe('fused rope + kv write, swiglu over gate | up', () => {
     for (let r = 0; r < T; r++) { g.set(gu.subarray(r * 2 * H, r * 2 * H + H), r * H); u.set(gu.subarray(r * 2 * H + H, (r + 1) * 2 * H), r * H); }
     expect(maxAbsDiff(await f32(out, T * H), swigluRef(g, u))).toBeLessThan(1e-5);
   });
+});
+
+// Prefill attention in tiles of query rows sharing each K/V tile, against the reference: a chunk of 21 rows of
+// one sequence (3 tiles of 8, the last partial) ending at the context's end, with GQA and both cache types.
+describe('prefill attention, tiles of query rows', () => {
+  for (const [nHeads, nKvHeads, D, kv, last] of [[8, 2, 64, 'f16', 4095], [4, 4, 16, 'f32', 40], [6, 2, 128, 'f16', 2000]] as const) {
+    it(`nHeads=${nHeads} nKvHeads=${nKvHeads} D=${D} ${kv} cache, rows up to position ${last}`, async (t) => {
+      if (!ctx || (kv === 'f16' && !ctx.hasF16)) return t.skip();
+      const { device } = ctx;
+      const kvDim = nKvHeads * D, blockSize = 16, maxBlocks = 4096 / blockSize, nBlocks = maxBlocks + 3;
+      const table = new Uint32Array(2 * maxBlocks);
+      for (let i = 0; i < maxBlocks; i++) { table[maxBlocks + i] = (i * 7 + 3) % nBlocks; }
+      let kc = randomArray(nBlocks * blockSize * kvDim, 91 + D), vc = randomArray(nBlocks * blockSize * kvDim, 92 + D);
+      if (kv === 'f16') { kc = f16ToF32(f32ToF16(kc)); vc = f16ToF32(f32ToF16(vc)); }
+      const up = (a: Float32Array) => uploadBuffer(device, 'cache', kv === 'f16' ? f32ToF16(a) : a);
+      const T = 21;
+      const positions = Array.from({ length: T }, (_, i) => last - (T - 1) + i), slots = positions.map(() => 1);
+      const q = randomArray(T * nHeads * D, 93, 2);
+      const out = storageBuffer(device, 'out', T * nHeads * D * 4);
+      await runKernel(ctx, attentionPrefillWgsl(kv), packAttentionParams(nHeads, nKvHeads, D, blockSize, maxBlocks),
+        [uploadBuffer(device, 'q', q), up(kc), up(vc), uploadBuffer(device, 'pos', new Uint32Array(positions)),
+          uploadBuffer(device, 'slot', new Uint32Array(slots)), uploadBuffer(device, 'table', table), out],
+        [nHeads, Math.ceil(T / PREFILL_ROWS)], { nTokens: T });
+      const ref = attentionRef(q, kc, vc, positions, slots, table, maxBlocks, blockSize, nHeads, nKvHeads, D);
+      expect(maxAbsDiff(await f32(out, ref.length), ref)).toBeLessThan(2e-5);
+    });
+  }
 });
