@@ -276,6 +276,10 @@ function fusedBytes(parts: WeightMatrix[]): number {
   return formatSpec(parts[0]!.format).bufferBytes(parts.reduce((a, m) => a + m.rows, 0), parts[0]!.cols);
 }
 
+// Formats whose buffer of n rows is its row groups' bytes in order (weight-formats.ts), so stacking matrices is
+// concatenating buffers. Another format is never fused: its matrices get one matmul each.
+const ROW_STACKABLE = new Set<string>(['f32', 'f16', 'q8', 'q4']);
+
 // Fused matrices made for a part list (keyed by its first matrix), so a second createForward on the same
 // weights reuses them: after fusing, the parts' own buffers are gone.
 const fusedOf = new WeakMap<WeightMatrix, WeightMatrix>();
@@ -292,7 +296,7 @@ function fuseRows(device: GPUDevice, kind: 'qkv' | 'gate_up', parts: WeightMatri
   const { format, cols } = parts[0]!;
   const spec = formatSpec(format);
   const exact = (m: WeightMatrix) => m.chunks.length === 1 && m.rows % spec.rowAlign === 0 && m.chunks[0]!.buffer.size === spec.bufferBytes(m.rows, cols);
-  if (parts.some((m) => m.format !== format || m.cols !== cols || !exact(m)) || !allow(kind, parts)) return null;
+  if (!ROW_STACKABLE.has(format) || parts.some((m) => m.format !== format || m.cols !== cols || !exact(m)) || !allow(kind, parts)) return null;
   const rows = parts.reduce((a, m) => a + m.rows, 0);
   const name = parts[0]!.name.replace(/[^.]*$/, kind);
   const buffer = storageBuffer(device, name, spec.bufferBytes(rows, cols));
