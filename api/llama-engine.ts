@@ -23,6 +23,7 @@ export interface LlamaEngineOptions {
   aliases?: string[]; // other accepted ids besides HOSTED_MODEL_ID
   dtype?: WeightFormat;
   context?: number;
+  kvDtype?: 'f16' | 'f32'; // KV cache elements (default f16 where the adapter has shader-f16)
   maxBatch?: number; // sequences decoding together (default 8)
   maxQueue?: number; // waiting requests before 429 (default 64)
   kvBudgetBytes?: number; // KV cache for all sequences (default: maxBatch full contexts, capped by the binding limit)
@@ -71,6 +72,7 @@ export async function loadLlamaEngine(opts: LlamaEngineOptions = {}): Promise<Ll
       gpus,
       dtype: opts.dtype,
       context: opts.context,
+      kvDtype: opts.kvDtype,
       nSlots: maxBatch,
       maxOut: maxBatch,
       prefillChunk: opts.prefillChunk ?? 128,

@@ -4,6 +4,7 @@ import { runBenchGenerate, BENCH_GENERATE_HELP } from '../bench/generate.ts';
 import { runBenchServe, BENCH_SERVE_HELP } from '../bench/serve.ts';
 import { benchKernels, parseBenchKernelsArgs } from '../bench/kernels.ts';
 import { measurePerplexity, perplexityTable, DEFAULT_OURS, DEFAULT_LLAMACPP, type PerplexityRow } from '../bench/perplexity.ts';
+import { runBenchHost, parseBenchHostArgs, BENCH_HOST_HELP } from '../bench/host.ts';
 import { createGpuContext } from '../runtime/device.ts';
 import { UsageError, parseCommandArgs, intArg } from './common.ts';
 
@@ -23,7 +24,9 @@ llama2-webgpu bench quality [--model default] --text FILE [--tokens N] [--ours f
   same tokens (windows of the model's context, each after BOS). Our formats: f32/f16/q8/q4 (converted at load)
   and GGUF types (the model written as F32 GGUF, quantized by llama.cpp's own quantizer, loaded as stored).
   llama.cpp runs through node-llama-cpp (installed into bench/llamacpp on first use). With --json each line is
-  {"engine":"ours"|"llamacpp","format","tokens","ppl","nll"}.`;
+  {"engine":"ours"|"llamacpp","format","tokens","ppl","nll"}.
+
+${BENCH_HOST_HELP}`;
 
 export async function runBench(argv: string[]): Promise<number> {
   const [which, ...rest] = argv;
@@ -73,7 +76,16 @@ export async function runBench(argv: string[]): Promise<number> {
       gpu.destroy();
       return 0;
     }
+    case 'host': {
+      try {
+        parseBenchHostArgs(rest);
+      } catch (e) {
+        throw new UsageError((e as Error).message);
+      }
+      await runBenchHost(rest, (l) => process.stdout.write(l + '\n'));
+      return 0;
+    }
     default:
-      throw new UsageError(`unknown benchmark "${which ?? ''}" (expected: generate, serve, kernels, quality)`);
+      throw new UsageError(`unknown benchmark "${which ?? ''}" (expected: generate, serve, kernels, quality, host)`);
   }
 }

@@ -23,6 +23,7 @@ export const GENERATE_HELP = `llama2-webgpu generate [options]
   --seed S              seed of the sampler (default: random)
   --dtype q4|q8|f16|f32 weight format on the GPU (default: as stored for a GGUF or a converted model, else f16)
   --context N           context length to allocate (default: the model's, at most 4096)
+  --kv-dtype f16|f32    KV cache elements (default f16 where the adapter has shader-f16, else f32)
   --devices N           shard the layers over N WebGPU devices (default 1)
   --device-memory SIZE  memory of each device, e.g. 24GiB: a model that does not fit is refused before loading
   --json                print {"prompt_tokens":[...],"completion_tokens":[...],"text":"..."} as the last line
@@ -42,6 +43,7 @@ export async function runGenerate(argv: string[]): Promise<void> {
     seed: { type: 'string' },
     dtype: { type: 'string' },
     context: { type: 'string' },
+    'kv-dtype': { type: 'string' },
     devices: { type: 'string' },
     'device-memory': { type: 'string' },
     json: { type: 'boolean', default: false },
@@ -59,6 +61,7 @@ export async function runGenerate(argv: string[]): Promise<void> {
     seed = BigInt(values.seed);
   }
   const dtype = choiceArg('dtype', values.dtype, DTYPES);
+  const kvDtype = choiceArg('kv-dtype', values['kv-dtype'], ['f16', 'f32'] as const);
   const context = values.context === undefined ? undefined : intArg('context', values.context, 0, 1, 1 << 20);
   const devices = intArg('devices', values.devices, 1, 1, 64);
   const deviceMemory = sizeArg('device-memory', values['device-memory']);
@@ -90,6 +93,7 @@ export async function runGenerate(argv: string[]): Promise<void> {
     model = await LlamaModel.fromProvider(src.provider, {
       dtype,
       context,
+      kvDtype,
       ...(devices > 1 ? { gpus } : { gpu: gpus[0] }),
       deviceMemoryBytes: deviceMemory === undefined ? undefined : gpus.map(() => deviceMemory),
       onProgress: progressPrinter(`loading ${src.name}`),

@@ -32,7 +32,7 @@ Commands:
   serve      OpenAI-compatible HTTP server with continuous batching
   plan       memory plan of a model across devices, before allocating anything
   convert    pre-quantize a model for fast loading
-  bench      benchmarks: bench generate (vs llama.cpp), bench kernels, bench quality
+  bench      benchmarks: bench generate (vs llama.cpp), bench kernels, bench quality, bench host
 
 ${GENERATE_HELP}
 

@@ -7,7 +7,7 @@ import { parseHfConfig, type LlamaConfig } from '../runtime/config.ts';
 import { BUILTIN_MODEL_NAMES, builtinConfig } from '../runtime/builtin-configs.ts';
 import { formatGiB, formatSizeFlag, parseSize, planModel, type DeviceBudget, type Plan } from '../runtime/planner.ts';
 import { FORMATS, type WeightFormat } from '../kernels/weight-formats.ts';
-import { UsageError, parseCommandArgs, intArg } from './common.ts';
+import { UsageError, parseCommandArgs, intArg, choiceArg } from './common.ts';
 
 // The WebGPU spec's default limits: every adapter offers at least these, so a plan made with them holds anywhere.
 const DEFAULT_MAX_BINDING = '128MiB';
@@ -23,6 +23,7 @@ export const PLAN_HELP = `llama2-webgpu plan [options]
   --devices N             number of devices (default 1, or the number of --device-memory sizes)
   --device-memory SIZE    memory of each device, e.g. 24GiB, 48GB, 512MiB; or one per device: 24GiB,8GiB (required)
   --kv-budget SIZE        KV cache of the whole batch, all layers (default: one full context)
+  --kv-dtype f16|f32      KV cache elements (default f16, the runtime's default where the adapter has shader-f16)
   --prefill-chunk N       token rows per prefill step (default 128)
   --max-binding SIZE      maxStorageBufferBindingSize of each device (default ${DEFAULT_MAX_BINDING}, the WebGPU minimum)
   --max-buffer SIZE       maxBufferSize of each device (default ${DEFAULT_MAX_BUFFER}, the WebGPU minimum)
@@ -75,6 +76,7 @@ function planCommand(argv: string[]): number {
     devices: { type: 'string' },
     'device-memory': { type: 'string' },
     'kv-budget': { type: 'string' },
+    'kv-dtype': { type: 'string' },
     'prefill-chunk': { type: 'string' },
     'max-binding': { type: 'string', default: DEFAULT_MAX_BINDING },
     'max-buffer': { type: 'string', default: DEFAULT_MAX_BUFFER },
@@ -97,12 +99,13 @@ function planCommand(argv: string[]): number {
   const devices: DeviceBudget[] = Array.from({ length: nDevices }, (_, i) => ({
     memoryBytes: memories[memories.length > 1 ? i : 0]!, maxBindingBytes, maxBufferBytes,
   }));
+  const kvDtype = choiceArg('kv-dtype', values['kv-dtype'], ['f16', 'f32'] as const);
   const kvBudgetBytes = values['kv-budget'] === undefined ? undefined : size('kv-budget', values['kv-budget']);
   const prefillChunk = intArg('prefill-chunk', values['prefill-chunk'], 128, 1, 1 << 16);
 
   let plan: Plan;
   try {
-    plan = planModel({ config, dtype: dtype as WeightFormat, context, devices, kvBudgetBytes, prefillChunk });
+    plan = planModel({ config, dtype: dtype as WeightFormat, context, devices, kvBudgetBytes, prefillChunk, kvDtype });
   } catch (e) {
     if (e instanceof RangeError) throw new UsageError(e.message);
     throw e;
@@ -121,7 +124,7 @@ export function formatPlan(model: string, dtype: string, context: number, p: Pla
   const limits = [...new Set(budgets.map((b) => `${formatSizeFlag(b.maxBindingBytes)} per binding, ${formatSizeFlag(b.maxBufferBytes)} per buffer`))];
   const lines = [
     `${model}, ${dtype} weights, context ${context}, ${p.devices.length} device${p.devices.length > 1 ? 's' : ''} (${limits.join('; ')})`,
-    `KV cache: ${kv.positions} positions x ${kv.bytesPerTokenPerLayer / 1024} KiB per position per layer (f32 K and V) = ${formatGiB(kv.totalBytes)}`,
+    `KV cache: ${kv.positions} positions x ${kv.bytesPerTokenPerLayer / 1024} KiB per position per layer (${kv.kvDtype} K and V) = ${formatGiB(kv.totalBytes)}`,
     '',
   ];
   const head = ['device', 'layers', 'holds', 'weights', 'KV cache', 'scratch', 'total', 'memory', 'use'];

@@ -23,6 +23,7 @@ export const SERVE_HELP = `llama2-webgpu serve [options]
   --metrics-public      serve /metrics without the API key
   --dtype ${DTYPES.join('|')}   weight format on the GPU
   --context N           context length per sequence (default: the model's, at most 4096)
+  --kv-dtype f16|f32    KV cache elements (default f16 where the adapter has shader-f16, else f32)
   --max-batch N         sequences decoding together (default 8)
   --max-queue N         waiting requests before 429 (default 64; 0: no waiting, only the running batch)
   --kv-budget SIZE      KV cache for all sequences, e.g. 2GiB (default: max-batch full contexts)
@@ -53,6 +54,7 @@ export async function runServe(argv: string[]): Promise<void> {
     'metrics-public': { type: 'boolean', default: false },
     dtype: { type: 'string' },
     context: { type: 'string' },
+    'kv-dtype': { type: 'string' },
     'max-batch': { type: 'string' },
     'max-queue': { type: 'string' },
     'kv-budget': { type: 'string' },
@@ -78,6 +80,7 @@ export async function runServe(argv: string[]): Promise<void> {
     aliases: values.alias,
     dtype,
     context,
+    kvDtype: choiceArg('kv-dtype', values['kv-dtype'], ['f16', 'f32'] as const),
     maxBatch: intArg('max-batch', values['max-batch'], 8, 1, 256),
     maxQueue: intArg('max-queue', values['max-queue'], 64, 0, 100000),
     kvBudgetBytes: sizeArg('kv-budget', values['kv-budget']),

@@ -1,5 +1,5 @@
 // KV-cache write. The cache of one layer is a pool of blocks: k and v are each
-// (nBlocks * blockSize, kvDim) f32, kvDim = nKvHeads * headDim. A sequence (slot s) owns blocks listed
+// (nBlocks * blockSize, kvDim) f16 (the default; needs shader-f16) or f32, kvDim = nKvHeads * headDim. A sequence (slot s) owns blocks listed
 // in its row of the block table, (nSlots, maxBlocks) u32: position p of slot s lives at cache row
 //   blockTable[s * maxBlocks + p / blockSize] * blockSize + p % blockSize.
 // This kernel stores the new tokens' (already rotated) k and v rows at their positions.
@@ -13,7 +13,15 @@ fn cacheRow(slot: u32, position: u32) -> u32 {
   return blockTable[slot * p.maxBlocks + position / p.blockSize] * p.blockSize + position % p.blockSize;
 }`;
 
-export const KV_WRITE_WGSL = /* wgsl */ `
+/** Element type of the KV cache. f16 halves its memory and the bytes attention reads per position. */
+export type KvDtype = 'f16' | 'f32';
+
+export const kvBytesPerElement = (dtype: KvDtype): number => (dtype === 'f16' ? 2 : 4);
+
+/** WGSL `enable` line a kernel that binds the cache needs. */
+export const kvEnable = (dtype: KvDtype): string => (dtype === 'f16' ? 'enable f16;' : '');
+
+export const kvWriteWgsl = (dtype: KvDtype): string => /* wgsl */ `${kvEnable(dtype)}
 ${STEP_WGSL}
 ${LINEAR_INDEX_WGSL}
 struct Params {
@@ -28,8 +36,8 @@ struct Params {
 @group(0) @binding(4) var<storage, read> pos: array<u32>;                 // (nTokens)
 @group(0) @binding(5) var<storage, read> slot: array<u32>;                // (nTokens)
 @group(0) @binding(6) var<storage, read> blockTable: array<u32>;          // (nSlots, maxBlocks)
-@group(0) @binding(7) var<storage, read_write> kCache: array<vec4<f32>>;  // (nBlocks*blockSize, kvDim)
-@group(0) @binding(8) var<storage, read_write> vCache: array<vec4<f32>>;  // (nBlocks*blockSize, kvDim)
+@group(0) @binding(7) var<storage, read_write> kCache: array<vec4<${dtype}>>;  // (nBlocks*blockSize, kvDim)
+@group(0) @binding(8) var<storage, read_write> vCache: array<vec4<${dtype}>>;  // (nBlocks*blockSize, kvDim)
 ${CACHE_ROW_WGSL}
 
 @compute @workgroup_size(64)
@@ -39,9 +47,11 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   let t = i / p.kvDim4;
   let e = i % p.kvDim4;
   let dst = cacheRow(slot[t], pos[t]) * p.kvDim4 + e;
-  kCache[dst] = k[i];
-  vCache[dst] = v[i];
+  kCache[dst] = vec4<${dtype}>(k[i]);
+  vCache[dst] = vec4<${dtype}>(v[i]);
 }`;
+
+export const KV_WRITE_WGSL = kvWriteWgsl('f32');
 
 export function packKvWriteParams(kvDim: number, blockSize: number, maxBlocks: number): ArrayBuffer {
   if (kvDim % 4 !== 0) throw new Error(`kv-cache: kvDim ${kvDim} must be a multiple of 4`);

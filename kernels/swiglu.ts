@@ -20,6 +20,29 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   g[i] = a / (1.0 + exp(-a)) * u[i];
 }`;
 
+/**
+ * The same over the fused gate/up projection: gu (nTokens, 2 hidden) holds gate in columns [0, hidden) and
+ * up in [hidden, 2 hidden); out (nTokens, hidden) = silu(gate) * up. Grid: grid1d(nTokens * hidden, 64).
+ */
+export const SWIGLU_CAT_WGSL = /* wgsl */ `
+${STEP_WGSL}
+${LINEAR_INDEX_WGSL}
+struct Params { hidden: u32 }
+@group(0) @binding(0) var<uniform> step: Step;
+@group(0) @binding(1) var<uniform> p: Params;
+@group(0) @binding(2) var<storage, read> gu: array<f32>;         // (nTokens, 2 hidden): gate | up
+@group(0) @binding(3) var<storage, read_write> out: array<f32>;  // (nTokens, hidden)
+
+@compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let i = linearIndex(gid, nwg, 64u);
+  if (i >= step.nTokens * p.hidden) { return; }
+  let t = i / p.hidden;
+  let c = i % p.hidden;
+  let a = gu[t * 2u * p.hidden + c];
+  out[i] = a / (1.0 + exp(-a)) * gu[t * 2u * p.hidden + p.hidden + c];
+}`;
+
 export function packSwigluParams(hidden: number): ArrayBuffer {
   return packParams([[hidden, 'u32']]);
 }

@@ -12,10 +12,13 @@ import { bindGroup, getPipeline, grid1d, packParams, storageBuffer, uniformBuffe
 import { matmulPipelines, recordMatmul, encodeMatmul, type MatmulDispatch } from '../kernels/matmul.ts';
 import { embeddingWgsl, packEmbeddingParams } from '../kernels/embedding.ts';
 import { RMSNORM_WGSL, packRmsnormParams } from '../kernels/rmsnorm.ts';
-import { ROPE_WGSL, packRopeParams, ropeTable } from '../kernels/rope.ts';
-import { KV_WRITE_WGSL, packKvWriteParams } from '../kernels/kv-cache.ts';
-import { ATTENTION_WGSL, packAttentionParams } from '../kernels/attention.ts';
-import { SWIGLU_WGSL, packSwigluParams } from '../kernels/swiglu.ts';
+import { ropeTable } from '../kernels/rope.ts';
+import { kvBytesPerElement, type KvDtype } from '../kernels/kv-cache.ts';
+import { ropeKvWgsl, packRopeKvParams } from '../kernels/rope-kv.ts';
+import { attentionPrefillWgsl, PREFILL_ROWS, PREFILL_MAX_HEAD_DIM } from '../kernels/attention-prefill.ts';
+import { formatSpec } from '../kernels/weight-formats.ts';
+import { attentionWgsl, ATTENTION_COMBINE_WGSL, ATTENTION_SPLIT_LEN, attentionPartFloats, packAttentionParams } from '../kernels/attention.ts';
+import { SWIGLU_CAT_WGSL, packSwigluParams } from '../kernels/swiglu.ts';
 import { ARGMAX_WGSL, packArgmaxParams } from '../kernels/argmax.ts';
 
 export interface ForwardOptions {
@@ -25,7 +28,18 @@ export interface ForwardOptions {
   nBlocks: number; // KV blocks in the pool (per layer)
   nSlots: number; // sequences that can hold cache at once
   maxBlocksPerSeq: number; // block-table row length = ceil(context / blockSize)
+  kvDtype?: KvDtype; // KV cache elements; default f16 where the device has shader-f16, else f32
+  /**
+   * Whether the given matrices (same format and K, one chunk each) may be fused into one buffer (wq|wk|wv,
+   * w1|w3) for one matmul; default: when the fused buffer fits one storage binding. false: never.
+   */
+  canFuse?: false | ((kind: 'qkv' | 'gate_up', parts: WeightMatrix[]) => boolean);
 }
+
+/** Decode rows (one per slot) whose attention is split across workgroups (flash-decoding). */
+export const splitAttentionRows = (o: Pick<ForwardOptions, 'maxTokens' | 'nSlots'>): number => Math.min(o.maxTokens, Math.max(1, o.nSlots));
+/** Splits per row of a decode step's attention at the full context. */
+export const attentionMaxSplits = (context: number): number => Math.max(1, Math.ceil(context / ATTENTION_SPLIT_LEN));
 
 /** Scratch buffers of one device. Shapes in (rows, cols); all f32 unless noted. */
 export interface RunState {
@@ -37,33 +51,30 @@ export interface RunState {
   ropeCs: GPUBuffer; // (context, headDim/2) vec2 (cos, sin)
   x: GPUBuffer; // (maxTokens, dim) residual stream
   xb: GPUBuffer; // (maxTokens, dim) normed input of attention / FFN
-  q: GPUBuffer; // (maxTokens, nHeads*headDim)
-  k: GPUBuffer; // (maxTokens, nKvHeads*headDim)
-  v: GPUBuffer; // (maxTokens, nKvHeads*headDim)
+  qkv: GPUBuffer; // (maxTokens, (nHeads + 2 nKvHeads) * headDim): q | k | v of each row; q rotated in place
   att: GPUBuffer; // (maxTokens, nHeads*headDim) attention output
-  hb: GPUBuffer; // (maxTokens, hiddenDim) gate, then silu(gate)*up
-  hb2: GPUBuffer; // (maxTokens, hiddenDim) up
+  hb: GPUBuffer; // (maxTokens, hiddenDim) silu(gate)*up
+  hb2: GPUBuffer; // (maxTokens, 2 * hiddenDim) gate | up of each row
   xOut: GPUBuffer; // (maxOut, dim) rows whose logits are wanted
   xOutNorm: GPUBuffer; // (maxOut, dim)
   logits: GPUBuffer; // (maxOut, vocab)
   best: GPUBuffer; // (maxOut) u32 argmax of each logits row
-  kCache: GPUBuffer[]; // per layer (nBlocks*blockSize, nKvHeads*headDim)
+  attPart: GPUBuffer; // (splitAttentionRows, nHeads, maxSplits, 4 + headDim) partial softmax of split attention
+  kCache: GPUBuffer[]; // per layer (nBlocks*blockSize, nKvHeads*headDim) f16 or f32
   vCache: GPUBuffer[]; // per layer (nBlocks*blockSize, nKvHeads*headDim)
 }
 
 interface LayerOps {
   attentionNorm: Dispatch;
-  wq: MatmulDispatch[];
-  wk: MatmulDispatch[];
-  wv: MatmulDispatch[];
-  ropeQ: Dispatch;
-  ropeK: Dispatch;
-  kvWrite: Dispatch;
-  attention: Dispatch;
+  qkv: MatmulDispatch[]; // one matmul over wq|wk|wv when fused, else one per matrix (chunk)
+  ropeKv: Dispatch; // RoPE of q (in place) and k, k and v into the cache
+  attention: Dispatch; // one workgroup per (row, head) over all its positions
+  attentionSplit: Dispatch | null; // decode: one per (row, head, split of ATTENTION_SPLIT_LEN positions)
+  attentionCombine: Dispatch | null;
+  attentionPrefill: Dispatch | null; // prefill rows of one sequence: tiles of PREFILL_ROWS rows sharing K/V tiles
   wo: MatmulDispatch[]; // accumulates into x
   ffnNorm: Dispatch;
-  w1: MatmulDispatch[];
-  w3: MatmulDispatch[];
+  gateUp: MatmulDispatch[]; // w1|w3 into hb2, one matmul when fused
   swiglu: Dispatch;
   w2: MatmulDispatch[]; // accumulates into x
 }
@@ -78,6 +89,7 @@ export interface Forward {
   head: MatmulDispatch[];
   argmax: Dispatch | null;
   kvBytes: number;
+  kvDtype: KvDtype;
 }
 
 export async function createForward(ctx: GpuContext, cfg: LlamaConfig, w: GpuWeights, opts: ForwardOptions): Promise<Forward> {
@@ -87,11 +99,16 @@ export async function createForward(ctx: GpuContext, cfg: LlamaConfig, w: GpuWei
   const kvDim = cfg.nKvHeads * D;
   const T = opts.maxTokens;
   const f = 4; // bytes per f32
-  const cacheBytes = opts.nBlocks * opts.blockSize * kvDim * f;
+  const kvDtype: KvDtype = opts.kvDtype ?? (ctx.hasF16 ? 'f16' : 'f32');
+  if (kvDtype === 'f16' && !ctx.hasF16) throw new Error('an f16 KV cache needs the adapter feature shader-f16');
+  const cacheBytes = opts.nBlocks * opts.blockSize * kvDim * kvBytesPerElement(kvDtype);
   if (cacheBytes > ctx.maxBindingBytes) {
     throw new Error(`KV cache of one layer (${cacheBytes} bytes) exceeds the adapter's binding limit (${ctx.maxBindingBytes}); use a smaller context or KV budget`);
   }
   const context = opts.maxBlocksPerSeq * opts.blockSize;
+  const qkvDim = qDim + 2 * kvDim;
+  const maxSplits = attentionMaxSplits(context);
+  const splitRows = splitAttentionRows(opts);
   const buf = (label: string, bytes: number) => storageBuffer(device, label, bytes);
   const rs: RunState = {
     step: uniformBuffer(device, 'step', packParams([[0, 'u32'], [0, 'u32'], [0, 'u32'], [0, 'u32']])),
@@ -102,16 +119,15 @@ export async function createForward(ctx: GpuContext, cfg: LlamaConfig, w: GpuWei
     ropeCs: uploadBuffer(device, 'ropeCs', ropeTable(Math.max(context, 1), D, cfg.ropeTheta, cfg.ropeScaleFactor ?? 1)),
     x: buf('x', T * cfg.dim * f),
     xb: buf('xb', T * cfg.dim * f),
-    q: buf('q', T * qDim * f),
-    k: buf('k', T * kvDim * f),
-    v: buf('v', T * kvDim * f),
+    qkv: buf('qkv', T * (qDim + 2 * kvDim) * f),
     att: buf('att', T * qDim * f),
     hb: buf('hb', T * cfg.hiddenDim * f),
-    hb2: buf('hb2', T * cfg.hiddenDim * f),
+    hb2: buf('hb2', T * 2 * cfg.hiddenDim * f),
     xOut: buf('xOut', opts.maxOut * cfg.dim * f),
     xOutNorm: buf('xOutNorm', opts.maxOut * cfg.dim * f),
     logits: buf('logits', opts.maxOut * cfg.vocabSize * f),
     best: buf('best', opts.maxOut * 4),
+    attPart: buf('attPart', maxSplits > 1 ? attentionPartFloats(splitRows, cfg.nHeads, D, maxSplits) * f : 16),
     kCache: [],
     vCache: [],
   };
@@ -125,77 +141,100 @@ export async function createForward(ctx: GpuContext, cfg: LlamaConfig, w: GpuWei
   const matrices = [...w.layers.flatMap((L) => [L.wq, L.wk, L.wv, L.wo, L.w1, L.w2, L.w3]), ...(w.output ? [w.output] : [])];
   const formats = [...new Set(matrices.map((m) => m.format))];
   const mmPipes = new Map(await Promise.all(formats.map(async (f) => [f, await matmulPipelines(ctx, f)] as const)));
-  const [pEmbed, pNorm, pRope, pKv, pAtt, pSwiglu, pArgmax] = await Promise.all([
+  const [pEmbed, pNorm, pRopeKv, pAtt, pCombine, pSwiglu, pArgmax, pPrefill] = await Promise.all([
     getPipeline(device, `embedding-${fmt}`, embeddingWgsl(fmt)),
     getPipeline(device, 'rmsnorm', RMSNORM_WGSL),
-    getPipeline(device, 'rope', ROPE_WGSL),
-    getPipeline(device, 'kv-write', KV_WRITE_WGSL),
-    getPipeline(device, 'attention', ATTENTION_WGSL),
-    getPipeline(device, 'swiglu', SWIGLU_WGSL),
+    getPipeline(device, `rope-kv-${kvDtype}`, ropeKvWgsl(kvDtype)),
+    getPipeline(device, `attention-${kvDtype}`, attentionWgsl(kvDtype)),
+    getPipeline(device, 'attention-combine', ATTENTION_COMBINE_WGSL),
+    getPipeline(device, 'swiglu-cat', SWIGLU_CAT_WGSL),
     getPipeline(device, 'argmax', ARGMAX_WGSL),
+    D <= PREFILL_MAX_HEAD_DIM ? getPipeline(device, `attention-prefill-${kvDtype}`, attentionPrefillWgsl(kvDtype)) : null,
   ]);
   const dispatch = (pipeline: GPUComputePipeline, label: string, params: ArrayBuffer, buffers: GPUBuffer[]): Dispatch => ({
     pipeline,
     label,
     bindGroup: bindGroup(device, pipeline, label, [rs.step, uniformBuffer(device, label + '.params', params), ...buffers]),
   });
-  // The matmul dispatches of each row-chunk of W (matvec per M, tiled); y (M, ldy) at columns chunk.rowStart..
-  const matmul = (m: WeightMatrix, x: GPUBuffer, y: GPUBuffer, accumulate: boolean, useOut = false): MatmulDispatch[] =>
+  // The matmul dispatches of each row-chunk of W (matvec per M, tiled); y (M, ldy) at columns col0 + chunk.rowStart..
+  const matmul = (m: WeightMatrix, x: GPUBuffer, y: GPUBuffer, accumulate: boolean, useOut = false, col0 = 0, ldy = m.rows): MatmulDispatch[] =>
     m.chunks.map((c) => recordMatmul(device, mmPipes.get(m.format)!, rs.step,
-      { N: c.rows, K: m.cols, rowOffset: c.rowStart, ldy: m.rows, accumulate, useOut }, x, y, c.buffer, `${m.name}[${c.rowStart}]`));
+      { N: c.rows, K: m.cols, rowOffset: col0 + c.rowStart, ldy, accumulate, useOut }, x, y, c.buffer, `${m.name}[${c.rowStart}]`));
+  // Several matrices into consecutive columns of y: one matmul over their fused rows when allowed.
+  const canFuse = opts.canFuse === false ? () => false
+    : (opts.canFuse ?? ((_: string, parts: WeightMatrix[]) => fusedBytes(parts) <= Math.min(ctx.maxBindingBytes, ctx.maxBufferBytes)));
+  const concat = (kind: 'qkv' | 'gate_up', parts: WeightMatrix[], x: GPUBuffer, y: GPUBuffer): MatmulDispatch[] => {
+    const fused = fuseRows(device, kind, parts, canFuse);
+    const ld = parts.reduce((a, m) => a + m.rows, 0);
+    if (fused) return matmul(fused, x, y, false);
+    let col = 0;
+    return parts.flatMap((m) => { const d = matmul(m, x, y, false, false, col, ld); col += m.rows; return d; });
+  };
 
   const embed = (w.tokEmbeddings?.chunks ?? []).map((c) =>
     dispatch(pEmbed, `embed[${c.rowStart}]`, packEmbeddingParams(cfg.dim, c.rowStart, c.rows), [rs.ids, rs.x, c.buffer]));
   const layers: LayerOps[] = w.layers.map((L, l) => ({ // l: local index; names use the global layer
     attentionNorm: dispatch(pNorm, `${l}.attention_norm`, packRmsnormParams(cfg.dim, cfg.normEps, false), [rs.x, L.attentionNorm, rs.xb]),
-    wq: matmul(L.wq, rs.xb, rs.q, false),
-    wk: matmul(L.wk, rs.xb, rs.k, false),
-    wv: matmul(L.wv, rs.xb, rs.v, false),
-    ropeQ: dispatch(pRope, `${l}.rope_q`, packRopeParams(cfg.nHeads, D), [rs.q, rs.pos, rs.ropeCs]),
-    ropeK: dispatch(pRope, `${l}.rope_k`, packRopeParams(cfg.nKvHeads, D), [rs.k, rs.pos, rs.ropeCs]),
-    kvWrite: dispatch(pKv, `${l}.kv_write`, packKvWriteParams(kvDim, opts.blockSize, opts.maxBlocksPerSeq),
-      [rs.k, rs.v, rs.pos, rs.slot, rs.blockTable, rs.kCache[l]!, rs.vCache[l]!]),
-    attention: dispatch(pAtt, `${l}.attention`, packAttentionParams(cfg.nHeads, cfg.nKvHeads, D, opts.blockSize, opts.maxBlocksPerSeq),
-      [rs.q, rs.kCache[l]!, rs.vCache[l]!, rs.pos, rs.slot, rs.blockTable, rs.att]),
+    qkv: concat('qkv', [L.wq, L.wk, L.wv], rs.xb, rs.qkv),
+    ropeKv: dispatch(pRopeKv, `${l}.rope_kv`, packRopeKvParams(cfg.nHeads, cfg.nKvHeads, D, opts.blockSize, opts.maxBlocksPerSeq),
+      [rs.qkv, rs.pos, rs.slot, rs.blockTable, rs.ropeCs, rs.kCache[l]!, rs.vCache[l]!]),
+    attention: dispatch(pAtt, `${l}.attention`, packAttentionParams(cfg.nHeads, cfg.nKvHeads, D, opts.blockSize, opts.maxBlocksPerSeq,
+      undefined, 1, qkvDim), [rs.qkv, rs.kCache[l]!, rs.vCache[l]!, rs.pos, rs.slot, rs.blockTable, rs.att, rs.attPart]),
+    attentionSplit: maxSplits > 1 ? dispatch(pAtt, `${l}.attention_split`,
+      packAttentionParams(cfg.nHeads, cfg.nKvHeads, D, opts.blockSize, opts.maxBlocksPerSeq, ATTENTION_SPLIT_LEN, maxSplits, qkvDim),
+      [rs.qkv, rs.kCache[l]!, rs.vCache[l]!, rs.pos, rs.slot, rs.blockTable, rs.att, rs.attPart]) : null,
+    attentionCombine: maxSplits > 1 ? dispatch(pCombine, `${l}.attention_combine`,
+      packAttentionParams(cfg.nHeads, cfg.nKvHeads, D, opts.blockSize, opts.maxBlocksPerSeq, ATTENTION_SPLIT_LEN, maxSplits, qkvDim),
+      [rs.pos, rs.attPart, rs.att]) : null,
+    attentionPrefill: pPrefill ? dispatch(pPrefill, `${l}.attention_prefill`,
+      packAttentionParams(cfg.nHeads, cfg.nKvHeads, D, opts.blockSize, opts.maxBlocksPerSeq, undefined, 1, qkvDim),
+      [rs.qkv, rs.kCache[l]!, rs.vCache[l]!, rs.pos, rs.slot, rs.blockTable, rs.att]) : null,
     wo: matmul(L.wo, rs.att, rs.x, true),
     ffnNorm: dispatch(pNorm, `${l}.ffn_norm`, packRmsnormParams(cfg.dim, cfg.normEps, false), [rs.x, L.ffnNorm, rs.xb]),
-    w1: matmul(L.w1, rs.xb, rs.hb, false),
-    w3: matmul(L.w3, rs.xb, rs.hb2, false),
-    swiglu: dispatch(pSwiglu, `${l}.swiglu`, packSwigluParams(cfg.hiddenDim), [rs.hb, rs.hb2]),
+    gateUp: concat('gate_up', [L.w1, L.w3], rs.xb, rs.hb2),
+    swiglu: dispatch(pSwiglu, `${l}.swiglu`, packSwigluParams(cfg.hiddenDim), [rs.hb2, rs.hb]),
     w2: matmul(L.w2, rs.hb, rs.x, true),
   }));
   const finalNorm = w.norm ? dispatch(pNorm, 'norm', packRmsnormParams(cfg.dim, cfg.normEps, true), [rs.xOut, w.norm, rs.xOutNorm]) : null;
   const head = w.output ? matmul(w.output, rs.xOutNorm, rs.logits, false, true) : [];
   const argmax = w.output ? dispatch(pArgmax, 'argmax', packArgmaxParams(cfg.vocabSize), [rs.logits, rs.best]) : null;
-  return { cfg, opts, rs, embed, layers, finalNorm, head, argmax, kvBytes: 2 * w.layers.length * cacheBytes };
+  return { cfg, opts, rs, embed, layers, finalNorm, head, argmax, kvBytes: 2 * w.layers.length * cacheBytes, kvDtype };
 }
 
-/** Records one forward step: nTokens rows (ids/pos/slot already written), logits for rows outRows. */
-export function encodeForward(f: Forward, enc: GPUCommandEncoder, nTokens: number, outRows: number[], kind: 'prefill' | 'decode' = 'prefill'): void {
-  void kind; // TODO(kernel choice by kind for batch-invariant numerics)
+/**
+ * Records one forward step: nTokens rows (ids/pos/slot already written), logits for rows outRows.
+ * maxLen: the longest row's attended positions (max pos + 1); it sizes a decode step's split attention.
+ * oneSlot: every row is of the same sequence (a prefill chunk), so prefill attention can share K/V tiles.
+ */
+export function encodeForward(f: Forward, enc: GPUCommandEncoder, nTokens: number, outRows: number[], kind: 'prefill' | 'decode' = 'prefill',
+  maxLen = f.opts.maxBlocksPerSeq * f.opts.blockSize, oneSlot = false): void {
   const c = f.cfg;
+  // Decode rows attend in splits of ATTENTION_SPLIT_LEN positions (a row that fits one split computes
+  // exactly what the one-workgroup kernel does); prefill rows use one workgroup per (row, head).
+  const splits = Math.ceil(maxLen / ATTENTION_SPLIT_LEN);
+  const split = kind === 'decode' && splits > 1 && nTokens <= splitAttentionRows(f.opts);
+  const tiles = kind === 'prefill' && oneSlot && nTokens > 1;
   const rs = f.rs;
   const nOut = outRows.length;
   const mm = (pass: GPUComputePassEncoder, ds: MatmulDispatch[], M: number) => ds.forEach((d) => encodeMatmul(pass, d, M));
   const run = encodeDispatch;
 
-  let pass = enc.beginComputePass({ label: 'layers' });
+  let pass = dedupPipelines(enc.beginComputePass({ label: 'layers' }));
   for (const e of f.embed) run(pass, e, nTokens);
   for (const L of f.layers) {
     // h = x + attention(norm(x))
     run(pass, L.attentionNorm, nTokens);
-    mm(pass, L.wq, nTokens);
-    mm(pass, L.wk, nTokens);
-    mm(pass, L.wv, nTokens);
-    run(pass, L.ropeQ, ...grid1d((nTokens * c.nHeads * c.headDim) / 2, 64));
-    run(pass, L.ropeK, ...grid1d((nTokens * c.nKvHeads * c.headDim) / 2, 64));
-    run(pass, L.kvWrite, ...grid1d((nTokens * c.nKvHeads * c.headDim) / 4, 64));
-    run(pass, L.attention, c.nHeads, nTokens);
+    mm(pass, L.qkv, nTokens);
+    run(pass, L.ropeKv, ...grid1d((nTokens * (c.nHeads + 2 * c.nKvHeads) * c.headDim) / 2, 64));
+    if (split && L.attentionSplit && L.attentionCombine) {
+      run(pass, L.attentionSplit, c.nHeads, nTokens, splits);
+      run(pass, L.attentionCombine, c.nHeads, nTokens);
+    } else if (tiles && L.attentionPrefill) run(pass, L.attentionPrefill, c.nHeads, Math.ceil(nTokens / PREFILL_ROWS));
+    else run(pass, L.attention, c.nHeads, nTokens);
     mm(pass, L.wo, nTokens); // x += att · wo^T
     // out = h + ffn(norm(h)), ffn = w2(silu(w1 x) * w3 x)
     run(pass, L.ffnNorm, nTokens);
-    mm(pass, L.w1, nTokens);
-    mm(pass, L.w3, nTokens);
+    mm(pass, L.gateUp, nTokens);
     run(pass, L.swiglu, ...grid1d(nTokens * c.hiddenDim, 64));
     mm(pass, L.w2, nTokens); // x += hb · w2^T
   }
@@ -203,7 +242,7 @@ export function encodeForward(f: Forward, enc: GPUCommandEncoder, nTokens: numbe
   if (nOut === 0 || !f.finalNorm || !f.argmax) return;
   const rowBytes = c.dim * 4;
   outRows.forEach((r, i) => enc.copyBufferToBuffer(rs.x, r * rowBytes, rs.xOut, i * rowBytes, rowBytes));
-  pass = enc.beginComputePass({ label: 'head' });
+  pass = dedupPipelines(enc.beginComputePass({ label: 'head' }));
   run(pass, f.finalNorm, nOut);
   mm(pass, f.head, nOut);
   run(pass, f.argmax, nOut);
@@ -212,6 +251,68 @@ export function encodeForward(f: Forward, enc: GPUCommandEncoder, nTokens: numbe
 
 export function destroyForward(f: Forward): void {
   const rs = f.rs;
-  for (const b of [rs.step, rs.ids, rs.pos, rs.slot, rs.blockTable, rs.ropeCs, rs.x, rs.xb, rs.q, rs.k, rs.v, rs.att, rs.hb, rs.hb2,
-    rs.xOut, rs.xOutNorm, rs.logits, rs.best, ...rs.kCache, ...rs.vCache]) b.destroy();
+  for (const b of [rs.step, rs.ids, rs.pos, rs.slot, rs.blockTable, rs.ropeCs, rs.x, rs.xb, rs.qkv, rs.att, rs.hb, rs.hb2,
+    rs.xOut, rs.xOutNorm, rs.logits, rs.best, rs.attPart, ...rs.kCache, ...rs.vCache]) b.destroy();
+}
+
+/**
+ * A compute pass that skips setPipeline when the pipeline is already set (consecutive matvecs of one format
+ * share theirs). Bind groups are per dispatch, so every setBindGroup is needed.
+ */
+function dedupPipelines(pass: GPUComputePassEncoder): GPUComputePassEncoder {
+  let last: GPUComputePipeline | null = null;
+  return {
+    setPipeline(p: GPUComputePipeline) {
+      if (p !== last) pass.setPipeline((last = p));
+    },
+    setBindGroup: (i: number, g: GPUBindGroup) => pass.setBindGroup(i, g),
+    dispatchWorkgroups: (x: number, y?: number, z?: number) => pass.dispatchWorkgroups(x, y, z),
+    end: () => pass.end(),
+  } as unknown as GPUComputePassEncoder;
+}
+
+/** Bytes of the fused buffer of `parts` (their rows stacked). */
+function fusedBytes(parts: WeightMatrix[]): number {
+  return formatSpec(parts[0]!.format).bufferBytes(parts.reduce((a, m) => a + m.rows, 0), parts[0]!.cols);
+}
+
+// Formats whose buffer of n rows is its row groups' bytes in order (weight-formats.ts), so stacking matrices is
+// concatenating buffers. Another format is never fused: its matrices get one matmul each.
+const ROW_STACKABLE = new Set<string>(['f32', 'f16', 'q8', 'q4']);
+
+// Fused matrices made for a part list (keyed by its first matrix), so a second createForward on the same
+// weights reuses them: after fusing, the parts' own buffers are gone.
+const fusedOf = new WeakMap<WeightMatrix, WeightMatrix>();
+
+/**
+ * wq|wk|wv or w1|w3 as one matrix: the parts' rows copied, in order, into one buffer (a format's buffer of n
+ * rows is its rows' blocks in order, so stacking whole row groups is concatenating bytes), and the parts'
+ * buffers freed: the parts' chunks then name the fused buffer (destroyWeights frees it). Null when the parts
+ * differ in format or K, are split into chunks, or `allow` refuses.
+ */
+function fuseRows(device: GPUDevice, kind: 'qkv' | 'gate_up', parts: WeightMatrix[], allow: (kind: 'qkv' | 'gate_up', parts: WeightMatrix[]) => boolean): WeightMatrix | null {
+  const done = fusedOf.get(parts[0]!);
+  if (done) return done;
+  const { format, cols } = parts[0]!;
+  const spec = formatSpec(format);
+  const exact = (m: WeightMatrix) => m.chunks.length === 1 && m.rows % spec.rowAlign === 0 && m.chunks[0]!.buffer.size === spec.bufferBytes(m.rows, cols);
+  if (!ROW_STACKABLE.has(format) || parts.some((m) => m.format !== format || m.cols !== cols || !exact(m)) || !allow(kind, parts)) return null;
+  const rows = parts.reduce((a, m) => a + m.rows, 0);
+  const name = parts[0]!.name.replace(/[^.]*$/, kind);
+  const buffer = storageBuffer(device, name, spec.bufferBytes(rows, cols));
+  const enc = device.createCommandEncoder();
+  let off = 0;
+  for (const m of parts) {
+    const src = m.chunks[0]!.buffer;
+    enc.copyBufferToBuffer(src, 0, buffer, off, src.size);
+    off += src.size;
+  }
+  device.queue.submit([enc.finish()]);
+  for (const m of parts) {
+    m.chunks[0]!.buffer.destroy(); // freed once the copy has run
+    m.chunks[0]!.buffer = buffer;
+  }
+  const fused: WeightMatrix = { name, format, rows, cols, chunks: [{ buffer, rowStart: 0, rows }] };
+  fusedOf.set(parts[0]!, fused);
+  return fused;
 }

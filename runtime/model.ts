@@ -9,6 +9,7 @@ import { KvPool } from './kv-pool.ts';
 import { planModel } from './planner.ts';
 import { packParams } from '../kernels/common.ts';
 import type { WeightFormat } from '../kernels/weight-formats.ts';
+import { kvBytesPerElement, type KvDtype } from '../kernels/kv-cache.ts';
 import type { GenerateRequest, GenerationBackend, ModelInfo } from './generation-types.ts';
 
 export interface ModelOptions {
@@ -19,6 +20,8 @@ export interface ModelOptions {
   nSlots?: number; // sequences holding KV cache at once; default 1
   blockSize?: number; // KV positions per block; default 16
   kvBudgetBytes?: number; // bytes of KV cache (all layers, K and V); default: nSlots full contexts
+  /** KV cache elements; default f16 where every device has shader-f16, else f32 (asking for f16 without it falls back with a warning). */
+  kvDtype?: KvDtype;
   gpu?: GpuContext; // default: a new device
   gpus?: GpuContext[]; // several devices: the layers are split across them (pipeline sharding)
   layerSplit?: [number, number][]; // [first, last] layer per device; default: as even as possible
@@ -123,10 +126,16 @@ export class LlamaModel implements GenerationBackend {
       throw new Error(`dims must be multiples of 4 (dim ${cfg.dim}, intermediate ${cfg.hiddenDim}, head ${cfg.headDim})`);
     }
     const blockSize = opts.blockSize ?? 16;
+    const allF16 = gpus.every((g) => g.hasF16);
+    let kvDtype: KvDtype = opts.kvDtype ?? (allF16 ? 'f16' : 'f32');
+    if (kvDtype === 'f16' && !allF16) {
+      console.warn('note: the adapter lacks shader-f16, so the KV cache is f32');
+      kvDtype = 'f32';
+    }
     const nSlots = opts.nSlots ?? 1;
     const maxBlocksPerSeq = Math.ceil(context / blockSize);
-    // One block holds blockSize positions of K and V, f32, for every layer.
-    const blockLayerBytes = blockSize * cfg.nKvHeads * cfg.headDim * 4;
+    // One block holds blockSize positions of K and V, f16 or f32, for every layer.
+    const blockLayerBytes = blockSize * cfg.nKvHeads * cfg.headDim * kvBytesPerElement(kvDtype);
     const blockBytes = 2 * cfg.nLayers * blockLayerBytes;
     const maxBindingBytes = Math.min(...gpus.map((g) => g.maxBindingBytes));
     const maxBlocksPerBinding = Math.floor(maxBindingBytes / blockLayerBytes);
@@ -145,7 +154,7 @@ export class LlamaModel implements GenerationBackend {
       if (opts.deviceMemoryBytes.length !== gpus.length) throw new Error(`deviceMemoryBytes has ${opts.deviceMemoryBytes.length} entries for ${gpus.length} devices`);
       const plan = planModel({
         config: cfg, dtype, formats: src.nativeFormats, context, nSlots, blockSize, prefillChunk: opts.prefillChunk ?? 128, maxOut: opts.maxOut ?? 8,
-        kvBudgetBytes: nBlocks * blockBytes,
+        kvBudgetBytes: nBlocks * blockBytes, kvDtype,
         devices: gpus.map((g, i) => ({ memoryBytes: opts.deviceMemoryBytes![i]!, maxBindingBytes: g.maxBindingBytes, maxBufferBytes: g.maxBufferBytes })),
       });
       if (!plan.fits) throw new Error(plan.message);
@@ -155,7 +164,7 @@ export class LlamaModel implements GenerationBackend {
       split.some(([a, b], i) => b < a || (i > 0 && a !== split[i - 1]![1] + 1))) {
       throw new Error(`layer split ${JSON.stringify(split)} must cover layers 0..${cfg.nLayers - 1} in order, one run per device`);
     }
-    const fopts = { maxTokens: opts.prefillChunk ?? 128, maxOut: opts.maxOut ?? 8, blockSize, nBlocks, nSlots, maxBlocksPerSeq };
+    const fopts = { maxTokens: opts.prefillChunk ?? 128, maxOut: opts.maxOut ?? 8, blockSize, nBlocks, nSlots, maxBlocksPerSeq, kvDtype };
     const stages: Stage[] = [];
     for (let d = 0; d < gpus.length; d++) {
       const gpu = gpus[d]!;
@@ -191,6 +200,8 @@ export class LlamaModel implements GenerationBackend {
     const ids = Uint32Array.from(rows, (r) => r.token);
     const pos = Uint32Array.from(rows, (r) => r.pos);
     const slot = Uint32Array.from(rows, (r) => r.slot);
+    const maxLen = rows.reduce((a, r) => Math.max(a, r.pos + 1), 0);
+    const oneSlot = rows.every((r) => r.slot === rows[0]!.slot);
     const stepInfo = packParams([[T, 'u32'], [outRows.length, 'u32'], [0, 'u32'], [0, 'u32']]);
     const nOut = outRows.length;
     let x: Float32Array<ArrayBuffer> | null = null; // residual stream handed to the next device
@@ -205,7 +216,7 @@ export class LlamaModel implements GenerationBackend {
       device.queue.writeBuffer(rs.step, 0, stepInfo);
       if (x) device.queue.writeBuffer(rs.x, 0, x);
       const enc = device.createCommandEncoder();
-      encodeForward(st.fwd, enc, T, last ? outRows : [], kind);
+      encodeForward(st.fwd, enc, T, last ? outRows : [], kind, maxLen, oneSlot);
       if (!last) {
         const bytes = T * this.cfg.dim * 4;
         enc.copyBufferToBuffer(rs.x, 0, st.stagingX, 0, bytes);

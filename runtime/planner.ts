@@ -21,6 +21,8 @@ import type { LlamaConfig } from './config.ts';
 import { matrixFormats, rowsPerChunk } from './weights.ts';
 import { expectedTensors } from './keymap.ts';
 import { FORMATS, formatSpec, storedFormat, type Dtype, type WeightFormat } from '../kernels/weight-formats.ts';
+import { kvBytesPerElement, type KvDtype } from '../kernels/kv-cache.ts';
+import { ATTENTION_SPLIT_LEN } from '../kernels/attention.ts';
 
 /** What the planner needs to know about one device. Bytes. */
 export interface DeviceBudget {
@@ -40,6 +42,7 @@ export interface PlanInput {
   maxOut?: number; // logits rows per step; default 8
   nSlots?: number; // sequences holding KV at once; default 1
   blockSize?: number; // KV positions per block; default 16
+  kvDtype?: KvDtype; // KV cache elements; default f16 (the runtime's default where the adapter has shader-f16)
 }
 
 export interface DevicePlan {
@@ -117,28 +120,31 @@ export function weightBytes(c: LlamaConfig, dtype: Dtype, limits: Limits, format
 }
 
 export interface KvLayout {
+  kvDtype: KvDtype;
   blockSize: number; // positions per block
   nBlocks: number; // blocks in the pool (shared by the batch's sequences)
   positions: number; // nBlocks * blockSize
-  bytesPerTokenPerLayer: number; // K and V of one position: 2 * nKvHeads * headDim * 4
-  bufferBytes: number; // one layer's K (or V) buffer: (nBlocks * blockSize, nKvHeads * headDim) f32
+  bytesPerTokenPerLayer: number; // K and V of one position: 2 * nKvHeads * headDim * (2 for f16, 4 for f32)
+  bufferBytes: number; // one layer's K (or V) buffer: (nBlocks * blockSize, nKvHeads * headDim) f16 or f32
   layerBytes: number; // K + V of one layer
   totalBytes: number; // every layer
 }
 
-/** The KV pool of runtime/model.ts: f32, in blocks of blockSize positions, one K and one V buffer per layer. */
-export function kvLayout(c: LlamaConfig, context: number, kvBudgetBytes?: number, nSlots: number = DEFAULTS.nSlots, blockSize: number = DEFAULTS.blockSize): KvLayout {
+/** The KV pool of runtime/model.ts: f16 (default) or f32, in blocks of blockSize positions, one K and one V buffer per layer. */
+export function kvLayout(c: LlamaConfig, context: number, kvBudgetBytes?: number, nSlots: number = DEFAULTS.nSlots, blockSize: number = DEFAULTS.blockSize,
+  kvDtype: KvDtype = 'f16'): KvLayout {
   const kvDim = c.nKvHeads * c.headDim;
-  const blockBytes = 2 * c.nLayers * blockSize * kvDim * F32; // one block, all layers, K and V
+  const E = kvBytesPerElement(kvDtype);
+  const blockBytes = 2 * c.nLayers * blockSize * kvDim * E; // one block, all layers, K and V
   let nBlocks: number;
   if (kvBudgetBytes === undefined) nBlocks = Math.ceil(context / blockSize) * nSlots;
   else {
     nBlocks = Math.floor(kvBudgetBytes / blockBytes);
     if (nBlocks < 1) throw new RangeError(`KV budget of ${kvBudgetBytes} bytes is less than one block of ${blockSize} positions (${blockBytes} bytes)`);
   }
-  const bufferBytes = paddedBytes(nBlocks * blockSize * kvDim * F32);
+  const bufferBytes = paddedBytes(nBlocks * blockSize * kvDim * E);
   return {
-    blockSize, nBlocks, positions: nBlocks * blockSize, bytesPerTokenPerLayer: 2 * kvDim * F32,
+    kvDtype, blockSize, nBlocks, positions: nBlocks * blockSize, bytesPerTokenPerLayer: 2 * kvDim * E,
     bufferBytes, layerBytes: 2 * bufferBytes, totalBytes: 2 * c.nLayers * bufferBytes,
   };
 }
@@ -152,16 +158,19 @@ export function runStateBuffers(c: LlamaConfig, context: number, opts: { prefill
   const qDim = c.nHeads * c.headDim;
   const kvDim = c.nKvHeads * c.headDim;
   const p = paddedBytes;
+  const splits = Math.max(1, Math.ceil((maxBlocksPerSeq * blockSize) / ATTENTION_SPLIT_LEN));
   return [
     ['step', 16], // uniform Step
     ['ids', p(T * 4)], ['pos', p(T * 4)], ['slot', p(T * 4)],
     ['blockTable', p((opts.nSlots ?? DEFAULTS.nSlots) * maxBlocksPerSeq * 4)],
     ['ropeCs', p(maxBlocksPerSeq * blockSize * c.headDim * F32)], // (context rounded to blocks, headDim/2) vec2
     ['x', p(T * c.dim * F32)], ['xb', p(T * c.dim * F32)],
-    ['q', p(T * qDim * F32)], ['k', p(T * kvDim * F32)], ['v', p(T * kvDim * F32)], ['att', p(T * qDim * F32)],
-    ['hb', p(T * c.hiddenDim * F32)], ['hb2', p(T * c.hiddenDim * F32)],
+    ['qkv', p(T * (qDim + 2 * kvDim) * F32)], ['att', p(T * qDim * F32)],
+    ['hb', p(T * c.hiddenDim * F32)], ['hb2', p(T * 2 * c.hiddenDim * F32)], // hb2: gate | up
     ['xOut', p(O * c.dim * F32)], ['xOutNorm', p(O * c.dim * F32)],
     ['logits', p(O * c.vocabSize * F32)], ['best', p(O * 4)],
+    // split (flash-decoding) attention's partial results: (decode rows, nHeads, splits, 4 + headDim) f32
+    ['attPart', splits > 1 ? p(Math.min(T, Math.max(1, opts.nSlots ?? DEFAULTS.nSlots)) * c.nHeads * splits * (4 + c.headDim) * F32) : 16],
   ];
 }
 
@@ -241,7 +250,7 @@ function planCore(input: PlanInput): Omit<Plan, 'suggestions' | 'message'> {
   validate(input);
   const { config: c, dtype, context, devices } = input;
   const opts = { prefillChunk: input.prefillChunk, maxOut: input.maxOut, nSlots: input.nSlots, blockSize: input.blockSize };
-  const kv = kvLayout(c, context, input.kvBudgetBytes, input.nSlots, input.blockSize);
+  const kv = kvLayout(c, context, input.kvBudgetBytes, input.nSlots, input.blockSize, input.kvDtype);
   const N = devices.length;
   const wb = devices.map((d) => weightBytes(c, dtype, d, input.formats));
   const headWeights = (i: number): number => wb[i]!.norm + (c.tieWordEmbeddings && N === 1 ? 0 : wb[i]!.output);
@@ -282,7 +291,7 @@ function planCore(input: PlanInput): Omit<Plan, 'suggestions' | 'message'> {
   }
   devices.forEach((_, i) => {
     for (const [what, bytes] of rowKinds) breaks(what, bytes, i);
-    breaks(`one layer's K cache (and its V cache): ${kv.positions} positions x ${c.nKvHeads * c.headDim} x f32,`, kv.bufferBytes, i);
+    breaks(`one layer's K cache (and its V cache): ${kv.positions} positions x ${c.nKvHeads * c.headDim} x ${kv.kvDtype},`, kv.bufferBytes, i);
     for (const [name, bytes] of runStateBuffers(c, context, opts)) breaks(`scratch buffer ${name}`, bytes, i);
   });
   const violations = [...broken].map(([what, ds]) => `${N > 1 ? `device${ds.length > 1 ? 's' : ''} ${ds.join(', ')}: ` : ''}${what}`);
@@ -332,7 +341,7 @@ function suggest(input: PlanInput): string[] {
     // A round number for the flag: a multiple of 256 positions where that still leaves some.
     if (ctx !== null) out.push(`fits with --context ${ctx >= 256 ? ctx - (ctx % 256) : ctx}`);
   } else {
-    const kv = kvLayout(input.config, input.context, input.kvBudgetBytes, input.nSlots, input.blockSize);
+    const kv = kvLayout(input.config, input.context, input.kvBudgetBytes, input.nSlots, input.blockSize, input.kvDtype);
     const blockBytes = kv.totalBytes / kv.nBlocks;
     const blocks = largestFitting(1, kv.nBlocks - 1, (b) => fitsWith({ kvBudgetBytes: b * blockBytes }));
     if (blocks !== null) out.push(`fits with --kv-budget ${formatSizeFlag(blocks * blockBytes)} (${blocks * kv.blockSize} positions)`);

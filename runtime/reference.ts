@@ -8,7 +8,8 @@ export class ReferenceModel {
   private readonly k: Float32Array[]; // per layer (maxSeqLen, nKvHeads * headDim)
   private readonly v: Float32Array[];
 
-  constructor(readonly cfg: LlamaConfig, private readonly w: Map<string, Float32Array>) {
+  /** kvDtype 'f16': K and V are rounded to the nearest f16 when cached, as the GPU's f16 KV cache stores them. */
+  constructor(readonly cfg: LlamaConfig, private readonly w: Map<string, Float32Array>, private readonly opts: { kvDtype?: 'f16' | 'f32' } = {}) {
     const kvDim = cfg.nKvHeads * cfg.headDim;
     this.k = Array.from({ length: cfg.nLayers }, () => new Float32Array(cfg.maxSeqLen * kvDim));
     this.v = Array.from({ length: cfg.nLayers }, () => new Float32Array(cfg.maxSeqLen * kvDim));
@@ -57,8 +58,9 @@ export class ReferenceModel {
       const ropePos = pos / (c.ropeScaleFactor ?? 1);
       rope(q, c.nHeads, D, ropePos, c.ropeTheta);
       rope(k, c.nKvHeads, D, ropePos, c.ropeTheta);
-      this.k[l]!.set(k, pos * kvDim);
-      this.v[l]!.set(v, pos * kvDim);
+      const kv = (a: Float64Array) => (this.opts.kvDtype === 'f16' ? a.map(roundF16) : a);
+      this.k[l]!.set(kv(k), pos * kvDim);
+      this.v[l]!.set(kv(v), pos * kvDim);
       const att = new Float64Array(c.nHeads * D);
       const group = c.nHeads / c.nKvHeads;
       for (let h = 0; h < c.nHeads; h++) {
@@ -128,4 +130,19 @@ function softmax(x: Float64Array): void {
   let sum = 0;
   for (let i = 0; i < x.length; i++) sum += x[i] = Math.exp(x[i]! - m);
   for (let i = 0; i < x.length; i++) x[i]! /= sum;
+}
+
+/** x rounded to the nearest IEEE half (ties to even); |x| within the half range. */
+function roundF16(x: number): number {
+  const a = Math.abs(Math.fround(x)); // the GPU rounds the f32 value
+  if (a === 0) return 0;
+  let e = Math.floor(Math.log2(a));
+  if (2 ** e > a) e--;
+  else if (2 ** (e + 1) <= a) e++;
+  const ulp = 2 ** (Math.max(e, -14) - 10); // subnormal halves below 2^-14
+  const r = a / ulp;
+  let n = Math.floor(r);
+  const frac = r - n;
+  if (frac > 0.5 || (frac === 0.5 && n % 2 === 1)) n++;
+  return Math.sign(x) * n * ulp;
 }

@@ -12,6 +12,7 @@ import { openHfModel, validateHfModel } from '../runtime/hf-model.ts';
 import { hfProvider } from '../runtime/hf-provider.ts';
 import { mapDir } from '../runtime/byte-source.ts';
 import { roundTrip } from '../kernels/weight-formats.ts';
+import { encodeForward } from '../runtime/forward.ts';
 
 let ctx: GpuContext | null = null;
 beforeAll(async () => {
@@ -47,7 +48,8 @@ for (const kind of ['mha', 'gqa'] as const) {
 
     it('f32: logits of every position match the CPU oracle; greedy tokens are identical', async (t) => {
       if (!ctx) return t.skip();
-      const model = await LlamaModel.fromProvider(memoryProvider(cfg, weights), { gpu: ctx, dtype: 'f32', prefillChunk: 16, maxOut: 16 });
+      // The f32 KV cache (--kv-dtype f32); the default f16 cache is checked in the next test.
+      const model = await LlamaModel.fromProvider(memoryProvider(cfg, weights), { gpu: ctx, dtype: 'f32', prefillChunk: 16, maxOut: 16, kvDtype: 'f32' });
       try {
         const toks = prompt(40, 7); // 40 positions: 3 prefill chunks, the last one partial
         const ref = new ReferenceModel(cfg, weights);
@@ -74,12 +76,16 @@ for (const kind of ['mha', 'gqa'] as const) {
       validateHfModel(hf);
       const model = await LlamaModel.fromProvider(hfProvider(hf), { gpu: ctx, dtype: 'f16', prefillChunk: 32, maxOut: 8 });
       try {
+        // The default KV cache: f16 where the adapter has shader-f16; the oracle rounds K and V the same way.
+        const kvDtype = model.fwd.kvDtype;
+        expect(kvDtype).toBe(ctx.hasF16 ? 'f16' : 'f32');
         const rounded = new Map([...weights].map(([k, v]) => [k, roundTrip('f16', v)]));
         const p = prompt(12, 3);
-        const want = new ReferenceModel(cfg, rounded).generateGreedy(p, 16);
+        const want = new ReferenceModel(cfg, rounded, { kvDtype }).generateGreedy(p, 16);
         expect(await collect(model.generateGreedy(p, 16))).toEqual(want);
+        expect(want).toEqual(new ReferenceModel(cfg, rounded).generateGreedy(p, 16)); // the same tokens as with f32 K and V
         const toks = prompt(8, 5);
-        expect(maxRelErr((await model.logitsAll(toks)), new ReferenceModel(cfg, rounded).forward(toks, 0))).toBeLessThan(1e-4);
+        expect(maxRelErr((await model.logitsAll(toks)), new ReferenceModel(cfg, rounded, { kvDtype }).forward(toks, 0))).toBeLessThan(1e-4);
       } finally {
         model.destroy();
         await hf.close();
@@ -120,6 +126,45 @@ describe('limits', () => {
       expect(out).toEqual(new ReferenceModel({ ...cfg, maxSeqLen: 32 }, weights).generateGreedy(prompt(28, 2), 100).slice(0, out.length));
     } finally {
       model.destroy();
+    }
+  });
+});
+
+describe('decode step: fused projections and dispatch count', () => {
+  it('wq|wk|wv and w1|w3 as one matmul each give the same logits and tokens as separate matrices; 9 dispatches per layer', async (t) => {
+    if (!ctx) return t.skip();
+    const cfg = TEST_CONFIGS.gqa;
+    const weights = randomWeights(cfg, 31);
+    // 48 KiB per binding: the fused q|k|v (160 x 96 f32 = 60 KiB) and the (256, 96) w1 and w3 no longer fit one binding.
+    const small = await createGpuContext({ maxBindingBytes: 48 * 1024 });
+    const fused = await LlamaModel.fromProvider(memoryProvider(cfg, weights), { gpu: ctx, dtype: 'f32', context: 128, prefillChunk: 16 });
+    const apart = await LlamaModel.fromProvider(memoryProvider(cfg, weights), { gpu: small, dtype: 'f32', context: 128, prefillChunk: 16 });
+    try {
+      const count = (m: LlamaModel) => {
+        let n = 0, pipelines = 0;
+        const pass = { setPipeline: () => void pipelines++, setBindGroup: () => undefined, dispatchWorkgroups: () => void n++, end: () => undefined };
+        encodeForward(m.fwd, { beginComputePass: () => pass, copyBufferToBuffer: () => undefined } as unknown as GPUCommandEncoder, 1, [0], 'decode', 64);
+        return { n, pipelines };
+      };
+      // Per layer: norm, q|k|v, rope + kv write, attention, wo, norm, w1|w3, swiglu, w2; plus embedding, final norm, head, argmax.
+      expect(count(fused).n).toBe(9 * cfg.nLayers + 4);
+      expect(count(apart).n).toBeGreaterThan(count(fused).n);
+      // A pipeline already set is not set again (consecutive matvecs over chunks or separate matrices share one).
+      expect(count(apart).pipelines).toBeLessThan(count(apart).n);
+      const toks = prompt(20, 13);
+      const a = await fused.logitsAll(toks);
+      const b = await apart.logitsAll(toks);
+      expect(maxRelErr(a, b)).toBe(0);
+      const ref = new ReferenceModel(cfg, weights, { kvDtype: fused.fwd.kvDtype });
+      expect(maxRelErr(a, ref.forward(toks, 0))).toBeLessThan(1e-4);
+      const p = prompt(9, 17);
+      const want = new ReferenceModel(cfg, weights, { kvDtype: fused.fwd.kvDtype }).generateGreedy(p, 12);
+      expect(await collect(fused.generateGreedy(p, 12))).toEqual(want);
+      expect(await collect(apart.generateGreedy(p, 12))).toEqual(want);
+    } finally {
+      fused.destroy();
+      apart.destroy();
+      small.destroy();
     }
   });
 });

@@ -7,10 +7,15 @@ import { matvecWgsl, tiledWgsl, tiledGrid, matvecGrid, matvecVariant, packMatmul
 import { FORMATS, formatSpec, roundTrip, type WeightFormat } from '../kernels/weight-formats.ts';
 import { embeddingWgsl, packEmbeddingParams, embeddingRef } from '../kernels/embedding.ts';
 import { RMSNORM_WGSL, packRmsnormParams, rmsnormRef } from '../kernels/rmsnorm.ts';
-import { SWIGLU_WGSL, packSwigluParams, swigluRef } from '../kernels/swiglu.ts';
+import { SWIGLU_WGSL, SWIGLU_CAT_WGSL, packSwigluParams, swigluRef } from '../kernels/swiglu.ts';
+import { ropeKvWgsl, packRopeKvParams } from '../kernels/rope-kv.ts';
 import { ROPE_WGSL, packRopeParams, ropeRef, ropeTable } from '../kernels/rope.ts';
-import { KV_WRITE_WGSL, packKvWriteParams, cacheRowRef } from '../kernels/kv-cache.ts';
-import { ATTENTION_WGSL, packAttentionParams, attentionRef } from '../kernels/attention.ts';
+import { KV_WRITE_WGSL, kvWriteWgsl, packKvWriteParams, cacheRowRef } from '../kernels/kv-cache.ts';
+import {
+  ATTENTION_WGSL, ATTENTION_COMBINE_WGSL, ATTENTION_SPLIT_LEN, attentionWgsl, attentionPartFloats, packAttentionParams, attentionRef,
+} from '../kernels/attention.ts';
+import { f16ToF32, f32ToF16 } from '../kernels/half.ts';
+import { attentionPrefillWgsl, PREFILL_ROWS } from '../kernels/attention-prefill.ts';
 import { ARGMAX_WGSL, packArgmaxParams, argmaxRef } from '../kernels/argmax.ts';
 import { grid1d } from '../kernels/common.ts';
 
@@ -27,11 +32,13 @@ describe('shaders compile without errors or warnings', () => {
   const all: [string, string][] = [
     ...formats.flatMap((f): [string, string][] => [[`tiled-${f}`, tiledWgsl(f)], [`embedding-${f}`, embeddingWgsl(f)]]),
     ['rmsnorm', RMSNORM_WGSL], ['swiglu', SWIGLU_WGSL], ['rope', ROPE_WGSL], ['kv-write', KV_WRITE_WGSL],
-    ['attention', ATTENTION_WGSL], ['argmax', ARGMAX_WGSL],
+    ['attention', ATTENTION_WGSL], ['argmax', ARGMAX_WGSL], ['kv-write-f16', kvWriteWgsl('f16')],
+    ['attention-f16', attentionWgsl('f16')], ['attention-combine', ATTENTION_COMBINE_WGSL],
+    ['rope-kv-f32', ropeKvWgsl('f32')], ['rope-kv-f16', ropeKvWgsl('f16')], ['swiglu-cat', SWIGLU_CAT_WGSL],
   ];
   for (const [name, code] of all) {
     it(name, async (t) => {
-      if (!ctx) return t.skip();
+      if (!ctx || (name.endsWith('-f16') && !ctx.hasF16)) return t.skip();
       await expect(getPipeline(ctx.device, 'compile:' + name, code)).resolves.toBeDefined();
     });
   }
@@ -164,9 +171,133 @@ describe('kv cache and attention (paged, causal, GQA)', () => {
       expect(maxAbsDiff(await f32(vcb, vc.length), vExp)).toBe(0);
       const out = storageBuffer(device, 'out', T * nHeads * D * 4);
       await runKernel(ctx, ATTENTION_WGSL, packAttentionParams(nHeads, nKvHeads, D, blockSize, maxBlocks),
-        [uploadBuffer(device, 'q', q), kcb, vcb, posb, slotb, tab, out], [nHeads, T], { nTokens: T });
+        [uploadBuffer(device, 'q', q), kcb, vcb, posb, slotb, tab, out, storageBuffer(device, 'part', 16)], [nHeads, T], { nTokens: T });
       const ref = attentionRef(q, kExp, vExp, positions, slots, table, maxBlocks, blockSize, nHeads, nKvHeads, D);
       expect(maxAbsDiff(await f32(out, ref.length), ref)).toBeLessThan(1e-5);
+    });
+  }
+});
+
+// Split-context (flash-decoding) decode attention and the one-workgroup kernel at long contexts, over f16 and
+// f32 caches, against the f64 reference on the same (f16-rounded) cache values.
+describe('attention at long contexts: split decode + combine, whole-row prefill, f16/f32 cache', () => {
+  const cases: [number, number, number, 'f16' | 'f32'][] = [[8, 2, 64, 'f16'], [4, 4, 32, 'f32'], [16, 2, 128, 'f16']];
+  for (const [nHeads, nKvHeads, D, kv] of cases) {
+    it(`nHeads=${nHeads} nKvHeads=${nKvHeads} D=${D} ${kv} cache, context 4096`, async (t) => {
+      if (!ctx || (kv === 'f16' && !ctx.hasF16)) return t.skip();
+      const { device } = ctx;
+      const kvDim = nKvHeads * D, blockSize = 16, context = 4096, maxBlocks = context / blockSize;
+      const nSlots = 3, nBlocks = nSlots * maxBlocks;
+      // Scattered blocks: slot s's block i is block (i * nSlots + (nSlots - 1 - s)) reversed within the pool.
+      const table = new Uint32Array(nSlots * maxBlocks);
+      for (let s = 0; s < nSlots; s++) for (let i = 0; i < maxBlocks; i++) table[s * maxBlocks + i] = nBlocks - 1 - (i * nSlots + s);
+      let kc = randomArray(nBlocks * blockSize * kvDim, 61 + D), vc = randomArray(nBlocks * blockSize * kvDim, 62 + D);
+      if (kv === 'f16') { kc = f16ToF32(f32ToF16(kc)); vc = f16ToF32(f32ToF16(vc)); }
+      const upCache = (a: Float32Array) => uploadBuffer(device, 'cache', kv === 'f16' ? f32ToF16(a) : a);
+      const kcb = upCache(kc), vcb = upCache(vc);
+      const tab = uploadBuffer(device, 'table', table);
+      const run = async (positions: number[], slots: number[], split: boolean) => {
+        const T = positions.length;
+        const q = randomArray(T * nHeads * D, 63 + T, 2);
+        const posb = uploadBuffer(device, 'pos', new Uint32Array(positions)), slotb = uploadBuffer(device, 'slot', new Uint32Array(slots));
+        const out = storageBuffer(device, 'out', T * nHeads * D * 4);
+        const maxSplits = context / ATTENTION_SPLIT_LEN;
+        const part = storageBuffer(device, 'part', attentionPartFloats(T, nHeads, D, maxSplits) * 4);
+        const params = split
+          ? packAttentionParams(nHeads, nKvHeads, D, blockSize, maxBlocks, ATTENTION_SPLIT_LEN, maxSplits)
+          : packAttentionParams(nHeads, nKvHeads, D, blockSize, maxBlocks);
+        const qb = uploadBuffer(device, 'q', q);
+        const splits = split ? Math.ceil((Math.max(...positions) + 1) / ATTENTION_SPLIT_LEN) : 1;
+        await runKernel(ctx!, attentionWgsl(kv), params, [qb, kcb, vcb, posb, slotb, tab, out, part], [nHeads, T, splits], { nTokens: T });
+        if (split) await runKernel(ctx!, ATTENTION_COMBINE_WGSL, params, [posb, part, out], [nHeads, T], { nTokens: T });
+        const ref = attentionRef(q, kc, vc, positions, slots, table, maxBlocks, blockSize, nHeads, nKvHeads, D);
+        return maxAbsDiff(await f32(out, ref.length), ref);
+      };
+      // A decode batch: one row at the last position (16 splits), one just past one split, one inside the first.
+      expect(await run([4095, 256, 100], [0, 1, 2], true)).toBeLessThan(2e-5);
+      // A prefill chunk at the end of the context: one workgroup per (row, head) over all positions.
+      expect(await run([4093, 4094, 4095], [2, 2, 2], false)).toBeLessThan(2e-5);
+    });
+  }
+});
+
+// The fused decode-step kernels: RoPE of q and k with the KV-cache write (one dispatch), SwiGLU over gate | up.
+describe('fused rope + kv write, swiglu over gate | up', () => {
+  for (const [nHeads, nKvHeads, D, kv] of [[8, 2, 32, 'f16'], [4, 4, 16, 'f32'], [6, 2, 128, 'f16']] as const) {
+    it(`rope-kv nHeads=${nHeads} nKvHeads=${nKvHeads} D=${D} ${kv} cache`, async (t) => {
+      if (!ctx || (kv === 'f16' && !ctx.hasF16)) return t.skip();
+      const { device } = ctx;
+      const qDim = nHeads * D, kvDim = nKvHeads * D, ld = qDim + 2 * kvDim, blockSize = 16, maxBlocks = 8, nBlocks = 16;
+      const positions = [70, 71, 5], slots = [0, 0, 1], T = positions.length;
+      const table = new Uint32Array(2 * maxBlocks);
+      for (let i = 0; i < maxBlocks; i++) { table[i] = 15 - i; table[maxBlocks + i] = i; }
+      const qkv = randomArray(T * ld, 71 + D);
+      const el = kv === 'f16' ? 2 : 4;
+      const qkvb = uploadBuffer(device, 'qkv', qkv);
+      const kcb = storageBuffer(device, 'kc', nBlocks * blockSize * kvDim * el), vcb = storageBuffer(device, 'vc', nBlocks * blockSize * kvDim * el);
+      await runKernel(ctx, ropeKvWgsl(kv), packRopeKvParams(nHeads, nKvHeads, D, blockSize, maxBlocks),
+        [qkvb, uploadBuffer(device, 'pos', new Uint32Array(positions)), uploadBuffer(device, 'slot', new Uint32Array(slots)), uploadBuffer(device, 'table', table),
+          uploadBuffer(device, 'cs', ropeTable(128, D, 10000)), kcb, vcb],
+        grid1d((T * (nHeads + 2 * nKvHeads) * D) / 2, 64), { nTokens: T });
+      const part = (off: number, n: number) => { const o = new Float32Array(T * n); for (let r = 0; r < T; r++) o.set(qkv.subarray(r * ld + off, r * ld + off + n), r * n); return o; };
+      const qRef = ropeRef(part(0, qDim), positions, nHeads, D, 10000);
+      const kRef = ropeRef(part(qDim, kvDim), positions, nKvHeads, D, 10000);
+      const vRef = part(qDim + kvDim, kvDim);
+      const got = await f32(qkvb, T * ld);
+      const gotQ = new Float32Array(T * qDim);
+      for (let r = 0; r < T; r++) gotQ.set(got.subarray(r * ld, r * ld + qDim), r * qDim);
+      expect(maxAbsDiff(gotQ, qRef)).toBeLessThan(1e-5);
+      // k and v sit in the cache rows of (slot, position), rounded as the cache stores them.
+      const read = async (b: GPUBuffer) => {
+        const raw = await readBuffer(device, b, 0, nBlocks * blockSize * kvDim * el);
+        return kv === 'f16' ? f16ToF32(new Uint16Array(raw)) : new Float32Array(raw);
+      };
+      const kc = await read(kcb), vc = await read(vcb);
+      const store = (a: Float32Array) => (kv === 'f16' ? f16ToF32(f32ToF16(a)) : a);
+      positions.forEach((p, r) => {
+        const row = cacheRowRef(table, maxBlocks, blockSize, slots[r]!, p);
+        expect(maxAbsDiff(kc.subarray(row * kvDim, (row + 1) * kvDim), store(kRef.subarray(r * kvDim, (r + 1) * kvDim)))).toBeLessThan(1e-5);
+        expect(maxAbsDiff(vc.subarray(row * kvDim, (row + 1) * kvDim), store(vRef.subarray(r * kvDim, (r + 1) * kvDim)))).toBe(0);
+      });
+    });
+  }
+
+  it('swiglu over gate | up rows', async (t) => {
+    if (!ctx) return t.skip();
+    const { device } = ctx;
+    const T = 3, H = 172;
+    const gu = randomArray(T * 2 * H, 81, 4);
+    const out = storageBuffer(device, 'out', T * H * 4);
+    await runKernel(ctx, SWIGLU_CAT_WGSL, packSwigluParams(H), [uploadBuffer(device, 'gu', gu), out], grid1d(T * H, 64), { nTokens: T });
+    const g = new Float32Array(T * H), u = new Float32Array(T * H);
+    for (let r = 0; r < T; r++) { g.set(gu.subarray(r * 2 * H, r * 2 * H + H), r * H); u.set(gu.subarray(r * 2 * H + H, (r + 1) * 2 * H), r * H); }
+    expect(maxAbsDiff(await f32(out, T * H), swigluRef(g, u))).toBeLessThan(1e-5);
+  });
+});
+
+// Prefill attention in tiles of query rows sharing each K/V tile, against the reference: a chunk of 21 rows of
+// one sequence (3 tiles of 8, the last partial) ending at the context's end, with GQA and both cache types.
+describe('prefill attention, tiles of query rows', () => {
+  for (const [nHeads, nKvHeads, D, kv, last] of [[8, 2, 64, 'f16', 4095], [4, 4, 16, 'f32', 40], [6, 2, 128, 'f16', 2000]] as const) {
+    it(`nHeads=${nHeads} nKvHeads=${nKvHeads} D=${D} ${kv} cache, rows up to position ${last}`, async (t) => {
+      if (!ctx || (kv === 'f16' && !ctx.hasF16)) return t.skip();
+      const { device } = ctx;
+      const kvDim = nKvHeads * D, blockSize = 16, maxBlocks = 4096 / blockSize, nBlocks = maxBlocks + 3;
+      const table = new Uint32Array(2 * maxBlocks);
+      for (let i = 0; i < maxBlocks; i++) { table[maxBlocks + i] = (i * 7 + 3) % nBlocks; }
+      let kc = randomArray(nBlocks * blockSize * kvDim, 91 + D), vc = randomArray(nBlocks * blockSize * kvDim, 92 + D);
+      if (kv === 'f16') { kc = f16ToF32(f32ToF16(kc)); vc = f16ToF32(f32ToF16(vc)); }
+      const up = (a: Float32Array) => uploadBuffer(device, 'cache', kv === 'f16' ? f32ToF16(a) : a);
+      const T = 21;
+      const positions = Array.from({ length: T }, (_, i) => last - (T - 1) + i), slots = positions.map(() => 1);
+      const q = randomArray(T * nHeads * D, 93, 2);
+      const out = storageBuffer(device, 'out', T * nHeads * D * 4);
+      await runKernel(ctx, attentionPrefillWgsl(kv), packAttentionParams(nHeads, nKvHeads, D, blockSize, maxBlocks),
+        [uploadBuffer(device, 'q', q), up(kc), up(vc), uploadBuffer(device, 'pos', new Uint32Array(positions)),
+          uploadBuffer(device, 'slot', new Uint32Array(slots)), uploadBuffer(device, 'table', table), out],
+        [nHeads, Math.ceil(T / PREFILL_ROWS)], { nTokens: T });
+      const ref = attentionRef(q, kc, vc, positions, slots, table, maxBlocks, blockSize, nHeads, nKvHeads, D);
+      expect(maxAbsDiff(await f32(out, ref.length), ref)).toBeLessThan(2e-5);
     });
   }
 });

@@ -75,8 +75,8 @@ describe('scheduler', () => {
 
   it('preempts when the KV pool is short and resumes with the same tokens', async (t) => {
     if (!ctx) return t.skip();
-    // 6 blocks of 16 positions = 96 positions for 3 sequences that each grow to ~50.
-    const small = await LlamaModel.fromProvider(memoryProvider(cfg, weights), { gpu: ctx, dtype: 'f32', context: 128, nSlots: 3, maxOut: 3, prefillChunk: 8,
+    // 6 blocks of 16 positions (f32 K and V, as the budget below counts them) = 96 positions for 3 sequences that each grow to ~50.
+    const small = await LlamaModel.fromProvider(memoryProvider(cfg, weights), { gpu: ctx, dtype: 'f32', kvDtype: 'f32', context: 128, nSlots: 3, maxOut: 3, prefillChunk: 8,
       kvBudgetBytes: 6 * 2 * cfg.nLayers * 16 * cfg.nKvHeads * cfg.headDim * 4 });
     try {
       const sched = new Scheduler(small, { prefixCaching: false });
