@@ -9,7 +9,7 @@
 // and that file quantized by llama.cpp's own quantizer (bench/llamacpp/quantize.py).
 
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
 import { fileURLToPath } from 'node:url';
@@ -23,7 +23,8 @@ import { importNodeLlamaCpp } from './llamacpp/runner.ts';
 
 export interface PerplexityRow {
   engine: 'ours' | 'llamacpp';
-  format: string; // f32, f16, q8, q4 (ours, converted at load) or a GGUF file type (F32, Q8_0, Q4_0, Q4_K_M, ...)
+  format: string; // f32, f16, q8, q4 (ours, converted at load) or a GGUF file type (F32, Q8_0, Q4_0, Q4_K_M, ...;
+  // TYPE-pure: llama.cpp's --pure, every matrix in TYPE, where its mixes keep the head/embedding in Q6_K)
   tokens: number; // scored tokens
   ppl: number;
   nll: number; // mean negative log-likelihood, nats per token
@@ -36,13 +37,13 @@ export interface PerplexityOptions {
   ours?: string[]; // default f32, f16, q8, q4, Q8_0, Q4_0, Q4_K_M
   llamacpp?: string[]; // default F32, Q8_0, Q4_0, Q4_K_M; [] skips llama.cpp
   gpu: GpuContext;
-  workDir?: string; // where the GGUF files go (default: a folder in the OS temp dir)
+  workDir?: string; // where the GGUF files go, reused when they exist (default: a new temporary folder, removed after)
   log?: (line: string) => void;
 }
 
 const OUR_FORMATS = new Set(['f32', 'f16', 'q8', 'q4']);
 export const DEFAULT_OURS = ['f32', 'f16', 'q8', 'q4', 'Q8_0', 'Q4_0', 'Q4_K_M'];
-export const DEFAULT_LLAMACPP = ['F32', 'Q8_0', 'Q4_0', 'Q4_K_M'];
+export const DEFAULT_LLAMACPP = ['F32', 'Q8_0', 'Q4_0', 'Q4_K_M', 'Q4_1-pure'];
 
 /** BOS + up to context-1 text tokens per window, covering the text in order. */
 export function perplexityWindows(ids: number[], context: number, maxTokens = Infinity, bos = 1): number[][] {
@@ -86,7 +87,9 @@ async function ggufOf(model: string, type: string, workDir: string, log: (l: str
   const out = join(workDir, `${type}.gguf`);
   if (!existsSync(out)) {
     log(`quantizing with llama.cpp's quantizer: ${type}`);
-    execFileSync(process.env.PYTHON ?? 'python3', [quantizeScript(), f32, out, type], { stdio: ['ignore', 'ignore', 'inherit'] });
+    // TYPE-pure: every matrix in TYPE (llama.cpp's --pure), no 6-bit head or embedding as its mixes keep
+    const pure = type.endsWith('-pure');
+    execFileSync(process.env.PYTHON ?? 'python3', [quantizeScript(), f32, out, pure ? type.slice(0, -5) : type, ...(pure ? ['--pure'] : [])], { stdio: ['ignore', 'ignore', 'inherit'] });
   }
   return out;
 }
@@ -95,13 +98,13 @@ async function oursNll(gpu: GpuContext, spec: string, dtype: WeightFormat | unde
   const src = await openModelSource(spec);
   const model = await LlamaModel.fromProvider(src.provider, { gpu, dtype, context, prefillChunk: 128, maxOut: 128 });
   try {
-    const V = src.config.vocabSize;
-    let total = 0;
-    for (const w of wins) {
-      const logits = await model.logitsAll(w);
-      for (let p = 0; p + 1 < w.length; p++) total += nllOf(logits.subarray(p * V, (p + 1) * V), w[p + 1]!);
-    }
-    return total;
+      const V = src.config.vocabSize;
+      let total = 0;
+      for (const w of wins) {
+        const logits = await model.logitsAll(w);
+        for (let p = 0; p + 1 < w.length; p++) total += nllOf(logits.subarray(p * V, (p + 1) * V), w[p + 1]!);
+      }
+      return total;
   } finally {
     model.destroy();
     await src.close();
@@ -119,21 +122,21 @@ async function llamaCppNll(ggufPath: string, wins: number[][], context: number, 
   const model = await llama.loadModel({ modelPath: ggufPath });
   let total = 0;
   try {
-    for (const w of wins) {
-      const ctx = await model.createContext({ contextSize: context, threads: 2, flashAttention: false, experimentalKvCacheKeyType: 'F32', experimentalKvCacheValueType: 'F32' });
-      try {
-        const res = await ctx.getSequence().controlledEvaluate(w.map((t) => [t, { generateNext: { logits: true } }]));
-        for (let p = 0; p + 1 < w.length; p++) {
-          const lg = res[p]?.next.logits;
-          if (!lg || lg.size !== vocab) throw new Error(`llama.cpp gave ${lg?.size ?? 0} logits at position ${p}, expected ${vocab}`);
-          const arr = new Float64Array(vocab);
-          for (const [id, v] of lg) arr[id] = v;
-          total += nllOf(arr, w[p + 1]!);
+      for (const w of wins) {
+        const ctx = await model.createContext({ contextSize: context, threads: 2, flashAttention: false, experimentalKvCacheKeyType: 'F32', experimentalKvCacheValueType: 'F32' });
+        try {
+          const res = await ctx.getSequence().controlledEvaluate(w.map((t) => [t, { generateNext: { logits: true } }]));
+          for (let p = 0; p + 1 < w.length; p++) {
+            const lg = res[p]?.next.logits;
+            if (!lg || lg.size !== vocab) throw new Error(`llama.cpp gave ${lg?.size ?? 0} logits at position ${p}, expected ${vocab}`);
+            const arr = new Float64Array(vocab);
+            for (const [id, v] of lg) arr[id] = v;
+            total += nllOf(arr, w[p + 1]!);
+          }
+        } finally {
+          await ctx.dispose();
         }
-      } finally {
-        await ctx.dispose();
       }
-    }
   } finally {
     await model.dispose();
     await llama.dispose();
@@ -151,16 +154,20 @@ export async function* measurePerplexity(o: PerplexityOptions): AsyncGenerator<P
   const context = Math.min(config.maxSeqLen, 512);
   const wins = perplexityWindows(tok.encode(o.text, { addBos: false }), context, o.maxTokens, config.bosTokenId);
   const tokens = wins.reduce((n, w) => n + w.length - 1, 0);
-  const workDir = o.workDir ?? join(tmpdir(), `llama2-webgpu-ppl-${o.model.replace(/[^\w.-]+/g, '_')}`);
+  const workDir = o.workDir ?? mkdtempSync(join(tmpdir(), 'llama2-webgpu-ppl-'));
   const row = (engine: PerplexityRow['engine'], format: string, total: number): PerplexityRow => ({ engine, format, tokens, ppl: Math.exp(total / tokens), nll: total / tokens });
-  for (const f of o.ours ?? DEFAULT_OURS) {
-    log(`ours ${f}: ${tokens} tokens in ${wins.length} window(s)`);
-    if (OUR_FORMATS.has(f)) yield row('ours', f, await oursNll(o.gpu, o.model, f as WeightFormat, wins, context));
-    else yield row('ours', f, await oursNll(o.gpu, await ggufOf(o.model, f, workDir, log), undefined, wins, context));
-  }
-  for (const f of o.llamacpp ?? DEFAULT_LLAMACPP) {
-    log(`llama.cpp ${f}`);
-    yield row('llamacpp', f, await llamaCppNll(await ggufOf(o.model, f, workDir, log), wins, context, config.vocabSize));
+  try {
+    for (const f of o.ours ?? DEFAULT_OURS) {
+      log(`ours ${f}: ${tokens} tokens in ${wins.length} window(s)`);
+      if (OUR_FORMATS.has(f)) yield row('ours', f, await oursNll(o.gpu, o.model, f as WeightFormat, wins, context));
+      else yield row('ours', f, await oursNll(o.gpu, await ggufOf(o.model, f, workDir, log), undefined, wins, context));
+    }
+    for (const f of o.llamacpp ?? DEFAULT_LLAMACPP) {
+      log(`llama.cpp ${f}`);
+      yield row('llamacpp', f, await llamaCppNll(await ggufOf(o.model, f, workDir, log), wins, context, config.vocabSize));
+    }
+  } finally {
+    if (o.workDir === undefined) rmSync(workDir, { recursive: true, force: true });
   }
 }
 
