@@ -53,7 +53,7 @@ const DEFAULT = (() => {
     name: DEFAULT_MODEL_NAME,
     size: formatBytes(weightBytes), // "38.4 MB"
     sizeRe: formatBytes(weightBytes).replace('.', '\\.'),
-    tensors: shapes.length + (DEFAULT_MODEL_CONFIG.tieWordEmbeddings ? 1 : 0), // a tied head is uploaded as its own matrix
+    tensors: shapes.length,
     params: formatCount(shapes.reduce((n, s) => n + s.reduce((a, b) => a * b, 1), 0)), // "13M"
     context: DEFAULT_MODEL_CONFIG.maxSeqLen,
   };
@@ -366,8 +366,11 @@ describe('chat demo', () => {
     await page.waitForFunction(() => document.getElementById('context-counter')!.dataset.level === 'ok', { timeout: 30_000 });
     expect(await page.$eval('#send', (b) => (b as HTMLButtonElement).disabled)).toBe(false);
 
+    const answersBefore = (await lastAnswer(page)).count;
     await page.focus('#prompt');
     await page.keyboard.press('Enter');
+    // The new answer's bubble, not the previous one's (whose end is already set).
+    await page.waitForFunction((n) => document.querySelectorAll('.msg.assistant').length > n, { timeout: 30_000 }, answersBefore);
     const seen: string[] = [];
     const deadline = Date.now() + 240_000;
     let snap = await lastAnswer(page);
@@ -377,7 +380,7 @@ describe('chat demo', () => {
       if (!seen.includes(snap.stats)) seen.push(snap.stats);
       await sleep(100);
     }
-    console.log(`prefill progress seen: ${JSON.stringify(seen)}`);
+    console.log(`prefill progress seen: ${JSON.stringify(seen)}; end ${JSON.stringify(snap.end)} ${snap.error}`);
     const progress = seen.map((t) => /^Reading the prompt: (\d+) of (\d+) tokens \(\d+%\)$/.exec(t)).filter((m) => m !== null);
     expect(progress.some((m) => Number(m![1]) > 0 && Number(m![1]) < Number(m![2]))).toBe(true);
     // The prompt read is the counter's (less what the prefix cache held), and the answer used it all.

@@ -69,7 +69,7 @@ describe('memory under load', () => {
     const before = await heapAfterGc();
     steps = 0;
     readbacks = 0;
-    const n = 200;
+    const n = 600;
     await run(40, n);
     const after = await heapAfterGc();
     const growth = after - before;
@@ -77,7 +77,8 @@ describe('memory under load', () => {
     expect(steps).toBe(n * 4);
     expect(readbacks).toBeGreaterThan(n * 2);
     expect(lostSubscriptions).toBe(0); // device loss is observed once per device, at load
-    expect(growth).toBeLessThan(100 * 1024);
+    // Heap after GC moves by +-150 KiB between runs here; the old leak was ~0.5 KB per readback (~750 KB).
+    expect(growth).toBeLessThan(256 * 1024);
     gpu.lost = lost;
   });
 });
