@@ -5,7 +5,7 @@
 //     gets a chat completion in headless Chromium;
 //   - a TypeScript project typechecks against the shipped declarations with skipLibCheck: false, as a browser
 //     app (only the package's own dependencies) and as a Node app (also llama2-webgpu/server);
-//   - Node and Deno (no flags, the `npm:` specifier) load the installed package and answer.
+//   - Node and Deno (only --allow-read, the `npm:` specifier) load the installed package and answer.
 import { execFile, execFileSync } from 'node:child_process';
 import { cpSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -226,7 +226,7 @@ await close();
     expect(v.stdout.trim()).toBe(`llama2-webgpu ${pkg.version}`);
   }, 180_000);
 
-  it('Deno: `npm:llama2-webgpu` from a project with node_modules, no flags', async () => {
+  it('Deno: `npm:llama2-webgpu` from a project with node_modules, only --allow-read', async () => {
     writeFileSync(join(app, 'deno.ts'), `import { loadLlamaEngine } from 'npm:llama2-webgpu';
 ${COMPLETION_JS}
 console.log(JSON.stringify(completion));
