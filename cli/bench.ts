@@ -63,8 +63,9 @@ export async function runBench(argv: string[]): Promise<number> {
       const list = (v: string | undefined, def: string[]): string[] => (v === undefined ? def : v === 'none' ? [] : v.split(',').map((x) => x.trim()).filter(Boolean));
       const llamacpp = list(values.llamacpp, DEFAULT_LLAMACPP);
       if (llamacpp.length) {
-        const { loadLlamaCpp } = await import('../bench/llamacpp/runner.ts');
-        await (await loadLlamaCpp({ threads: 2, install: true, log: (l) => process.stderr.write(l + '\n') })).close();
+        // node-llama-cpp is bench-only: installed into bench/llamacpp on first use, as bench generate does
+        const { llamaCppInstalled, installLlamaCpp } = await import('../bench/llamacpp/runner.ts');
+        if (!llamaCppInstalled()) await installLlamaCpp((l) => process.stderr.write(l + '\n'));
       }
       const gpu = await createGpuContext();
       const rows: PerplexityRow[] = [];
