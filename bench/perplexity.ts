@@ -42,6 +42,15 @@ export interface PerplexityOptions {
 }
 
 const OUR_FORMATS = new Set(['f32', 'f16', 'q8', 'q4']);
+/** What bench/llamacpp/quantize.py writes (llama_ftype names), each also as TYPE-pure. */
+const GGUF_FILE_TYPES = ['F32', 'F16', 'Q4_0', 'Q4_1', 'Q8_0', 'Q5_0', 'Q5_1', 'Q2_K', 'Q3_K_S', 'Q3_K_M', 'Q3_K_L', 'Q4_K_S', 'Q4_K_M', 'Q5_K_S', 'Q5_K_M', 'Q6_K'];
+
+/** Throws naming the formats it does not know: ours (f32, f16, q8, q4) where `ours`, else GGUF file types. */
+export function checkPerplexityFormats(formats: string[], ours: boolean): void {
+  const known = (f: string): boolean => (ours && OUR_FORMATS.has(f)) || GGUF_FILE_TYPES.includes(f.replace(/-pure$/, ''));
+  const bad = formats.filter((f) => !known(f));
+  if (bad.length) throw new Error(`unknown format${bad.length > 1 ? 's' : ''} ${bad.join(', ')}: expected ${ours ? 'f32, f16, q8, q4 or ' : ''}a GGUF file type (${GGUF_FILE_TYPES.join(', ')}, each also as TYPE-pure)`);
+}
 export const DEFAULT_OURS = ['f32', 'f16', 'q8', 'q4', 'Q8_0', 'Q4_0', 'Q4_K_M'];
 export const DEFAULT_LLAMACPP = ['F32', 'Q8_0', 'Q4_0', 'Q4_K_M', 'Q4_1-pure'];
 
@@ -147,6 +156,8 @@ async function llamaCppNll(ggufPath: string, wins: number[][], context: number, 
 /** Yields one row per engine and format, ours first. */
 export async function* measurePerplexity(o: PerplexityOptions): AsyncGenerator<PerplexityRow> {
   const log = o.log ?? (() => undefined);
+  checkPerplexityFormats(o.ours ?? DEFAULT_OURS, true);
+  checkPerplexityFormats(o.llamacpp ?? DEFAULT_LLAMACPP, false);
   const src = await openModelSource(o.model);
   const { config } = src;
   const tok = LlamaTokenizer.fromJson(src.tokenizerJson ?? '{}', src.tokenizerConfigJson ?? undefined);

@@ -3,7 +3,7 @@
 import { runBenchGenerate, BENCH_GENERATE_HELP } from '../bench/generate.ts';
 import { runBenchServe, BENCH_SERVE_HELP } from '../bench/serve.ts';
 import { benchKernels, parseBenchKernelsArgs } from '../bench/kernels.ts';
-import { measurePerplexity, perplexityTable, DEFAULT_OURS, DEFAULT_LLAMACPP, type PerplexityRow } from '../bench/perplexity.ts';
+import { measurePerplexity, perplexityTable, checkPerplexityFormats, DEFAULT_OURS, DEFAULT_LLAMACPP, type PerplexityRow } from '../bench/perplexity.ts';
 import { runBenchHost, parseBenchHostArgs, BENCH_HOST_HELP } from '../bench/host.ts';
 import { createGpuContext } from '../runtime/device.ts';
 import { UsageError, parseCommandArgs, intArg } from './common.ts';
@@ -61,7 +61,14 @@ export async function runBench(argv: string[]): Promise<number> {
       });
       const maxTokens = intArg('tokens', values.tokens, Number.MAX_SAFE_INTEGER, 1, Number.MAX_SAFE_INTEGER);
       const list = (v: string | undefined, def: string[]): string[] => (v === undefined ? def : v === 'none' ? [] : v.split(',').map((x) => x.trim()).filter(Boolean));
+      const ours = list(values.ours, DEFAULT_OURS);
       const llamacpp = list(values.llamacpp, DEFAULT_LLAMACPP);
+      try {
+        checkPerplexityFormats(ours, true);
+        checkPerplexityFormats(llamacpp, false);
+      } catch (e) {
+        throw new UsageError((e as Error).message);
+      }
       if (llamacpp.length) {
         // node-llama-cpp is bench-only: installed into bench/llamacpp on first use, as bench generate does
         const { llamaCppInstalled, installLlamaCpp } = await import('../bench/llamacpp/runner.ts');
@@ -69,7 +76,7 @@ export async function runBench(argv: string[]): Promise<number> {
       }
       const gpu = await createGpuContext();
       const rows: PerplexityRow[] = [];
-      for await (const r of measurePerplexity({ model: values.model!, text, maxTokens, ours: list(values.ours, DEFAULT_OURS), llamacpp, gpu, log: (l) => process.stderr.write(l + '\n') })) {
+      for await (const r of measurePerplexity({ model: values.model!, text, maxTokens, ours, llamacpp, gpu, log: (l) => process.stderr.write(l + '\n') })) {
         rows.push(r);
         if (values.json) process.stdout.write(JSON.stringify(r) + '\n');
       }

@@ -6,7 +6,7 @@
 import { it, expect } from 'vitest';
 import { readFileSync } from 'node:fs';
 import { testGpu } from './helpers/gpu.ts';
-import { measurePerplexity, perplexityTable, type PerplexityRow } from '../bench/perplexity.ts';
+import { measurePerplexity, perplexityTable, perplexityWindows, checkPerplexityFormats, nllOf, type PerplexityRow } from '../bench/perplexity.ts';
 import { llamaCppInstalled } from '../bench/llamacpp/runner.ts';
 
 it('perplexity on held-out text: ours per format within bounds of f32 and of llama.cpp', async (t) => {
@@ -35,4 +35,14 @@ it('perplexity on held-out text: ours per format within bounds of f32 and of lla
   expect(ours('Q4_K_M')).toBeLessThan(theirs('Q4_K_M') * 1.01);
   // and quantization costs something: the bounds above are not vacuous.
   expect(theirs('Q4_0')).toBeGreaterThan(theirs('F32'));
+});
+
+it('windows cover the text in order after BOS; unknown formats are refused by name; nll is -log softmax', () => {
+  expect(perplexityWindows([5, 6, 7, 8, 9], 3)).toEqual([[1, 5, 6], [1, 7, 8], [1, 9]]);
+  expect(perplexityWindows([5, 6, 7, 8, 9], 3, 3)).toEqual([[1, 5, 6], [1, 7]]);
+  expect(() => checkPerplexityFormats(['f32', 'Q4_K_M', 'Q4_1-pure'], true)).not.toThrow();
+  expect(() => checkPerplexityFormats(['q4'], false)).toThrow(/unknown format q4/);
+  expect(() => checkPerplexityFormats(['f32', 'IQ4_NL', 'Q9'], true)).toThrow(/unknown formats IQ4_NL, Q9/);
+  expect(nllOf([0, 0, 0, 0], 2)).toBeCloseTo(Math.log(4), 12);
+  expect(nllOf([1000, 0], 0)).toBeCloseTo(0, 12); // stable for large logits
 });
