@@ -19,7 +19,7 @@ import { LlamaModel } from '../runtime/model.ts';
 import { writeGgufFile } from '../runtime/gguf-writer.ts';
 import { LlamaTokenizer } from '../tokenizer/tokenizer.ts';
 import type { WeightFormat } from '../kernels/weight-formats.ts';
-import { importNodeLlamaCpp } from './llamacpp/runner.ts';
+import { loadLlamaCpp } from './llamacpp/runner.ts';
 
 export interface PerplexityRow {
   engine: 'ours' | 'llamacpp';
@@ -120,37 +120,23 @@ async function oursNll(gpu: GpuContext, spec: string, dtype: WeightFormat | unde
   }
 }
 
-interface NlcCtx {
-  getSequence(): { controlledEvaluate(input: (number | [number, { generateNext: { logits: true } }])[]): Promise<({ next: { logits?: Map<number, number> } } | undefined)[]> };
-  dispose(): Promise<void>;
-}
-
 async function llamaCppNll(ggufPath: string, wins: number[][], context: number, vocab: number): Promise<number> {
-  const nlc = (await importNodeLlamaCpp()) as { getLlama(o: object): Promise<{ loadModel(o: object): Promise<{ createContext(o: object): Promise<NlcCtx>; dispose(): Promise<void> }>; dispose(): Promise<void> }> };
-  const llama = await nlc.getLlama({ gpu: false, build: 'never', logLevel: 'error' });
-  const model = await llama.loadModel({ modelPath: ggufPath });
-  let total = 0;
+  const llama = await loadLlamaCpp({ threads: 2, install: false, log: () => undefined });
   try {
+    const session = await llama.open(ggufPath, context, { f32Cache: true });
+    try {
+      let total = 0;
       for (const w of wins) {
-        const ctx = await model.createContext({ contextSize: context, threads: 2, flashAttention: false, experimentalKvCacheKeyType: 'F32', experimentalKvCacheValueType: 'F32' });
-        try {
-          const res = await ctx.getSequence().controlledEvaluate(w.map((t) => [t, { generateNext: { logits: true } }]));
-          for (let p = 0; p + 1 < w.length; p++) {
-            const lg = res[p]?.next.logits;
-            if (!lg || lg.size !== vocab) throw new Error(`llama.cpp gave ${lg?.size ?? 0} logits at position ${p}, expected ${vocab}`);
-            const arr = new Float64Array(vocab);
-            for (const [id, v] of lg) arr[id] = v;
-            total += nllOf(arr, w[p + 1]!);
-          }
-        } finally {
-          await ctx.dispose();
-        }
+        const logits = await session.logits(w, vocab);
+        for (let p = 0; p + 1 < w.length; p++) total += nllOf(logits.subarray(p * vocab, (p + 1) * vocab), w[p + 1]!);
       }
+      return total;
+    } finally {
+      await session.close();
+    }
   } finally {
-    await model.dispose();
-    await llama.dispose();
+    await llama.close();
   }
-  return total;
 }
 
 /** Yields one row per engine and format, ours first. */

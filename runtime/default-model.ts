@@ -27,12 +27,14 @@ let tokenizerConfigJson: Uint8Array | null = null;
  * `baseUrl`: where a browser page serves assets/tiny-llama-2-kjv/ (default: found next to this module).
  */
 export function defaultModelDir(baseUrl?: string | URL): ModelDir {
-  let found: ModelDir | null = null;
+  const dirAt = (url: URL): ModelDir => (url.protocol === 'file:' ? nodeDir(filePath(url)) : urlDir(url.href));
+  // A folder the caller names is used as it is; otherwise the first candidate that holds config.json.
+  let found: ModelDir | null = baseUrl !== undefined ? dirAt(new URL(String(baseUrl), globalThis.location?.href)) : null;
   const locate = async (): Promise<ModelDir> => {
     if (found) return found;
-    const urls = baseUrl !== undefined ? [new URL(String(baseUrl), globalThis.location?.href)] : defaultModelUrls();
+    const urls = defaultModelUrls();
     for (const url of urls) {
-      const dir = url.protocol === 'file:' ? nodeDir(filePath(url)) : urlDir(url.href);
+      const dir = dirAt(url);
       const probe = await dir.open('config.json').catch(() => null);
       if (probe) {
         await probe.close?.();

@@ -22,6 +22,7 @@ export const NODE_LLAMA_CPP_VERSION = '3.22.1';
 // The slice of node-llama-cpp's API used here (imported at run time, untyped).
 interface NlcSequence {
   evaluate(tokens: number[], opts: { temperature: number; yieldEogToken: boolean }): AsyncGenerator<number>;
+  controlledEvaluate(input: [number, { generateNext: { logits: true } }][]): Promise<({ next: { logits?: Map<number, number> } } | undefined)[]>;
   clearHistory(): Promise<void>;
 }
 interface NlcContext {
@@ -54,6 +55,8 @@ export interface LlamaCppTiming {
 export interface LlamaCppSession {
   /** Greedy generation of exactly `gen` tokens (EOS does not stop it) after `prompt`, from an empty cache. */
   run(prompt: number[], gen: number): Promise<LlamaCppTiming>;
+  /** The logits after each of `tokens` (row p: the distribution of token p+1), from an empty cache. */
+  logits(tokens: number[], vocabSize: number): Promise<Float32Array>;
   close(): Promise<void>;
 }
 
@@ -61,7 +64,8 @@ export interface LlamaCppRuntime {
   version: string; // node-llama-cpp's
   release: string; // the llama.cpp release its binary was built from
   threads: number;
-  open(ggufPath: string, contextSize: number): Promise<LlamaCppSession>;
+  /** `f32Cache`: an F32 KV cache (llama.cpp's default is F16), for comparisons of exact numbers. */
+  open(ggufPath: string, contextSize: number, opts?: { f32Cache?: boolean }): Promise<LlamaCppSession>;
   close(): Promise<void>;
 }
 
@@ -128,9 +132,10 @@ export async function loadLlamaCpp(opts: { threads: number; install: boolean; lo
     release: `${llama.llamaCppRelease.repo}@${llama.llamaCppRelease.release}`,
     threads,
     close: () => llama.dispose(),
-    async open(ggufPath, contextSize) {
+    async open(ggufPath, contextSize, opts = {}) {
       const model = await llama.loadModel({ modelPath: ggufPath });
-      const ctx = await model.createContext({ contextSize, sequences: 1, threads: { ideal: threads, min: threads } });
+      const cache = opts.f32Cache ? { flashAttention: false, experimentalKvCacheKeyType: 'F32', experimentalKvCacheValueType: 'F32' } : {};
+      const ctx = await model.createContext({ contextSize, sequences: 1, threads: { ideal: threads, min: threads }, ...cache });
       const seq = ctx.getSequence();
       return {
         async run(prompt, gen) {
@@ -154,6 +159,17 @@ export async function loadLlamaCpp(opts: { threads: number; install: boolean; lo
             ttft_ms: ttft * 1000,
             tokens,
           };
+        },
+        async logits(tokens, vocabSize) {
+          await seq.clearHistory();
+          const res = await seq.controlledEvaluate(tokens.map((t) => [t, { generateNext: { logits: true } }]));
+          const out = new Float32Array(tokens.length * vocabSize);
+          for (let p = 0; p < tokens.length; p++) {
+            const lg = res[p]?.next.logits;
+            if (!lg || lg.size !== vocabSize) throw new Error(`llama.cpp gave ${lg?.size ?? 0} logits at position ${p}, expected ${vocabSize}`);
+            for (const [id, v] of lg) out[p * vocabSize + id] = v;
+          }
+          return out;
         },
         async close() {
           await ctx.dispose();
