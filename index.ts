@@ -8,17 +8,17 @@
 
 export { createGpuContext, type GpuContext, type DeviceOptions } from './runtime/device.ts';
 export { LlamaModel, ContextOverflowError, type ModelOptions } from './runtime/model.ts';
-export { openModelSource, type ModelSource } from './runtime/load.ts';
-export { defaultModelDir, DEFAULT_MODEL_NAME } from './runtime/default-model.ts';
-export { tinyRandomModelDir, tinyRandomModelFiles, TINY_RANDOM_MODEL_CONFIG, TINY_RANDOM_MODEL_NAME } from './runtime/tiny-random-model.ts';
-export { parseHfConfig, type LlamaConfig } from './runtime/config.ts';
-export { nodeDir, mapDir, urlDir, blobSource, bytesSource, type ModelDir, type ByteSource } from './runtime/byte-source.ts';
+export { openModelSource, type ModelSource } from './checkpoint/load.ts';
+export { defaultModelDir, DEFAULT_MODEL_NAME } from './checkpoint/default-model.ts';
+export { tinyRandomModelDir, tinyRandomModelFiles, TINY_RANDOM_MODEL_CONFIG, TINY_RANDOM_MODEL_NAME } from './checkpoint/tiny-random-model.ts';
+export { parseHfConfig, type LlamaConfig } from './checkpoint/config.ts';
+export { nodeDir, mapDir, urlDir, blobSource, bytesSource, type ModelDir, type ByteSource } from './checkpoint/byte-source.ts';
 export { createSampler } from './runtime/sampler.ts';
 export type { SamplingParams, TokenSampler, GenerationBackend, GenerateRequest, ModelInfo } from './runtime/generation-types.ts';
 export type { LoadProgress } from './runtime/weights.ts';
 export type { WeightFormat } from './kernels/weight-formats.ts';
 export { LlamaTokenizer, StreamDecoder } from './tokenizer/index.ts';
-export { loadLlamaEngine, HOSTED_MODEL_ID, type LlamaEngine, type LlamaEngineOptions } from './api/llama-engine.ts';
+export { loadLlamaEngine, HOSTED_MODEL_ID, type LlamaEngine, type LlamaEngineOptions } from './serve/llama-engine.ts';
 export { createEngine, estimateCost, DEFAULT_PRICES } from './api/engine.ts';
 export type { ChatCompletions, Engine, EngineOptions, Prices, RequestOptions } from './api/engine.ts';
 export {

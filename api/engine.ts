@@ -19,7 +19,7 @@ import { APIUserAbortError, BadRequestError, NotFoundError } from './errors.ts';
 import { completionCost, toolCallAcceptor, valueAcceptor } from './json-constraint.ts';
 import { buildTemplateMessages } from './prompt.ts';
 import { applySamplingDefaults } from './sampling-defaults.ts';
-import { samplingDefaultsWire, type SamplingDefaults } from '../runtime/generation-defaults.ts';
+import { samplingDefaultsWire, type SamplingDefaults } from '../checkpoint/generation-defaults.ts';
 import { StopMatcher } from './stop-matcher.ts';
 import { constrainTokens } from './token-mask.ts';
 import { mayBeToolCall, newToolCallId, parseToolCall, randomAlnum } from './tools.ts';

@@ -1,8 +1,8 @@
-// The model's sampling defaults (runtime/generation-defaults.ts) applied to a validated request: each
+// The model's sampling defaults (checkpoint/generation-defaults.ts) applied to a validated request: each
 // of temperature, top_p, top_k and repetition_penalty that the request leaves out (absent or null)
 // takes the model's value instead of the API's default. What the request sets always wins.
 
-import type { SamplingDefaults } from '../runtime/generation-defaults.ts';
+import type { SamplingDefaults } from '../checkpoint/generation-defaults.ts';
 import type { ValidatedChatRequest } from './validate.ts';
 
 const WIRE: Record<keyof SamplingDefaults, string> = { temperature: 'temperature', topP: 'top_p', topK: 'top_k', repetitionPenalty: 'repetition_penalty' };

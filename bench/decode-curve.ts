@@ -5,9 +5,9 @@
 //
 //   llama2-webgpu bench host --decode-curve [--positions 63,1023,4095] [--steps N] [--kv-dtype f16|f32] [--json]
 
-import { TINY_RANDOM_MODEL_CONFIG } from '../runtime/tiny-random-model.ts';
-import { randomWeights } from '../runtime/random-model.ts';
-import { memoryProvider } from '../runtime/weights.ts';
+import { TINY_RANDOM_MODEL_CONFIG } from '../checkpoint/tiny-random-model.ts';
+import { randomWeights } from '../checkpoint/random-model.ts';
+import { memoryProvider } from '../checkpoint/tensor-provider.ts';
 import { LlamaModel, type ModelOptions } from '../runtime/model.ts';
 
 export interface CurvePoint {

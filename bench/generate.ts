@@ -10,7 +10,7 @@
 //               not stop either runtime)
 // Each model is loaded once per format and warmed up with a short request before the timed ones.
 // "Same weights": one f32 tensor set from (shape, seed); each runtime stores it in its own format (ours:
-// kernels/weight-formats.ts, llama.cpp: GGUF F16/Q8_0/Q4_0 written by runtime/gguf-writer.ts), so the
+// kernels/weight-formats.ts, llama.cpp: GGUF F16/Q8_0/Q4_0 written by checkpoint/gguf-writer.ts), so the
 // quantized values and bytes per weight can differ slightly between the two at q4/q8 (both reported).
 
 import { createHash } from 'node:crypto';
@@ -21,16 +21,16 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { UsageError, intArg, progressPrinter } from '../cli/common.ts';
 import { FORMATS, formatSpec, type WeightFormat } from '../kernels/weight-formats.ts';
-import { builtinConfig, BUILTIN_MODEL_NAMES } from '../runtime/builtin-configs.ts';
-import type { LlamaConfig } from '../runtime/config.ts';
+import { builtinConfig, BUILTIN_MODEL_NAMES } from '../checkpoint/builtin-configs.ts';
+import type { LlamaConfig } from '../checkpoint/config.ts';
 import { createGpuContext, type GpuContext } from '../runtime/device.ts';
-import { ggmlRowBytes, ggmlTypeByName } from '../runtime/gguf-quants.ts';
-import { ggufTensorTypes, writeGgufFile, type GgufWriteType } from '../runtime/gguf-writer.ts';
-import { expectedTensors } from '../runtime/keymap.ts';
-import { openModelSource } from '../runtime/load.ts';
+import { ggmlRowBytes, ggmlTypeByName } from '../checkpoint/gguf-quants.ts';
+import { ggufTensorTypes, writeGgufFile, type GgufWriteType } from '../checkpoint/gguf-writer.ts';
+import { expectedTensors } from '../checkpoint/keymap.ts';
+import { openModelSource } from '../checkpoint/load.ts';
 import { LlamaModel } from '../runtime/model.ts';
-import { randomProvider } from '../runtime/random-model.ts';
-import type { TensorProvider } from '../runtime/weights.ts';
+import { randomProvider } from '../checkpoint/random-model.ts';
+import type { TensorProvider } from '../checkpoint/tensor-provider.ts';
 import { buildLlama2TokenizerJson } from '../tokenizer/llama2-vocab.ts';
 import { loadLlamaCpp, type LlamaCppRuntime, type LlamaCppTiming } from './llamacpp/runner.ts';
 import { measureReadBandwidth } from './read-bandwidth.ts';

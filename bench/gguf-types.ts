@@ -14,13 +14,13 @@ import { execFileSync } from 'node:child_process';
 import { mkdtemp, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { LlamaConfig } from '../runtime/config.ts';
-import { fileSource } from '../runtime/byte-source.ts';
+import type { LlamaConfig } from '../checkpoint/config.ts';
+import { fileSource } from '../checkpoint/byte-source.ts';
 import { createGpuContext } from '../runtime/device.ts';
-import { openGgufModel } from '../runtime/gguf-provider.ts';
-import { writeGgufFile } from '../runtime/gguf-writer.ts';
+import { openGgufModel } from '../checkpoint/gguf-provider.ts';
+import { writeGgufFile } from '../checkpoint/gguf-writer.ts';
 import { LlamaModel } from '../runtime/model.ts';
-import { randomProvider } from '../runtime/random-model.ts';
+import { randomProvider } from '../checkpoint/random-model.ts';
 import { buildLlama2TokenizerJson } from '../tokenizer/index.ts';
 import type { DtypeFormat } from '../kernels/weight-formats.ts';
 

@@ -10,8 +10,8 @@
 // / encodeForward), so the counts are those of a real decode step.
 
 import { createGpuContext, type GpuContext } from '../runtime/device.ts';
-import { builtinConfig } from '../runtime/builtin-configs.ts';
-import type { LlamaConfig } from '../runtime/config.ts';
+import { builtinConfig } from '../checkpoint/builtin-configs.ts';
+import type { LlamaConfig } from '../checkpoint/config.ts';
 import { rowsPerChunk, type GpuWeights, type WeightMatrix, type LayerWeights } from '../runtime/weights.ts';
 import { createForward, destroyForward, encodeForward, type Forward } from '../runtime/forward.ts';
 import { formatSpec, storedFormat, type WeightFormat } from '../kernels/weight-formats.ts';

@@ -3,9 +3,9 @@
 // Used by test/quality.test.ts (which bounds the numbers) and by `llama2-webgpu bench quality`.
 
 import type { GpuContext } from '../runtime/device.ts';
-import type { LlamaConfig } from '../runtime/config.ts';
+import type { LlamaConfig } from '../checkpoint/config.ts';
 import { LlamaModel } from '../runtime/model.ts';
-import { randomProvider } from '../runtime/random-model.ts';
+import { randomProvider } from '../checkpoint/random-model.ts';
 import type { WeightFormat } from '../kernels/weight-formats.ts';
 
 export interface QualityRow {

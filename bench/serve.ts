@@ -3,7 +3,7 @@
 //  2. A multi-turn conversation: time to first token of the last turn with prefix caching and without.
 
 import { parseArgs } from 'node:util';
-import { loadLlamaEngine } from '../api/llama-engine.ts';
+import { loadLlamaEngine } from '../serve/llama-engine.ts';
 import { startServer } from '../api/server.ts';
 import type { WeightFormat } from '../kernels/weight-formats.ts';
 

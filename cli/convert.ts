@@ -1,7 +1,7 @@
 // `llama2-webgpu convert`: writes a model directory with the weights already packed for the GPU.
 
-import { openModelSource } from '../runtime/load.ts';
-import { writeConverted } from '../runtime/converted.ts';
+import { openModelSource } from '../checkpoint/load.ts';
+import { writeConverted } from '../checkpoint/converted.ts';
 import { FORMATS, type Dtype } from '../kernels/weight-formats.ts';
 import { UsageError, parseCommandArgs, choiceArg } from './common.ts';
 

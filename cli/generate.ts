@@ -1,6 +1,6 @@
 // `llama2-webgpu generate`: raw completion of BOS + the prompt (no chat template).
 
-import { openModelSource } from '../runtime/load.ts';
+import { openModelSource } from '../checkpoint/load.ts';
 import { LlamaModel } from '../runtime/model.ts';
 import { createSampler, MAX_SEED } from '../runtime/sampler.ts';
 import { LlamaTokenizer } from '../tokenizer/tokenizer.ts';

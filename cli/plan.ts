@@ -3,8 +3,8 @@
 
 import { existsSync, readFileSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
-import { parseHfConfig, type LlamaConfig } from '../runtime/config.ts';
-import { BUILTIN_MODEL_NAMES, builtinConfig } from '../runtime/builtin-configs.ts';
+import { parseHfConfig, type LlamaConfig } from '../checkpoint/config.ts';
+import { BUILTIN_MODEL_NAMES, builtinConfig } from '../checkpoint/builtin-configs.ts';
 import { formatGiB, formatSizeFlag, parseSize, planModel, type DeviceBudget, type Plan } from '../runtime/planner.ts';
 import { FORMATS, type WeightFormat } from '../kernels/weight-formats.ts';
 import { UsageError, parseCommandArgs, intArg, choiceArg } from './common.ts';

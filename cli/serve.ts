@@ -2,7 +2,7 @@
 // OpenAI's /v1/chat/completions) with continuous batching, and /metrics.
 
 import { createServer as createNetServer, type Server as NetServer } from 'node:net';
-import { loadLlamaEngine, type LlamaEngine, type LlamaEngineOptions } from '../api/llama-engine.ts';
+import { loadLlamaEngine, type LlamaEngine, type LlamaEngineOptions } from '../serve/llama-engine.ts';
 import { startServer } from '../api/server.ts';
 import { DEFAULT_PRICES } from '../api/engine.ts';
 import { UsageError, intArg, numArg, choiceArg, progressPrinter, sizeArg, parseCommandArgs } from './common.ts';

@@ -1,11 +1,11 @@
 // Opening a model for the chat page, inside the worker: a LoadSpec -> a ModelDir (with a byte counter
-// for the progress bar; a URL's files kept in the Cache Storage API) -> api/llama-engine.ts (tokenizer,
+// for the progress bar; a URL's files kept in the Cache Storage API) -> serve/llama-engine.ts (tokenizer,
 // WebGPU device, model, scheduler, engine), with its failures sorted into the kinds the page explains.
 
-import { loadLlamaEngine, type LlamaEngine } from '../api/llama-engine.ts';
-import { defaultModelDir } from '../runtime/default-model.ts';
-import { blobSource, mapDir, urlDir, type ByteSource, type ModelDir } from '../runtime/byte-source.ts';
-import { expectedTensors } from '../runtime/keymap.ts';
+import { loadLlamaEngine, type LlamaEngine } from '../serve/llama-engine.ts';
+import { defaultModelDir } from '../checkpoint/default-model.ts';
+import { blobSource, mapDir, urlDir, type ByteSource, type ModelDir } from '../checkpoint/byte-source.ts';
+import { expectedTensors } from '../checkpoint/keymap.ts';
 import type { FailureKind, LoadedModelInfo, LoadOptions, LoadProgressEvent, LoadSpec } from './protocol.ts';
 
 /** An error that says which of the page's messages applies. */

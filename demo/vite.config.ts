@@ -17,7 +17,7 @@ export default defineConfig({
   // The page imports ../api, ../runtime and ../tokenizer straight from the sources.
   server: { host: '127.0.0.1', port: 5173, fs: { allow: [repoRoot] } },
   preview: { host: '127.0.0.1', port: 4173 },
-  // The engine worker uses dynamic import() (runtime/load.ts), which needs ES-module workers.
+  // The engine worker uses dynamic import() (checkpoint/load.ts), which needs ES-module workers.
   worker: { format: 'es' },
   // The dev server's dependency scan starts at index.html and does not follow the worker: list the
   // worker's dependencies so that their first use does not re-optimize and reload the page mid-load.

@@ -6,7 +6,7 @@
 // row per slot, and the two can mix. Logits are computed for nOut chosen rows only.
 
 import type { GpuContext } from './device.ts';
-import type { LlamaConfig } from './config.ts';
+import type { LlamaConfig } from '../checkpoint/config.ts';
 import type { GpuWeights, WeightMatrix } from './weights.ts';
 import { bindGroup, getPipeline, grid1d, packParams, storageBuffer, uniformBuffer, uploadBuffer, encodeDispatch, type Dispatch } from '../kernels/common.ts';
 import { matmulPipelines, recordMatmul, encodeMatmul, type MatmulDispatch } from '../kernels/matmul.ts';

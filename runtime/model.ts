@@ -2,8 +2,9 @@
 // Generation is small functions: prefill (batched, in chunks), decode one token, sample.
 
 import { createGpuContext, type GpuContext } from './device.ts';
-import type { LlamaConfig } from './config.ts';
-import { loadWeights, destroyWeights, type GpuWeights, type LoadProgress, type TensorProvider } from './weights.ts';
+import type { LlamaConfig } from '../checkpoint/config.ts';
+import { loadWeights, destroyWeights, type GpuWeights, type LoadProgress } from './weights.ts';
+import type { TensorProvider } from '../checkpoint/tensor-provider.ts';
 import { createForward, destroyForward, encodeForward, type Forward } from './forward.ts';
 import { KvPool } from './kv-pool.ts';
 import { planModel } from './planner.ts';

@@ -17,9 +17,10 @@
 // the sum of its padded chunks. Not counted: the per-dispatch Params uniforms (16-48 bytes each, about 25 per
 // layer: under 2 KiB a layer), pipelines, and the driver's own overhead; leave some headroom for those.
 
-import type { LlamaConfig } from './config.ts';
-import { matrixFormats, rowsPerChunk } from './weights.ts';
-import { expectedTensors } from './keymap.ts';
+import type { LlamaConfig } from '../checkpoint/config.ts';
+import { rowsPerChunk } from './weights.ts';
+import { matrixFormats } from '../checkpoint/tensor-provider.ts';
+import { expectedTensors } from '../checkpoint/keymap.ts';
 import { FORMATS, formatSpec, storedFormat, type Dtype, type WeightFormat } from '../kernels/weight-formats.ts';
 import { kvBytesPerElement, type KvDtype } from '../kernels/kv-cache.ts';
 import { ATTENTION_SPLIT_LEN } from '../kernels/attention.ts';
@@ -104,7 +105,7 @@ export interface WeightBytes {
   output: number; // output (vocab, dim); with tied embeddings the embedding's size
 }
 
-/** GPU bytes of the weights with each matrix in the format loadWeights gives it (weights.ts matrixFormats). */
+/** GPU bytes of the weights with each matrix in the format loadWeights gives it (checkpoint/tensor-provider.ts matrixFormats). */
 export function weightBytes(c: LlamaConfig, dtype: Dtype, limits: Limits, formats?: ReadonlyMap<string, WeightFormat>): WeightBytes {
   const fmt = matrixFormats(c, dtype, formats);
   const shapes = expectedTensors(c);

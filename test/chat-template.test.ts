@@ -4,7 +4,7 @@
 // special-token strings typed by a user staying text under every template.
 import { readFileSync } from 'node:fs';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { llamaChatTokenizer } from '../api/chat-tokenizer-llama.ts';
+import { llamaChatTokenizer } from '../serve/chat-tokenizer-llama.ts';
 import { buildTemplateMessages } from '../api/prompt.ts';
 import { validateChatRequest } from '../api/validate.ts';
 import {
@@ -201,7 +201,7 @@ describe('templates that cannot be honoured', () => {
   });
 });
 
-describe('the API path (api/chat-tokenizer-llama.ts + api/prompt.ts)', () => {
+describe('the API path (serve/chat-tokenizer-llama.ts + api/prompt.ts)', () => {
   it('tool messages under a template without a tool role: rendered as user text "[tool result for <id> (<name>)]: ..."', () => {
     const zephyr = LlamaTokenizer.fromJson(buildLlama2TokenizerJson(), { ...llama2TokenizerConfigJson(), chat_template: fx.templates.tinyllama_zephyr });
     const chat = llamaChatTokenizer(zephyr);

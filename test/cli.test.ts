@@ -4,10 +4,10 @@ import { execFile } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { TEST_CONFIGS, randomWeights, encodeHfModel, writeModelDir } from '../runtime/random-model.ts';
-import { ReferenceModel } from '../runtime/reference.ts';
+import { TEST_CONFIGS, randomWeights, encodeHfModel, writeModelDir } from '../checkpoint/random-model.ts';
+import { ReferenceModel } from '../checkpoint/reference.ts';
 import { buildLlama2TokenizerJson, llama2TokenizerConfigJson } from '../tokenizer/llama2-vocab.ts';
-import { encodeGguf } from '../runtime/gguf-writer.ts';
+import { encodeGguf } from '../checkpoint/gguf-writer.ts';
 import { writeFileSync } from 'node:fs';
 
 function cli(args: string[], env: Record<string, string> = {}): Promise<{ code: number; stdout: string; stderr: string }> {

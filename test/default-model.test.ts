@@ -5,9 +5,9 @@ import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { readFileSync } from 'node:fs';
 import { testGpu } from './helpers/gpu.ts';
 import type { GpuContext } from '../runtime/device.ts';
-import { openModelSource } from '../runtime/load.ts';
+import { openModelSource } from '../checkpoint/load.ts';
 import { LlamaModel } from '../runtime/model.ts';
-import { DEFAULT_MODEL_NAME } from '../runtime/default-model.ts';
+import { DEFAULT_MODEL_NAME } from '../checkpoint/default-model.ts';
 
 interface Case { text: string; prompt: number[]; greedy: number[]; top10_last_prompt_position: { ids: number[]; logits: number[] } }
 const fixture = JSON.parse(readFileSync(new URL('./fixtures/kjv-greedy.json', import.meta.url), 'utf8')) as { tokens: number[] & number; cases: Case[] };

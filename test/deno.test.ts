@@ -2,8 +2,8 @@
 // oracle's greedy tokens.
 import { it, expect } from 'vitest';
 import { execFileSync } from 'node:child_process';
-import { TEST_CONFIGS, randomWeights } from '../runtime/random-model.ts';
-import { ReferenceModel } from '../runtime/reference.ts';
+import { TEST_CONFIGS, randomWeights } from '../checkpoint/random-model.ts';
+import { ReferenceModel } from '../checkpoint/reference.ts';
 
 it('greedy tokens under Deno equal the CPU oracle', () => {
   const out = execFileSync('npx', ['--no-install', 'deno', 'run', 'test/deno/greedy.ts'], {

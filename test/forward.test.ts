@@ -1,16 +1,16 @@
-// End to end: the WebGPU forward pass against the CPU oracle (runtime/reference.ts) on deterministic
+// End to end: the WebGPU forward pass against the CPU oracle (checkpoint/reference.ts) on deterministic
 // random-weights models, one multi-head (7B/13B-like) and one grouped-query (70B-like).
 import { describe, it, expect, beforeAll } from 'vitest';
 import type { GpuContext } from '../runtime/device.ts';
 import { createGpuContext } from '../runtime/device.ts';
 import { testGpu } from './helpers/gpu.ts';
-import { TEST_CONFIGS, randomWeights, encodeHfModel } from '../runtime/random-model.ts';
-import { ReferenceModel } from '../runtime/reference.ts';
-import { memoryProvider } from '../runtime/weights.ts';
+import { TEST_CONFIGS, randomWeights, encodeHfModel } from '../checkpoint/random-model.ts';
+import { ReferenceModel } from '../checkpoint/reference.ts';
+import { memoryProvider } from '../checkpoint/tensor-provider.ts';
 import { LlamaModel, ContextOverflowError } from '../runtime/model.ts';
-import { openHfModel, validateHfModel } from '../runtime/hf-model.ts';
-import { hfProvider } from '../runtime/hf-provider.ts';
-import { mapDir } from '../runtime/byte-source.ts';
+import { openHfModel, validateHfModel } from '../checkpoint/hf-model.ts';
+import { hfProvider } from '../checkpoint/hf-provider.ts';
+import { mapDir } from '../checkpoint/byte-source.ts';
 import { roundTrip } from '../kernels/weight-formats.ts';
 import { encodeForward } from '../runtime/forward.ts';
 

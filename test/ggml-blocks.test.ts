@@ -12,7 +12,7 @@ import { embeddingWgsl, packEmbeddingParams } from '../kernels/embedding.ts';
 import {
   matvecWgsl, tiledWgsl, tiledGrid, matvecGrid, packMatmulParams, matmulRef, type MatvecVariant,
 } from '../kernels/matmul.ts';
-import { dequantize, ggmlTypeByName } from '../runtime/gguf-quants.ts';
+import { dequantize, ggmlTypeByName } from '../checkpoint/gguf-quants.ts';
 
 const DIR = new URL('./fixtures/ggml-blocks/', import.meta.url);
 const index = JSON.parse(readFileSync(new URL('index.json', DIR), 'utf8')) as Record<GgmlBlockType, { rows: number; K: number }>;

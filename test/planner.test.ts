@@ -5,16 +5,16 @@ import { describe, it, expect, vi, afterEach } from 'vitest';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { BUILTIN_CONFIGS, builtinConfig } from '../runtime/builtin-configs.ts';
-import { toHfConfig, type LlamaConfig } from '../runtime/config.ts';
+import { BUILTIN_CONFIGS, builtinConfig } from '../checkpoint/builtin-configs.ts';
+import { toHfConfig, type LlamaConfig } from '../checkpoint/config.ts';
 import {
   kvLayout, parseSize, planModel, scratchBytes, weightBytes, type DeviceBudget, type PlanInput,
 } from '../runtime/planner.ts';
 import { runPlan } from '../cli/plan.ts';
 import { createGpuContext, type GpuContext } from '../runtime/device.ts';
 import { testGpu } from './helpers/gpu.ts';
-import { TEST_CONFIGS, randomWeights } from '../runtime/random-model.ts';
-import { memoryProvider } from '../runtime/weights.ts';
+import { TEST_CONFIGS, randomWeights } from '../checkpoint/random-model.ts';
+import { memoryProvider } from '../checkpoint/tensor-provider.ts';
 import { LlamaModel } from '../runtime/model.ts';
 import type { WeightFormat } from '../kernels/weight-formats.ts';
 

@@ -5,13 +5,13 @@ import { describe, expect, it } from 'vitest';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { mapDir, nodeDir } from '../runtime/byte-source.ts';
-import type { LlamaConfig } from '../runtime/config.ts';
+import { mapDir, nodeDir } from '../checkpoint/byte-source.ts';
+import type { LlamaConfig } from '../checkpoint/config.ts';
 import { bf16ToF32, f16ToF32, f32ToBf16, f32ToF16 } from '../kernels/half.ts';
-import { openHfModel, validateHfModel, type HfModel } from '../runtime/hf-model.ts';
-import { expectedTensors, toHfName } from '../runtime/keymap.ts';
-import { encodeHfModel, randomWeights, TEST_CONFIGS, writeModelDir } from '../runtime/random-model.ts';
-import { encodeSafetensors, readTensorAsF32 } from '../runtime/safetensors.ts';
+import { openHfModel, validateHfModel, type HfModel } from '../checkpoint/hf-model.ts';
+import { expectedTensors, toHfName } from '../checkpoint/keymap.ts';
+import { encodeHfModel, randomWeights, TEST_CONFIGS, writeModelDir } from '../checkpoint/random-model.ts';
+import { encodeSafetensors, readTensorAsF32 } from '../checkpoint/safetensors.ts';
 
 const { mha, gqa } = TEST_CONFIGS;
 // Same shapes as mha but 1 layer and a small vocab: quick to build many broken variants of.

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import ts from 'typescript';
 import { testGpu } from './helpers/gpu.ts';
-import { loadLlamaEngine, type LlamaEngine } from '../api/llama-engine.ts';
+import { loadLlamaEngine, type LlamaEngine } from '../serve/llama-engine.ts';
 import { startServer, type RunningServer } from '../api/server.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));

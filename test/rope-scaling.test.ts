@@ -2,17 +2,17 @@
 // the GPU forward pass against the CPU oracle with factor 2, and the refusal of what the runtime does
 // not implement (other scaling types, bias terms, activations other than SiLU) by name.
 import { beforeAll, describe, expect, it } from 'vitest';
-import { bytesSource, mapDir } from '../runtime/byte-source.ts';
-import { parseHfConfig, toHfConfig, type LlamaConfig } from '../runtime/config.ts';
-import { readGguf } from '../runtime/gguf.ts';
-import { ggufConfig, openGgufModel } from '../runtime/gguf-provider.ts';
-import { encodeGguf } from '../runtime/gguf-writer.ts';
-import { openHfModel } from '../runtime/hf-model.ts';
-import { toHfName } from '../runtime/keymap.ts';
-import { encodeHfModel, randomWeights, TEST_CONFIGS } from '../runtime/random-model.ts';
-import { ReferenceModel } from '../runtime/reference.ts';
-import { encodeSafetensors } from '../runtime/safetensors.ts';
-import { memoryProvider } from '../runtime/weights.ts';
+import { bytesSource, mapDir } from '../checkpoint/byte-source.ts';
+import { parseHfConfig, toHfConfig, type LlamaConfig } from '../checkpoint/config.ts';
+import { readGguf } from '../checkpoint/gguf.ts';
+import { ggufConfig, openGgufModel } from '../checkpoint/gguf-provider.ts';
+import { encodeGguf } from '../checkpoint/gguf-writer.ts';
+import { openHfModel } from '../checkpoint/hf-model.ts';
+import { toHfName } from '../checkpoint/keymap.ts';
+import { encodeHfModel, randomWeights, TEST_CONFIGS } from '../checkpoint/random-model.ts';
+import { ReferenceModel } from '../checkpoint/reference.ts';
+import { encodeSafetensors } from '../checkpoint/safetensors.ts';
+import { memoryProvider } from '../checkpoint/tensor-provider.ts';
 import { LlamaModel } from '../runtime/model.ts';
 import { ropeRef, ropeTable } from '../kernels/rope.ts';
 import type { GpuContext } from '../runtime/device.ts';

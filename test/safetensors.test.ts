@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { bytesSource, fileSource } from '../runtime/byte-source.ts';
+import { bytesSource, fileSource } from '../checkpoint/byte-source.ts';
 import { bf16ToF32, f16ToF32, f32ToBf16, f32ToF16 } from '../kernels/half.ts';
 import {
   encodeSafetensors,
@@ -13,7 +13,7 @@ import {
   readTensorAsF32,
   readTensorBytes,
   writeSafetensorsFile,
-} from '../runtime/safetensors.ts';
+} from '../checkpoint/safetensors.ts';
 
 const f32Bits = (x: number): number => new Uint32Array(new Float32Array([x]).buffer)[0]!;
 const fromBits = (b: number): number => new Float32Array(new Uint32Array([b]).buffer)[0]!;

@@ -3,9 +3,9 @@
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import type { GpuContext } from '../runtime/device.ts';
 import { testGpu } from './helpers/gpu.ts';
-import { TEST_CONFIGS, randomWeights } from '../runtime/random-model.ts';
-import { ReferenceModel } from '../runtime/reference.ts';
-import { memoryProvider } from '../runtime/weights.ts';
+import { TEST_CONFIGS, randomWeights } from '../checkpoint/random-model.ts';
+import { ReferenceModel } from '../checkpoint/reference.ts';
+import { memoryProvider } from '../checkpoint/tensor-provider.ts';
 import { LlamaModel } from '../runtime/model.ts';
 import { Scheduler, QueueFullError } from '../runtime/scheduler.ts';
 import { createSampler } from '../runtime/sampler.ts';

@@ -11,7 +11,7 @@ import OpenAI from 'openai';
 import { zodResponseFormat } from 'openai/helpers/zod';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { loadLlamaEngine, type LlamaEngine } from '../api/llama-engine.ts';
+import { loadLlamaEngine, type LlamaEngine } from '../serve/llama-engine.ts';
 import { startServer, type RunningServer } from '../api/server.ts';
 import { testGpu } from './helpers/gpu.ts';
 

@@ -5,9 +5,9 @@
 import v8 from 'node:v8';
 import vm from 'node:vm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadLlamaEngine, type LlamaEngine } from '../api/llama-engine.ts';
-import { mapDir } from '../runtime/byte-source.ts';
-import { encodeHfModel, randomWeights, TEST_CONFIGS } from '../runtime/random-model.ts';
+import { loadLlamaEngine, type LlamaEngine } from '../serve/llama-engine.ts';
+import { mapDir } from '../checkpoint/byte-source.ts';
+import { encodeHfModel, randomWeights, TEST_CONFIGS } from '../checkpoint/random-model.ts';
 import { buildLlama2TokenizerJson, llama2TokenizerConfigJson } from '../tokenizer/llama2-vocab.ts';
 import { testGpu } from './helpers/gpu.ts';
 

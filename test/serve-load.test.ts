@@ -3,10 +3,10 @@
 // pool returns to empty, the metrics add up, and a full queue answers 429 with Retry-After.
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { testGpu } from './helpers/gpu.ts';
-import { TEST_CONFIGS, randomWeights, encodeHfModel } from '../runtime/random-model.ts';
-import { mapDir } from '../runtime/byte-source.ts';
+import { TEST_CONFIGS, randomWeights, encodeHfModel } from '../checkpoint/random-model.ts';
+import { mapDir } from '../checkpoint/byte-source.ts';
 import { buildLlama2TokenizerJson, llama2TokenizerConfigJson } from '../tokenizer/llama2-vocab.ts';
-import { loadLlamaEngine, type LlamaEngine } from '../api/llama-engine.ts';
+import { loadLlamaEngine, type LlamaEngine } from '../serve/llama-engine.ts';
 import { startServer, type RunningServer } from '../api/server.ts';
 
 const cfg = TEST_CONFIGS.gqa;

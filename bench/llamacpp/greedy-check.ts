@@ -1,6 +1,6 @@
 // Cross-check against llama.cpp (issue 2, "Done when"): the same random-weights Llama models, written
 // once as HF safetensors and once as GGUF, must give the same greedy tokens in our CPU oracle
-// (runtime/reference.ts, weights read back from the safetensors) and in llama.cpp (the GGUF, through
+// (checkpoint/reference.ts, weights read back from the safetensors) and in llama.cpp (the GGUF, through
 // node-llama-cpp's prebuilt CPU binary). Also compares the raw logits of every position.
 //
 // For each model (TEST_CONFIGS.mha and .gqa, fixed seed) and each GGUF type:
@@ -22,16 +22,16 @@
 import { mkdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { nodeDir, fileSource } from '../../runtime/byte-source.ts';
-import type { LlamaConfig } from '../../runtime/config.ts';
-import { openGgufModel } from '../../runtime/gguf-provider.ts';
-import { writeGgufFile, type GgufWriteType } from '../../runtime/gguf-writer.ts';
-import { openHfModel } from '../../runtime/hf-model.ts';
-import { hfProvider } from '../../runtime/hf-provider.ts';
-import { expectedTensors } from '../../runtime/keymap.ts';
-import { encodeHfModel, randomWeights, TEST_CONFIGS, writeModelDir } from '../../runtime/random-model.ts';
-import { ReferenceModel } from '../../runtime/reference.ts';
-import type { TensorProvider } from '../../runtime/weights.ts';
+import { nodeDir, fileSource } from '../../checkpoint/byte-source.ts';
+import type { LlamaConfig } from '../../checkpoint/config.ts';
+import { openGgufModel } from '../../checkpoint/gguf-provider.ts';
+import { writeGgufFile, type GgufWriteType } from '../../checkpoint/gguf-writer.ts';
+import { openHfModel } from '../../checkpoint/hf-model.ts';
+import { hfProvider } from '../../checkpoint/hf-provider.ts';
+import { expectedTensors } from '../../checkpoint/keymap.ts';
+import { encodeHfModel, randomWeights, TEST_CONFIGS, writeModelDir } from '../../checkpoint/random-model.ts';
+import { ReferenceModel } from '../../checkpoint/reference.ts';
+import type { TensorProvider } from '../../checkpoint/tensor-provider.ts';
 import { buildLlama2TokenizerJson, llama2TokenizerConfigJson, LlamaTokenizer } from '../../tokenizer/index.ts';
 import { importNodeLlamaCpp } from './runner.ts';
 

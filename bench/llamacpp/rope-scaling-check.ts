@@ -1,7 +1,7 @@
 // Cross-check of linear RoPE scaling against llama.cpp: a random-weights GQA model with
 // ropeScaleFactor F is written as an F32 GGUF carrying llama.rope.scaling.type "linear" and
 // llama.rope.scaling.factor F (what convert_hf_to_gguf.py writes for rope_scaling linear); our CPU
-// oracle (runtime/reference.ts, which the GPU path matches within 1e-4, test/rope-scaling.test.ts) and
+// oracle (checkpoint/reference.ts, which the GPU path matches within 1e-4, test/rope-scaling.test.ts) and
 // llama.cpp (node-llama-cpp's prebuilt CPU binary, f32 KV cache) then give greedy tokens and the logits
 // of every teacher-forced position. The oracle without scaling is shown beside, so that agreement
 // cannot come from the scale being ignored on both sides.
@@ -12,10 +12,10 @@ import { rm } from 'node:fs/promises';
 import { writeFileSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { LlamaConfig } from '../../runtime/config.ts';
-import { encodeGguf } from '../../runtime/gguf-writer.ts';
-import { randomWeights, TEST_CONFIGS } from '../../runtime/random-model.ts';
-import { ReferenceModel } from '../../runtime/reference.ts';
+import type { LlamaConfig } from '../../checkpoint/config.ts';
+import { encodeGguf } from '../../checkpoint/gguf-writer.ts';
+import { randomWeights, TEST_CONFIGS } from '../../checkpoint/random-model.ts';
+import { ReferenceModel } from '../../checkpoint/reference.ts';
 import { buildLlama2TokenizerJson, llama2TokenizerConfigJson, LlamaTokenizer } from '../../tokenizer/index.ts';
 import { importNodeLlamaCpp } from './runner.ts';
 

@@ -1,7 +1,7 @@
 // The model of the GGUF-mixes fixtures (scripts/fixtures/gguf-mixes.ts records them, test/gguf-mixes.test.ts
 // reads them): random weights, every matrix dimension a multiple of 256 (so llama.cpp quantizes with its
 // K-quants as on Llama-2), one layer and a small vocabulary to keep the twelve files small.
-import type { LlamaConfig } from '../../runtime/config.ts';
+import type { LlamaConfig } from '../../checkpoint/config.ts';
 
 export const MIXES_CONFIG: LlamaConfig = {
   dim: 256,

@@ -1,5 +1,5 @@
 // A small static file server for the browser tests: GET and HEAD with single byte ranges (as
-// runtime/byte-source.ts urlDir reads weights), permissive CORS (models are often hosted on another
+// checkpoint/byte-source.ts urlDir reads weights), permissive CORS (models are often hosted on another
 // origin than the page), 127.0.0.1 only. `mounts` maps URL prefixes to directories.
 import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';

@@ -12,11 +12,11 @@
 // Row chunks that start at a multiple of the format's rowAlign are byte ranges of the packed tensor.
 
 import type { HfModel } from './hf-model.ts';
-import type { TensorProvider } from './weights.ts';
+import type { TensorProvider } from './tensor-provider.ts';
 import { expectedTensors, toHfName } from './keymap.ts';
 import { readTensorAsF32, type TensorInfo } from './safetensors.ts';
 import { formatSpec, isDtypeFormat, isGgmlFormat, type Dtype, type WeightFormat } from '../kernels/weight-formats.ts';
-import { matrixFormats } from './weights.ts';
+import { matrixFormats } from './tensor-provider.ts';
 
 const isFormat = (f: string): f is WeightFormat => isDtypeFormat(f) || isGgmlFormat(f);
 

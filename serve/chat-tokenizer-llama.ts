@@ -2,7 +2,7 @@
 // model's own chat template when its tokenizer config has one (tokenizer/model-chat-template.ts), else
 // the built-in Llama-2 format.
 
-import type { ChatTokenizer } from './chat-tokenizer.ts';
+import type { ChatTokenizer } from '../api/chat-tokenizer.ts';
 import type { LlamaTokenizer } from '../tokenizer/tokenizer.ts';
 import { StreamDecoder } from '../tokenizer/stream-decoder.ts';
 import { chatFormat } from '../tokenizer/model-chat-template.ts';

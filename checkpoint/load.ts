@@ -7,7 +7,7 @@ import type { LlamaConfig } from './config.ts';
 import { openHfModel, validateHfModel } from './hf-model.ts';
 import { hfProvider } from './hf-provider.ts';
 import { isConverted, convertedProvider } from './converted.ts';
-import type { TensorProvider } from './weights.ts';
+import type { TensorProvider } from './tensor-provider.ts';
 import { DEFAULT_MODEL_NAME, defaultModelDir } from './default-model.ts';
 import { TINY_RANDOM_MODEL_NAME, tinyRandomModelDir } from './tiny-random-model.ts';
 import { describeSamplingDefaults, samplingDefaultsFromGenerationConfig, samplingDefaultsFromGguf, type ModelSamplingDefaults } from './generation-defaults.ts';

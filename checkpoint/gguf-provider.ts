@@ -20,7 +20,7 @@ import { READABLE_TYPES, nativeFormat } from './gguf-quants.ts';
 import type { WeightFormat } from '../kernels/weight-formats.ts';
 import { tokenizerFromGguf } from './gguf-tokenizer.ts';
 import { expectedTensors } from './keymap.ts';
-import type { TensorProvider } from './weights.ts';
+import type { TensorProvider } from './tensor-provider.ts';
 
 const GGUF_LAYER: Record<string, string> = {
   attn_norm: 'attention_norm',

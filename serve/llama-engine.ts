@@ -2,11 +2,11 @@
 // the Llama-2 tokenizer, and the OpenAI-compatible engine in front. Used by `llama2-webgpu serve`,
 // the browser demo's worker, and ES-module users. No GPU type crosses into the engine.
 
-import { createEngine, type Engine, type Prices } from './engine.ts';
+import { createEngine, type Engine, type Prices } from '../api/engine.ts';
 import { llamaChatTokenizer } from './chat-tokenizer-llama.ts';
 import { prometheusText } from './metrics.ts';
-import { openModelSource } from '../runtime/load.ts';
-import type { ByteSource, ModelDir } from '../runtime/byte-source.ts';
+import { openModelSource } from '../checkpoint/load.ts';
+import type { ByteSource, ModelDir } from '../checkpoint/byte-source.ts';
 import { createGpuContext, type DeviceOptions } from '../runtime/device.ts';
 import { LlamaModel } from '../runtime/model.ts';
 import { Scheduler } from '../runtime/scheduler.ts';

@@ -1,7 +1,7 @@
 // A TensorProvider over an opened HF model directory: reads row ranges of F32/F16/BF16 safetensors.
 
 import type { HfModel } from './hf-model.ts';
-import type { TensorProvider } from './weights.ts';
+import type { TensorProvider } from './tensor-provider.ts';
 import { readTensorAsF32, DTYPE_SIZES } from './safetensors.ts';
 
 export function hfProvider(m: HfModel): TensorProvider {

@@ -16,7 +16,7 @@ import { ggmlRowBytes, ggmlTypeByName, quantizeQ4_0, quantizeQ8_0 } from './gguf
 import { ggufTokenizerEntries } from './gguf-tokenizer.ts';
 import { f32ToF16 } from '../kernels/half.ts';
 import { expectedTensors } from './keymap.ts';
-import type { TensorProvider } from './weights.ts';
+import type { TensorProvider } from './tensor-provider.ts';
 
 // node:fs in Node and Deno. A variable specifier keeps bundlers from resolving it in browser builds, where
 // models come as Blobs or URLs and the code that uses it never runs.
