@@ -7,4 +7,4 @@
 export * from './index.ts';
 export { startServer, type RunningServer, type ServerOptions } from './api/server.ts';
 export { SSE_DONE, sseEvent } from './api/sse.ts';
-export { prometheusText } from './api/metrics.ts';
+export { prometheusText } from './serve/metrics.ts';
