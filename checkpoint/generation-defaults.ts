@@ -69,16 +69,10 @@ export function samplingDefaultsFromGguf(md: ReadonlyMap<string, GgufValue>, whe
   return out;
 }
 
-/** The defaults in the API's wire names ({temperature: 0.6, top_p: 0.9}), for /v1/models and logs. */
-export function samplingDefaultsWire(d: SamplingDefaults): Record<string, number> {
-  const out: Record<string, number> = {};
-  for (const key of Object.keys(RANGES) as (keyof SamplingDefaults)[]) if (d[key] !== undefined) out[RANGES[key].wire] = d[key]!;
-  return out;
-}
-
 /** One line for the load log: "sampling defaults from generation_config.json: temperature 0.6, top_p 0.9". */
 export function describeSamplingDefaults(m: ModelSamplingDefaults): string | null {
   if (m.source === null) return null;
-  const parts = Object.entries(samplingDefaultsWire(m.defaults)).map(([k, v]) => `${k} ${v}`);
+  // generation_config.json's keys, which are also the API's parameter names
+  const parts = (Object.keys(RANGES) as (keyof SamplingDefaults)[]).filter((k) => m.defaults[k] !== undefined).map((k) => `${RANGES[k].wire} ${m.defaults[k]}`);
   return `sampling defaults from ${m.source}: ${parts.join(', ')} (requests that set them win)`;
 }
