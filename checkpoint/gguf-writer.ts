@@ -3,7 +3,7 @@
 // writes for a LlamaForCausalLM, minus what we do not use:
 //   - general.architecture "llama" and the llama.* hyper-parameters llama-model.cpp reads;
 //   - tensors under GGUF names (token_embd, blk.N.attn_q, ...), q/k rows permuted to Meta's
-//     interleaved RoPE layout (gguf-provider.ts explains it);
+//     interleaved RoPE layout (keymap.ts explains it);
 //   - norm vectors in F32 whatever the type asked, as the converter does; matrices in the type asked,
 //     falling back to F16 when a row is not a whole number of 32-value blocks (the converter's
 //     QuantError fallback: e.g. 172-column w2 of the test configs);
@@ -11,11 +11,10 @@
 
 import type { LlamaConfig } from './config.ts';
 import { encodeGgufHeader, type GgufEntry, type GgufTensorSpec } from './gguf.ts';
-import { toGgufName, qkHeads, permuteQk } from './gguf-provider.ts';
 import { ggmlRowBytes, ggmlTypeByName, quantizeQ4_0, quantizeQ8_0 } from './gguf-quants.ts';
 import { ggufTokenizerEntries } from './gguf-tokenizer.ts';
 import { f32ToF16 } from '../kernels/half.ts';
-import { expectedTensors } from './keymap.ts';
+import { expectedTensors, permuteQk, qkHeads, toGgufName } from './keymap.ts';
 import type { TensorProvider } from './tensor-provider.ts';
 
 // node:fs in Node and Deno. A variable specifier keeps bundlers from resolving it in browser builds, where
