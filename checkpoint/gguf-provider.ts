@@ -7,8 +7,8 @@
 
 import type { ByteSource } from './byte-source.ts';
 import { validateConfig, type LlamaConfig } from './config.ts';
-import { readGguf, readGgufRowBytes, readGgufRows, type GgufFile, type GgufTensorInfo, type GgufValue } from './gguf.ts';
-import { READABLE_TYPES, nativeFormat } from './gguf-quants.ts';
+import { readGguf, readGgufRowBytes, type GgufFile, type GgufTensorInfo, type GgufValue } from './gguf.ts';
+import { dequantize, GGML_TYPES, READABLE_TYPES, nativeFormat } from './gguf-quants.ts';
 import type { WeightFormat } from '../kernels/weight-formats.ts';
 import { tokenizerFromGguf } from './gguf-tokenizer.ts';
 import { expectedTensors, fromGgufName, permuteQk, qkHeads, tensorSetProblems, toGgufName } from './keymap.ts';
@@ -82,6 +82,16 @@ export function ggufConfig(f: GgufFile): LlamaConfig {
   if (ropeScale !== 1) cfg.ropeScaleFactor = ropeScale;
   validateConfig(cfg, f.source);
   return cfg;
+}
+
+/** Rows [rowStart, rowStart + rows) of a tensor as f32: the file's bytes (gguf.ts) decoded (gguf-quants.ts). */
+async function readGgufRows(src: ByteSource, t: GgufTensorInfo, rowStart: number, rows: number): Promise<Float32Array> {
+  const bytes = await readGgufRowBytes(src, t, rowStart, rows); // checks the type is known and the rows exist
+  try {
+    return dequantize(GGML_TYPES.get(t.typeId)!, bytes, rows * t.ne[0]!);
+  } catch (e) {
+    throw new Error(`${src.name}: tensor "${t.name}": ${(e as Error).message}`);
+  }
 }
 
 export interface GgufModel {
