@@ -8,7 +8,7 @@ import { readText } from './byte-source.ts';
 import { parseHfConfig, type LlamaConfig } from './config.ts';
 import { fromHfName, tensorSetProblems, toHfName } from './keymap.ts';
 import { readSafetensorsHeader, type TensorInfo } from './safetensors.ts';
-import { buildLlama2TokenizerJson, llama2VocabularyMismatch, LLAMA2_VOCAB_SIZE } from '../tokenizer/llama2-vocab.ts';
+import { llama2TokenizerJsonText, llama2VocabularyMismatch, LLAMA2_VOCAB_SIZE } from '../tokenizer/llama2-vocab.ts';
 import { readSentencePiecePieces } from '../tokenizer/sentencepiece-model.ts';
 
 export interface HfModel {
@@ -60,7 +60,7 @@ async function llama2FromSentencePiece(dir: ModelDir, config: LlamaConfig): Prom
   if (config.vocabSize !== LLAMA2_VOCAB_SIZE) throw refuse(`config.json has vocab_size ${config.vocabSize}, not Llama-2's ${LLAMA2_VOCAB_SIZE}`);
   const mismatch = llama2VocabularyMismatch(readSentencePiecePieces(bytes, `${dir.name}/tokenizer.model`));
   if (mismatch !== null) throw refuse(`it is not Llama-2's vocabulary: ${mismatch}`);
-  return JSON.stringify(buildLlama2TokenizerJson());
+  return llama2TokenizerJsonText();
 }
 
 /** Opens an HF model directory: config, tokenizer files and all safetensors headers. Throws naming the directory/file. */

@@ -20,7 +20,7 @@ import { expectedTensors, fromGgufName, permuteQk, toGgufName } from '../checkpo
 import { encodeHfModel, randomWeights, TEST_CONFIGS } from '../checkpoint/random-model.ts';
 import { ReferenceModel } from '../checkpoint/reference.ts';
 import type { TensorProvider } from '../checkpoint/tensor-provider.ts';
-import { buildLlama2TokenizerJson, llama2TokenizerConfigJson, LlamaTokenizer, type Llama2TokenizerJson } from '../tokenizer/index.ts';
+import { buildLlama2TokenizerJson, llama2TokenizerConfigJson, LlamaTokenizer, type SpmTokenizerJson as Llama2TokenizerJson } from '../tokenizer/index.ts';
 
 const { mha, gqa } = TEST_CONFIGS;
 // mha's shapes with one layer and a small vocab: quick to write in every type.
