@@ -2,23 +2,10 @@
 // reads them): random weights, every matrix dimension a multiple of 256 (so llama.cpp quantizes with its
 // K-quants as on Llama-2), one layer and a small vocabulary to keep the twelve files small.
 import type { LlamaConfig } from '../../checkpoint/config.ts';
+import { smallConfig } from './configs.ts';
 import { addedToken, spmTokenizerJson, vocabFromPieces } from '../../tokenizer/tokenizer-json.ts';
 
-export const MIXES_CONFIG: LlamaConfig = {
-  dim: 256,
-  hiddenDim: 256,
-  nLayers: 1,
-  nHeads: 4,
-  nKvHeads: 2,
-  headDim: 64,
-  vocabSize: 288,
-  maxSeqLen: 256,
-  normEps: 1e-5,
-  ropeTheta: 10000,
-  bosTokenId: 1,
-  eosTokenId: 2,
-  tieWordEmbeddings: false,
-};
+export const MIXES_CONFIG: LlamaConfig = smallConfig(256, 256, 1, 4, 2, 64, { vocabSize: 288 });
 export const MIXES_SEED = 20261130;
 export const MIXES_PROMPT = [1, 100, 200, 150, 42, 270];
 export const MIXES_TOKENS = 16;
