@@ -21,32 +21,30 @@ export interface ModelDir {
   open(file: string): Promise<ByteSource | null>;
 }
 
-function checkRange(src: { name: string; size: number }, offset: number, length: number): void {
-  if (offset < 0 || length < 0 || offset + length > src.size) {
-    throw new Error(`${src.name}: read of ${length} bytes at offset ${offset} is past the end of the file (${src.size} bytes); the file is truncated or corrupt`);
-  }
+/**
+ * A source of `size` bytes whose reads are checked against its size (an error naming the file) before
+ * `read` fetches them.
+ */
+function checkedSource(name: string, size: number, read: (offset: number, length: number) => Promise<Uint8Array>, close?: () => Promise<void>): ByteSource {
+  return {
+    name,
+    size,
+    async read(offset, length) {
+      if (offset < 0 || length < 0 || offset + length > size) {
+        throw new Error(`${name}: read of ${length} bytes at offset ${offset} is past the end of the file (${size} bytes); the file is truncated or corrupt`);
+      }
+      return read(offset, length);
+    },
+    ...(close ? { close } : {}),
+  };
 }
 
 export function bytesSource(name: string, bytes: Uint8Array): ByteSource {
-  const meta = { name, size: bytes.byteLength };
-  return {
-    ...meta,
-    async read(offset, length) {
-      checkRange(meta, offset, length);
-      return bytes.subarray(offset, offset + length);
-    },
-  };
+  return checkedSource(name, bytes.byteLength, async (offset, length) => bytes.subarray(offset, offset + length));
 }
 
 export function blobSource(name: string, blob: Blob): ByteSource {
-  const meta = { name, size: blob.size };
-  return {
-    ...meta,
-    async read(offset, length) {
-      checkRange(meta, offset, length);
-      return new Uint8Array(await blob.slice(offset, offset + length).arrayBuffer());
-    },
-  };
+  return checkedSource(name, blob.size, async (offset, length) => new Uint8Array(await blob.slice(offset, offset + length).arrayBuffer()));
 }
 
 /** A file on disk, read with node:fs (Node and Deno). */
@@ -54,24 +52,16 @@ export async function fileSource(path: string): Promise<ByteSource> {
   const fs: typeof import('node:fs/promises') = await import(/* @vite-ignore */ NODE_FS);
   const handle = await fs.open(path, 'r');
   const { size } = await handle.stat();
-  const meta = { name: path, size };
-  return {
-    ...meta,
-    async read(offset, length) {
-      checkRange(meta, offset, length);
-      const out = new Uint8Array(length);
-      let done = 0;
-      while (done < length) {
-        const { bytesRead } = await handle.read(out, done, length - done, offset + done);
-        if (bytesRead === 0) throw new Error(`${path}: unexpected end of file at offset ${offset + done}`);
-        done += bytesRead;
-      }
-      return out;
-    },
-    async close() {
-      await handle.close();
-    },
-  };
+  return checkedSource(path, size, async (offset, length) => {
+    const out = new Uint8Array(length);
+    let done = 0;
+    while (done < length) {
+      const { bytesRead } = await handle.read(out, done, length - done, offset + done);
+      if (bytesRead === 0) throw new Error(`${path}: unexpected end of file at offset ${offset + done}`);
+      done += bytesRead;
+    }
+    return out;
+  }, () => handle.close());
 }
 
 export function nodeDir(path: string): ModelDir {
@@ -111,20 +101,15 @@ export function urlDir(baseUrl: string): ModelDir {
       if (!head.ok) throw new Error(`${url}: HTTP ${head.status}`);
       const size = Number(head.headers.get('content-length') ?? NaN);
       if (!Number.isFinite(size)) throw new Error(`${url}: server did not send Content-Length`);
-      const meta = { name: url, size };
-      return {
-        ...meta,
-        async read(offset, length) {
-          checkRange(meta, offset, length);
-          if (length === 0) return new Uint8Array(0);
-          const r = await fetch(url, { headers: { Range: `bytes=${offset}-${offset + length - 1}` } });
-          if (!r.ok) throw new Error(`${url}: HTTP ${r.status} for bytes ${offset}-${offset + length - 1}`);
-          const buf = new Uint8Array(await r.arrayBuffer());
-          if (r.status === 200) return buf.subarray(offset, offset + length); // server ignored Range
-          if (buf.byteLength !== length) throw new Error(`${url}: short read (${buf.byteLength} of ${length} bytes)`);
-          return buf;
-        },
-      };
+      return checkedSource(url, size, async (offset, length) => {
+        if (length === 0) return new Uint8Array(0);
+        const r = await fetch(url, { headers: { Range: `bytes=${offset}-${offset + length - 1}` } });
+        if (!r.ok) throw new Error(`${url}: HTTP ${r.status} for bytes ${offset}-${offset + length - 1}`);
+        const buf = new Uint8Array(await r.arrayBuffer());
+        if (r.status === 200) return buf.subarray(offset, offset + length); // server ignored Range
+        if (buf.byteLength !== length) throw new Error(`${url}: short read (${buf.byteLength} of ${length} bytes)`);
+        return buf;
+      });
     },
   };
 }

@@ -13,7 +13,7 @@
 
 import type { HfModel } from './hf-model.ts';
 import type { TensorProvider } from './tensor-provider.ts';
-import { expectedTensors, toHfName } from './keymap.ts';
+import { expectedTensors, tensorSetProblems, toHfName } from './keymap.ts';
 import { readTensorAsF32, type TensorInfo } from './safetensors.ts';
 import { formatSpec, isDtypeFormat, isGgmlFormat, type Dtype, type WeightFormat } from '../kernels/weight-formats.ts';
 import { matrixFormats } from './tensor-provider.ts';
@@ -40,23 +40,29 @@ export function convertedProvider(m: HfModel): TensorProvider {
   }
   const cfg = m.config;
   const shapes = expectedTensors(cfg);
+  // Each matrix's format: named in the metadata, else (converted before the per-matrix keys) the requested
+  // one where it holds the row, f16 where not.
+  const formatOf = (hf: string, K: number): string | undefined =>
+    m.metadata[`${CONVERTED_KEY}.${hf}`] ?? (fmt === 'native' ? undefined : formatSpec(fmt).supports(K) ? fmt : 'f16');
+  const problems = tensorSetProblems(cfg, m.tensors, {
+    nameOf: toHfName,
+    missing: (hf) => `${m.dir.name}: missing tensor ${hf}`,
+    check(t, hf, shape) {
+      if (shape.length === 1) {
+        return t.dtype !== 'F32' || t.shape.join() !== shape.join() ? [`${m.dir.name}/${t.file}: tensor ${hf} must be F32 [${shape}], is ${t.dtype} [${t.shape}]`] : [];
+      }
+      const f = formatOf(hf, shape[1]!);
+      if (f === undefined || !isFormat(f)) return [`${m.dir.name}: tensor ${hf} has unknown format "${f}"`];
+      const want = formatSpec(f).bufferBytes(shape[0]!, shape[1]!);
+      if (t.dtype !== 'U8' || t.byteLength !== want) {
+        return [`${m.dir.name}/${t.file}: tensor ${hf} should hold ${want} bytes of packed ${f} for shape [${shape}], has ${t.dtype} of ${t.byteLength} bytes (truncated or converted for another model?)`];
+      }
+      return [];
+    },
+  });
+  if (problems.length > 0) throw new Error(problems[0]);
   const stored = new Map<string, WeightFormat>();
-  for (const [name, shape] of shapes) {
-    const t = m.tensors.get(name);
-    const hf = toHfName(name);
-    if (!t) throw new Error(`${m.dir.name}: missing tensor ${hf}`);
-    if (shape.length === 1) {
-      if (t.dtype !== 'F32' || t.shape.join() !== shape.join()) throw new Error(`${m.dir.name}/${t.file}: tensor ${hf} must be F32 [${shape}], is ${t.dtype} [${t.shape}]`);
-      continue;
-    }
-    const f = m.metadata[`${CONVERTED_KEY}.${hf}`] ?? (fmt === 'native' ? undefined : formatSpec(fmt).supports(shape[1]!) ? fmt : 'f16');
-    if (f === undefined || !isFormat(f)) throw new Error(`${m.dir.name}: tensor ${hf} has unknown format "${f}"`);
-    const want = formatSpec(f).bufferBytes(shape[0]!, shape[1]!);
-    if (t.dtype !== 'U8' || t.byteLength !== want) {
-      throw new Error(`${m.dir.name}/${t.file}: tensor ${hf} should hold ${want} bytes of packed ${f} for shape [${shape}], has ${t.dtype} of ${t.byteLength} bytes (truncated or converted for another model?)`);
-    }
-    stored.set(name, f);
-  }
+  for (const [name, shape] of shapes) if (shape.length === 2) stored.set(name, formatOf(toHfName(name), shape[1]!) as WeightFormat);
   const bytesOf = async (t: TensorInfo, offset: number, length: number): Promise<Uint8Array> => {
     const src = m.sources.get(t.file)!;
     return src.read(t.offset + offset, length);

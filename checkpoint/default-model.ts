@@ -7,7 +7,7 @@
 // (a file: URL), over HTTP in a browser (the page's bundler serves assets/ next to the code).
 
 import { bytesSource, nodeDir, urlDir, type ModelDir } from './byte-source.ts';
-import { buildLlama2TokenizerJson, llama2TokenizerConfigJson } from '../tokenizer/llama2-vocab.ts';
+import { llama2TokenizerConfigJson, llama2TokenizerJsonText } from '../tokenizer/llama2-vocab.ts';
 
 export const DEFAULT_MODEL_NAME = 'tiny-llama-2-kjv';
 
@@ -48,7 +48,7 @@ export function defaultModelDir(baseUrl?: string | URL): ModelDir {
     name: DEFAULT_MODEL_NAME,
     async open(file) {
       if (file === 'tokenizer.json') {
-        tokenizerJson ??= new TextEncoder().encode(JSON.stringify(buildLlama2TokenizerJson()));
+        tokenizerJson ??= new TextEncoder().encode(llama2TokenizerJsonText());
         return bytesSource(`${DEFAULT_MODEL_NAME}/${file}`, tokenizerJson);
       }
       if (file === 'tokenizer_config.json') {

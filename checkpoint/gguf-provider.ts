@@ -1,86 +1,18 @@
 // A Llama model in one GGUF file (llama.cpp's format) as a TensorProvider: config from the metadata,
-// GGUF tensor names mapped to ours, q/k rows put back into HF order, tensors decoded to f32 row range
-// by row range, and the tokenizer rebuilt from the metadata. By default (storedFormat 'native') every
-// block-quantized matrix goes to the GPU as the file's blocks (readRowsPacked: whole rows of bytes, q/k rows
-// moved whole), in its own format (nativeFormats: Q4_K, Q6_K, ...; F16 as f16, F32 as f32).
-//
-// Row order of attn_q / attn_k. HF checkpoints apply RoPE "rotate-half" style: within a head of D
-// rows, row i (i < D/2) pairs with row i + D/2. Meta's original layout, which GGUF keeps and
-// llama.cpp's rope (mode 0) expects, pairs adjacent rows 2i and 2i+1. llama.cpp's
-// convert_hf_to_gguf.py turns one into the other per head (its `permute`: reshape (heads, 2, D/2, cols),
-// swap the middle axes):
-//     GGUF row h*D + 2*i + a  =  HF row h*D + a*D/2 + i        (a in {0, 1}, i < D/2)
-// with `heads` = query heads for q and KV heads for k. We apply the inverse when reading, so the
-// rotate-half RoPE of our kernels and oracle sees exactly the HF weights.
+// GGUF tensor names mapped to ours and q/k rows put back into HF order (keymap.ts), tensors decoded to f32
+// row range by row range (gguf-quants.ts), and the tokenizer rebuilt from the metadata (gguf-tokenizer.ts).
+// By default (storedFormat 'native') every block-quantized matrix goes to the GPU as the file's blocks
+// (readRowsPacked: whole rows of bytes, q/k rows moved whole), in its own format (nativeFormats: Q4_K, Q6_K,
+// ...; F16 as f16, F32 as f32).
 
 import type { ByteSource } from './byte-source.ts';
 import { validateConfig, type LlamaConfig } from './config.ts';
-import { readGguf, readGgufRowBytes, readGgufRows, type GgufFile, type GgufTensorInfo, type GgufValue } from './gguf.ts';
-import { READABLE_TYPES, nativeFormat } from './gguf-quants.ts';
+import { readGguf, readGgufRowBytes, type GgufFile, type GgufTensorInfo, type GgufValue } from './gguf.ts';
+import { dequantize, GGML_TYPES, READABLE_TYPES, nativeFormat } from './gguf-quants.ts';
 import type { WeightFormat } from '../kernels/weight-formats.ts';
 import { tokenizerFromGguf } from './gguf-tokenizer.ts';
-import { expectedTensors } from './keymap.ts';
+import { expectedTensors, fromGgufName, permuteQk, qkHeads, tensorSetProblems, toGgufName } from './keymap.ts';
 import type { TensorProvider } from './tensor-provider.ts';
-
-const GGUF_LAYER: Record<string, string> = {
-  attn_norm: 'attention_norm',
-  attn_q: 'wq',
-  attn_k: 'wk',
-  attn_v: 'wv',
-  attn_output: 'wo',
-  ffn_norm: 'ffn_norm',
-  ffn_gate: 'w1',
-  ffn_down: 'w2',
-  ffn_up: 'w3',
-};
-const GGUF_GLOBAL: Record<string, string> = { token_embd: 'tok_embeddings', output_norm: 'norm', output: 'output' };
-
-/** GGUF tensor name -> ours, or null for tensors we do not use (rope_freqs, ...). */
-export function fromGgufName(name: string): string | null {
-  const m = /^(?:blk\.(\d+)\.)?([a-z_]+)\.weight$/.exec(name);
-  if (!m) return null;
-  if (m[1] === undefined) return GGUF_GLOBAL[m[2]!] ?? null;
-  const ours = GGUF_LAYER[m[2]!];
-  return ours ? `layers.${m[1]}.${ours}` : null;
-}
-
-/** Our tensor name -> GGUF's (for writing). */
-export function toGgufName(name: string): string {
-  for (const [g, ours] of Object.entries(GGUF_GLOBAL)) if (ours === name) return `${g}.weight`;
-  const m = /^layers\.(\d+)\.(.+)$/.exec(name);
-  if (m) for (const [g, ours] of Object.entries(GGUF_LAYER)) if (ours === m[2]) return `blk.${m[1]}.${g}.weight`;
-  throw new Error(`no GGUF name for tensor "${name}"`);
-}
-
-/** How many heads a q/k tensor's rows are permuted in, or 0 for tensors that are not. */
-export function qkHeads(name: string, c: LlamaConfig): number {
-  if (name.endsWith('.wq')) return c.nHeads;
-  if (name.endsWith('.wk')) return c.nKvHeads;
-  return 0;
-}
-
-/**
- * Reorders the rows of a (heads * D, cols) matrix between the HF and the GGUF layouts (see the header).
- * `toGguf` true: HF -> GGUF (what the converter does); false: GGUF -> HF.
- */
-export function permuteQk<T extends Float32Array | Uint8Array>(w: T, heads: number, cols: number, toGguf: boolean): T {
-  const rows = w.length / cols;
-  const D = rows / heads;
-  if (!Number.isInteger(D) || D % 2 !== 0) throw new Error(`permuteQk: ${rows} rows are not ${heads} heads of an even size`);
-  // cols: elements per row (a Uint8Array of raw GGUF rows permutes whole rows of bytes: blocks never cross rows).
-  const out = (w instanceof Float32Array ? new Float32Array(w.length) : new Uint8Array(w.length)) as T;
-  for (let h = 0; h < heads; h++) {
-    for (let i = 0; i < D / 2; i++) {
-      for (let a = 0; a < 2; a++) {
-        const g = h * D + 2 * i + a;
-        const hf = h * D + a * (D / 2) + i;
-        const [from, to] = toGguf ? [hf, g] : [g, hf];
-        out.set(w.subarray(from * cols, (from + 1) * cols), to * cols);
-      }
-    }
-  }
-  return out;
-}
 
 /** A metadata float stored as f32, as the shortest decimal that rounds to it (1e-5, not 9.99999974738e-6). */
 function shortestF32(v: number): number {
@@ -152,6 +84,16 @@ export function ggufConfig(f: GgufFile): LlamaConfig {
   return cfg;
 }
 
+/** Rows [rowStart, rowStart + rows) of a tensor as f32: the file's bytes (gguf.ts) decoded (gguf-quants.ts). */
+async function readGgufRows(src: ByteSource, t: GgufTensorInfo, rowStart: number, rows: number): Promise<Float32Array> {
+  const bytes = await readGgufRowBytes(src, t, rowStart, rows); // checks the type is known and the rows exist
+  try {
+    return dequantize(GGML_TYPES.get(t.typeId)!, bytes, rows * t.ne[0]!);
+  } catch (e) {
+    throw new Error(`${src.name}: tensor "${t.name}": ${(e as Error).message}`);
+  }
+}
+
 export interface GgufModel {
   config: LlamaConfig;
   provider: TensorProvider;
@@ -178,19 +120,22 @@ export async function openGgufModel(src: ByteSource): Promise<GgufModel> {
       const ours = fromGgufName(info.name);
       if (ours !== null && shapes.has(ours)) tensors.set(ours, info);
     }
+    const problems = tensorSetProblems(config, tensors, {
+      nameOf: toGgufName,
+      missing: (gname) => `${src.name}: missing tensor "${gname}"`,
+      check(t, gname, shape) {
+        if (t.shape.join() !== shape.join()) {
+          return [`${src.name}: tensor "${gname}" has shape [${t.shape.join(', ')}] (ne [${t.ne.join(', ')}]), expected [${shape.join(', ')}]`];
+        }
+        if (!READABLE_TYPES.has(t.type)) {
+          return [`${src.name}: tensor "${gname}" has ggml type ${t.type}, which is not supported (supported: ${[...READABLE_TYPES].join(', ')})`];
+        }
+        return [];
+      },
+    });
+    if (problems.length > 0) throw new Error(problems[0]);
     const tensorTypes = new Map<string, string>();
-    for (const [name, shape] of shapes) {
-      const gname = toGgufName(name);
-      const t = tensors.get(name);
-      if (!t) throw new Error(`${src.name}: missing tensor "${gname}"`);
-      if (t.shape.join() !== shape.join()) {
-        throw new Error(`${src.name}: tensor "${gname}" has shape [${t.shape.join(', ')}] (ne [${t.ne.join(', ')}]), expected [${shape.join(', ')}]`);
-      }
-      if (!READABLE_TYPES.has(t.type)) {
-        throw new Error(`${src.name}: tensor "${gname}" has ggml type ${t.type}, which is not supported (supported: ${[...READABLE_TYPES].join(', ')})`);
-      }
-      tensorTypes.set(name, t.type);
-    }
+    for (const name of shapes.keys()) tensorTypes.set(name, tensors.get(name)!.type);
     // Matrices go to the GPU as stored (weights.ts, dtype 'native'): block types as their raw bytes.
     const nativeFormats = new Map<string, WeightFormat>();
     for (const [name, shape] of shapes) if (shape.length === 2) nativeFormats.set(name, nativeFormat(tensorTypes.get(name)!));

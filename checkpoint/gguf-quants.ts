@@ -71,6 +71,11 @@ export function ggmlRowBytes(t: GgmlType, cols: number): number {
   return (cols / t.blockSize) * t.typeSize;
 }
 
+/** Bytes of a tensor of dims `ne` (innermost first): ne[1] * ne[2] * ... rows of ne[0] values. */
+export function ggmlTensorBytes(t: GgmlType, ne: readonly number[]): number {
+  return ggmlRowBytes(t, ne[0]!) * ne.slice(1).reduce((a, b) => a * b, 1);
+}
+
 const QK = 32; // values per Q8_0 / Q4_0 block
 const fr = Math.fround;
 
@@ -79,93 +84,71 @@ function roundf(x: number): number {
   return x < 0 ? -Math.floor(-x + 0.5) : Math.floor(x + 0.5);
 }
 
-/** f32 values (length a multiple of 32) -> Q8_0 blocks, as quantize_row_q8_0_ref. */
-export function quantizeQ8_0(x: Float32Array): Uint8Array {
-  if (x.length % QK !== 0) throw new Error(`quantizeQ8_0: ${x.length} values is not a multiple of ${QK}`);
+/**
+ * The shell both reference quantizers share: per block of 32 a scale d (stored to f32, then written as f16
+ * first in the block), and the block's quants from x * (1 / d) written after it by `quants`.
+ */
+function quantizeBlocks(
+  what: string, x: Float32Array, blockBytes: number, scale: (x: Float32Array, at: number) => number,
+  quants: (out: Uint8Array, at: number, x: Float32Array, xAt: number, id: number) => void,
+): Uint8Array {
+  if (x.length % QK !== 0) throw new Error(`${what}: ${x.length} values is not a multiple of ${QK}`);
   const nb = x.length / QK;
   const d = new Float32Array(nb);
-  for (let b = 0; b < nb; b++) {
-    let amax = 0;
-    for (let j = 0; j < QK; j++) amax = Math.max(amax, Math.abs(x[b * QK + j]!));
-    d[b] = amax / 127; // the store rounds to f32
-  }
+  for (let b = 0; b < nb; b++) d[b] = scale(x, b * QK); // the store rounds to f32
   const dh = f32ToF16(d);
-  const out = new Uint8Array(nb * 34);
+  const out = new Uint8Array(nb * blockBytes);
   const dv = new DataView(out.buffer);
   for (let b = 0; b < nb; b++) {
     const id = d[b] !== 0 ? fr(1 / d[b]!) : 0;
-    dv.setUint16(b * 34, dh[b]!, true);
-    for (let j = 0; j < QK; j++) dv.setInt8(b * 34 + 2 + j, roundf(fr(x[b * QK + j]! * id)));
+    dv.setUint16(b * blockBytes, dh[b]!, true);
+    quants(out, b * blockBytes + 2, x, b * QK, id);
   }
   return out;
 }
 
+/** f32 values (length a multiple of 32) -> Q8_0 blocks, as quantize_row_q8_0_ref. */
+export function quantizeQ8_0(x: Float32Array): Uint8Array {
+  return quantizeBlocks('quantizeQ8_0', x, 34, (x, at) => {
+    let amax = 0;
+    for (let j = 0; j < QK; j++) amax = Math.max(amax, Math.abs(x[at + j]!));
+    return amax / 127;
+  }, (out, at, x, xAt, id) => {
+    for (let j = 0; j < QK; j++) out[at + j] = roundf(fr(x[xAt + j]! * id)) & 0xff; // int8, two's complement
+  });
+}
+
 /** f32 values (length a multiple of 32) -> Q4_0 blocks, as quantize_row_q4_0_ref. */
 export function quantizeQ4_0(x: Float32Array): Uint8Array {
-  if (x.length % QK !== 0) throw new Error(`quantizeQ4_0: ${x.length} values is not a multiple of ${QK}`);
-  const nb = x.length / QK;
-  const d = new Float32Array(nb);
-  for (let b = 0; b < nb; b++) {
+  return quantizeBlocks('quantizeQ4_0', x, 18, (x, at) => {
     let amax = 0;
     let max = 0;
     for (let j = 0; j < QK; j++) {
-      const v = x[b * QK + j]!;
+      const v = x[at + j]!;
       if (amax < Math.abs(v)) {
         amax = Math.abs(v);
         max = v;
       }
     }
-    d[b] = max / -8;
-  }
-  const dh = f32ToF16(d);
-  const out = new Uint8Array(nb * 18);
-  const dv = new DataView(out.buffer);
-  for (let b = 0; b < nb; b++) {
-    const id = d[b] !== 0 ? fr(1 / d[b]!) : 0;
-    dv.setUint16(b * 18, dh[b]!, true);
+    return max / -8;
+  }, (out, at, x, xAt, id) => {
     for (let j = 0; j < QK / 2; j++) {
       // (int8_t)(x0 + 8.5f) truncates toward zero; the sum is >= ~0.5, so trunc == floor here.
-      const lo = Math.min(15, Math.trunc(fr(fr(x[b * QK + j]! * id) + 8.5)));
-      const hi = Math.min(15, Math.trunc(fr(fr(x[b * QK + QK / 2 + j]! * id) + 8.5)));
-      out[b * 18 + 2 + j] = lo | (hi << 4);
+      const lo = Math.min(15, Math.trunc(fr(fr(x[xAt + j]! * id) + 8.5)));
+      const hi = Math.min(15, Math.trunc(fr(fr(x[xAt + QK / 2 + j]! * id) + 8.5)));
+      out[at + j] = lo | (hi << 4);
     }
-  }
-  return out;
+  });
 }
 
-/** The f16 scales of `nb` blocks of `blockBytes` bytes (scale first in each block) as f32. */
-function blockScales(src: Uint8Array, nb: number, blockBytes: number): Float32Array {
-  const h = new Uint16Array(nb);
-  for (let b = 0; b < nb; b++) h[b] = src[b * blockBytes]! | (src[b * blockBytes + 1]! << 8);
-  return f16ToF32(h);
-}
-
-/** Q8_0 blocks -> `n` f32 values (dequantize_row_q8_0). */
+/** Q8_0 blocks -> `n` f32 values (dequantize_row_q8_0: kernels/ggml-blocks.ts's decoder). */
 export function dequantizeQ8_0(src: Uint8Array, n: number, dst = new Float32Array(n)): Float32Array {
-  const nb = n / QK;
-  const d = blockScales(src, nb, 34);
-  for (let b = 0; b < nb; b++) {
-    const s = d[b]!;
-    const base = b * 34 + 2;
-    for (let j = 0; j < QK; j++) dst[b * QK + j] = ((src[base + j]! << 24) >> 24) * s; // sign-extend int8
-  }
-  return dst;
+  return decodeBlocks(GGML_BLOCKS.Q8_0, src, n, dst);
 }
 
-/** Q4_0 blocks -> `n` f32 values (dequantize_row_q4_0). */
+/** Q4_0 blocks -> `n` f32 values (dequantize_row_q4_0: kernels/ggml-blocks.ts's decoder). */
 export function dequantizeQ4_0(src: Uint8Array, n: number, dst = new Float32Array(n)): Float32Array {
-  const nb = n / QK;
-  const d = blockScales(src, nb, 18);
-  for (let b = 0; b < nb; b++) {
-    const s = d[b]!;
-    const base = b * 18 + 2;
-    for (let j = 0; j < QK / 2; j++) {
-      const q = src[base + j]!;
-      dst[b * QK + j] = ((q & 0x0f) - 8) * s;
-      dst[b * QK + j + QK / 2] = ((q >> 4) - 8) * s;
-    }
-  }
-  return dst;
+  return decodeBlocks(GGML_BLOCKS.Q4_0, src, n, dst);
 }
 
 /** `n` values of type `t` stored in `bytes` -> f32. Throws for the types we only recognise. */
@@ -181,10 +164,6 @@ export function dequantize(t: GgmlType, bytes: Uint8Array, n: number): Float32Ar
       const h = new Uint16Array(b.buffer, b.byteOffset, n);
       return t.name === 'F16' ? f16ToF32(h) : bf16ToF32(h);
     }
-    case 'Q8_0':
-      return dequantizeQ8_0(bytes, n);
-    case 'Q4_0':
-      return dequantizeQ4_0(bytes, n);
     default:
       if (READABLE_TYPES.has(t.name) && isGgmlBlockType(t.name)) return decodeBlocks(GGML_BLOCKS[t.name], bytes, n);
       throw new Error(`ggml type ${t.name} cannot be decoded (supported: ${[...READABLE_TYPES].join(', ')})`);

@@ -15,16 +15,14 @@
 // Going the other way, a piece's score is minus the rank of the first merge that produces it.
 
 import type { GgufEntry, GgufValue } from './gguf.ts';
+import { addedToken, spmTokenizerJson, vocabFromPieces, type HfAddedToken } from '../tokenizer/tokenizer-json.ts';
 
 export const TOKEN_TYPE = { normal: 1, unknown: 2, control: 3, userDefined: 4, unused: 5, byte: 6 } as const;
 
 const BYTE_PIECE = /^<0x[0-9A-Fa-f]{2}>$/;
 
-interface HfAdded {
-  id: number;
-  content: string;
-  special?: boolean;
-}
+/** An added token as read from a tokenizer.json (`special` may be absent). */
+type HfAdded = Pick<HfAddedToken, 'id' | 'content'> & { special?: boolean };
 
 function fail(why: string): never {
   throw new Error(`tokenizer.json -> GGUF: ${why}`);
@@ -123,7 +121,7 @@ export interface GgufTokenizer {
 }
 
 /**
- * An HF tokenizer.json (the same layout tokenizer/llama2-vocab.ts builds) from a GGUF file's
+ * An HF tokenizer.json (tokenizer/tokenizer-json.ts's builder, as for the built-in Llama-2) from a GGUF file's
  * SentencePiece vocabulary, or null when the file has none or another kind ("gpt2" byte-level BPE,
  * ...): the caller then needs a tokenizer.json beside the file. `where` names the file in errors.
  */
@@ -151,21 +149,14 @@ export function tokenizerFromGguf(md: Map<string, GgufValue>, where: string): Gg
     return typeof v === 'number' && Number.isInteger(v) && v >= 0 && v < n ? v : undefined;
   };
 
-  // A null-prototype object so that no piece can collide with Object.prototype members. When a
-  // piece occurs twice (some converted vocabularies have that), the first id keeps it.
-  const vocab = Object.create(null) as Record<string, number>;
-  pieces.forEach((p, id) => {
-    if (!(p in vocab)) vocab[p] = id;
-  });
+  const vocab = vocabFromPieces(pieces);
   const unkId = idOf('tokenizer.ggml.unknown_token_id') ?? Array.prototype.findIndex.call(types, (t: number) => t === TOKEN_TYPE.unknown);
   const unk = unkId !== undefined && unkId >= 0 ? pieces[unkId]! : '<unk>';
 
-  const added = [];
+  const added: HfAddedToken[] = [];
   for (let id = 0; id < n; id++) {
     const t = types[id]!;
-    if (t === TOKEN_TYPE.control || t === TOKEN_TYPE.unknown || t === TOKEN_TYPE.userDefined) {
-      added.push({ id, content: pieces[id]!, single_word: false, lstrip: false, rstrip: false, normalized: false, special: t !== TOKEN_TYPE.userDefined });
-    }
+    if (t === TOKEN_TYPE.control || t === TOKEN_TYPE.unknown || t === TOKEN_TYPE.userDefined) added.push(addedToken(id, pieces[id]!, t !== TOKEN_TYPE.userDefined));
   }
 
   // Merges from scores (see the header): every split of a normal piece into two vocabulary pieces.
@@ -184,38 +175,7 @@ export function tokenizerFromGguf(md: Map<string, GgufValue>, where: string): Gg
   found.sort((a, b) => b.score - a.score || a.l - b.l || a.r - b.r);
   const merges = found.map((m) => `${pieces[m.l]} ${pieces[m.r]}`);
 
-  const spacePrefix = md.get('tokenizer.ggml.add_space_prefix') !== false;
-  const replace = { type: 'Replace', pattern: { String: ' ' }, content: '▁' };
-  const json = {
-    version: '1.0',
-    truncation: null,
-    padding: null,
-    added_tokens: added,
-    normalizer: { type: 'Sequence', normalizers: spacePrefix ? [{ type: 'Prepend', prepend: '▁' }, replace] : [replace] },
-    pre_tokenizer: null,
-    post_processor: null,
-    decoder: {
-      type: 'Sequence',
-      decoders: [
-        { type: 'Replace', pattern: { String: '▁' }, content: ' ' },
-        { type: 'ByteFallback' },
-        { type: 'Fuse' },
-        ...(spacePrefix ? [{ type: 'Strip', content: ' ', start: 1, stop: 0 }] : []),
-      ],
-    },
-    model: {
-      type: 'BPE',
-      dropout: null,
-      unk_token: unk,
-      continuing_subword_prefix: null,
-      end_of_word_suffix: null,
-      fuse_unk: true,
-      byte_fallback: true,
-      ignore_merges: false,
-      vocab,
-      merges,
-    },
-  };
+  const json = spmTokenizerJson({ vocab, merges, addedTokens: added, unkToken: unk, spacePrefix: md.get('tokenizer.ggml.add_space_prefix') !== false });
 
   const bos = idOf('tokenizer.ggml.bos_token_id');
   const eos = idOf('tokenizer.ggml.eos_token_id');

@@ -1,26 +1,133 @@
-// Writes Llama models as GGUF files that llama.cpp loads: the test fixtures of the GGUF reader and
-// the models of the llama.cpp cross-check (bench/llamacpp/). What llama.cpp's convert_hf_to_gguf.py
+// Writes GGUF files: the header of any tensor set (encodeGgufHeader: metadata entries, tensor infos, the
+// data section's layout), and Llama models that llama.cpp loads (the test fixtures of the GGUF reader and
+// the models of the llama.cpp cross-check, bench/llamacpp/). What llama.cpp's convert_hf_to_gguf.py
 // writes for a LlamaForCausalLM, minus what we do not use:
 //   - general.architecture "llama" and the llama.* hyper-parameters llama-model.cpp reads;
 //   - tensors under GGUF names (token_embd, blk.N.attn_q, ...), q/k rows permuted to Meta's
-//     interleaved RoPE layout (gguf-provider.ts explains it);
+//     interleaved RoPE layout (keymap.ts explains it);
 //   - norm vectors in F32 whatever the type asked, as the converter does; matrices in the type asked,
 //     falling back to F16 when a row is not a whole number of 32-value blocks (the converter's
 //     QuantError fallback: e.g. 172-column w2 of the test configs);
 //   - optionally the tokenizer (tokenizer.ggml.*) from an HF tokenizer.json (gguf-tokenizer.ts).
 
 import type { LlamaConfig } from './config.ts';
-import { encodeGgufHeader, type GgufEntry, type GgufTensorSpec } from './gguf.ts';
-import { toGgufName, qkHeads, permuteQk } from './gguf-provider.ts';
-import { ggmlRowBytes, ggmlTypeByName, quantizeQ4_0, quantizeQ8_0 } from './gguf-quants.ts';
+import { GGUF_FIXED_SIZES, GGUF_MAGIC, GGUF_VALUE_TYPES, type GgufEntry, type GgufScalarType } from './gguf.ts';
+import { GGML_TYPES, ggmlRowBytes, ggmlTensorBytes, ggmlTypeByName, quantizeQ4_0, quantizeQ8_0 } from './gguf-quants.ts';
 import { ggufTokenizerEntries } from './gguf-tokenizer.ts';
 import { f32ToF16 } from '../kernels/half.ts';
-import { expectedTensors } from './keymap.ts';
+import { expectedTensors, permuteQk, qkHeads, toGgufName } from './keymap.ts';
 import type { TensorProvider } from './tensor-provider.ts';
 
 // node:fs in Node and Deno. A variable specifier keeps bundlers from resolving it in browser builds, where
 // models come as Blobs or URLs and the code that uses it never runs.
 const NODE_FS = 'node:fs/promises';
+
+/** A tensor to write: its dims innermost first, its ggml type id and its data size. */
+export interface GgufTensorSpec {
+  name: string;
+  ne: number[];
+  typeId: number; // any u32: tests write unknown ids on purpose
+  byteLength: number;
+}
+
+class ByteWriter {
+  private buf = new Uint8Array(1 << 16);
+  private view = new DataView(this.buf.buffer);
+  len = 0;
+  private grow(n: number): number {
+    if (this.len + n > this.buf.byteLength) {
+      const next = new Uint8Array(Math.max(this.buf.byteLength * 2, this.len + n));
+      next.set(this.buf.subarray(0, this.len));
+      this.buf = next;
+      this.view = new DataView(next.buffer);
+    }
+    const at = this.len;
+    this.len += n;
+    return at;
+  }
+  // grow() may replace buf and view: call it before touching them.
+  u32(v: number): void {
+    const at = this.grow(4);
+    this.view.setUint32(at, v, true);
+  }
+  u64(v: number | bigint): void {
+    const at = this.grow(8);
+    this.view.setBigUint64(at, BigInt(v), true);
+  }
+  raw(b: Uint8Array): void {
+    const at = this.grow(b.byteLength);
+    this.buf.set(b, at);
+  }
+  string(s: string): void {
+    const b = new TextEncoder().encode(s);
+    this.u64(b.byteLength);
+    this.raw(b);
+  }
+  scalar(type: GgufScalarType, v: number | bigint | string | boolean): void {
+    if (type === 'string') return this.string(String(v));
+    const at = this.grow(GGUF_FIXED_SIZES[type]!);
+    const d = this.view;
+    switch (type) {
+      case 'u8': return d.setUint8(at, Number(v));
+      case 'i8': return d.setInt8(at, Number(v));
+      case 'u16': return d.setUint16(at, Number(v), true);
+      case 'i16': return d.setInt16(at, Number(v), true);
+      case 'u32': return d.setUint32(at, Number(v), true);
+      case 'i32': return d.setInt32(at, Number(v), true);
+      case 'f32': return d.setFloat32(at, Number(v), true);
+      case 'f64': return d.setFloat64(at, Number(v), true);
+      case 'bool': return d.setUint8(at, v ? 1 : 0);
+      case 'u64': return d.setBigUint64(at, BigInt(v), true);
+      case 'i64': return d.setBigInt64(at, BigInt(v), true);
+    }
+  }
+  bytes(): Uint8Array { return this.buf.slice(0, this.len); }
+}
+
+/**
+ * The header of a GGUF v3 file (everything before the data section, padded to the alignment) and
+ * where each tensor goes: `offsets[i]` is tensor i's offset in the data section. Tensors are laid
+ * out in order, each padded to the alignment; the caller writes the data after the header.
+ */
+export function encodeGgufHeader(entries: GgufEntry[], tensors: GgufTensorSpec[], alignment = 32): { header: Uint8Array; offsets: number[]; dataSize: number } {
+  const w = new ByteWriter();
+  w.u32(GGUF_MAGIC);
+  w.u32(3);
+  w.u64(tensors.length);
+  w.u64(entries.length);
+  const seen = new Set<string>();
+  for (const e of entries) {
+    if (seen.has(e.key)) throw new Error(`GGUF writer: metadata key "${e.key}" given twice`);
+    seen.add(e.key);
+    w.string(e.key);
+    w.u32(GGUF_VALUE_TYPES.indexOf(e.type));
+    if (e.type === 'array') {
+      w.u32(GGUF_VALUE_TYPES.indexOf(e.of));
+      w.u64(e.value.length);
+      for (let i = 0; i < e.value.length; i++) w.scalar(e.of, e.value[i]!);
+    } else {
+      w.scalar(e.type, e.value);
+    }
+  }
+  const offsets: number[] = [];
+  let at = 0;
+  for (const t of tensors) {
+    const known = GGML_TYPES.get(t.typeId);
+    if (known) {
+      const need = ggmlTensorBytes(known, t.ne);
+      if (need !== t.byteLength) throw new Error(`GGUF writer: tensor "${t.name}": ${t.byteLength} bytes given, ${known.name} [${t.ne.join(', ')}] needs ${need}`);
+    }
+    w.string(t.name);
+    w.u32(t.ne.length);
+    for (const d of t.ne) w.u64(d);
+    w.u32(t.typeId);
+    w.u64(at);
+    offsets.push(at);
+    at += Math.ceil(t.byteLength / alignment) * alignment;
+  }
+  w.raw(new Uint8Array(Math.ceil(w.len / alignment) * alignment - w.len));
+  return { header: w.bytes(), offsets, dataSize: at };
+}
 
 export type GgufWriteType = 'F32' | 'F16' | 'Q8_0' | 'Q4_0';
 

@@ -10,11 +10,13 @@
 // elements. ne[] lists dimensions innermost first: a (rows, cols) row-major matrix has
 // ne = [cols, rows]. Version 1 used u32 counts and lengths and is refused.
 //
-// Reading fetches the header in chunks through a ByteSource (the data section at most as the last
-// chunk's read-ahead); tensors are read later by offset, row range by row range (readGgufRows).
+// This file is the reader: it fetches the header in chunks through a ByteSource (the data section at most
+// as the last chunk's read-ahead) and gives each tensor's byte range, row range by row range
+// (readGgufRowBytes). What the bytes of a ggml type mean is gguf-quants.ts's; what the tensors and metadata
+// mean for a Llama model, gguf-provider.ts's and gguf-tokenizer.ts's; writing, gguf-writer.ts's.
 
 import type { ByteSource } from './byte-source.ts';
-import { dequantize, ggmlRowBytes, ggmlTypeName, GGML_TYPES } from './gguf-quants.ts';
+import { ggmlRowBytes, ggmlTensorBytes, ggmlTypeName, GGML_TYPES } from './gguf-quants.ts';
 
 /** GGUF value types by id (gguf_type): index = the u32 stored in the file. */
 export const GGUF_VALUE_TYPES = ['u8', 'i8', 'u16', 'i16', 'u32', 'i32', 'f32', 'bool', 'string', 'array', 'u64', 'i64', 'f64'] as const;
@@ -63,8 +65,9 @@ export interface GgufFile {
   dataOffset: number; // absolute offset of the data section
 }
 
-const MAGIC = 0x46554747; // "GGUF" read as a little-endian u32
-const FIXED_SIZES: Partial<Record<GgufValueType, number>> = { u8: 1, i8: 1, u16: 2, i16: 2, u32: 4, i32: 4, f32: 4, bool: 1, u64: 8, i64: 8, f64: 8 };
+export const GGUF_MAGIC = 0x46554747; // "GGUF" read as a little-endian u32
+/** Bytes of each fixed-size value type. */
+export const GGUF_FIXED_SIZES: Partial<Record<GgufValueType, number>> = { u8: 1, i8: 1, u16: 2, i16: 2, u32: 4, i32: 4, f32: 4, bool: 1, u64: 8, i64: 8, f64: 8 };
 const MAX_DIMS = 4; // GGML_MAX_DIMS
 const CHUNK = 1 << 20; // header bytes fetched per read (Llama-2's vocabulary makes a ~0.75 MB header)
 
@@ -130,9 +133,9 @@ class Cursor {
 
   async scalar(type: GgufScalarType, what: string): Promise<number | bigint | boolean | string> {
     if (type === 'string') return this.string(what);
-    const at = await this.need(FIXED_SIZES[type]!, what);
+    const at = await this.need(GGUF_FIXED_SIZES[type]!, what);
     const v = this.view;
-    this.pos += FIXED_SIZES[type]!;
+    this.pos += GGUF_FIXED_SIZES[type]!;
     switch (type) {
       case 'u8': return v.getUint8(at);
       case 'i8': return v.getInt8(at);
@@ -178,11 +181,11 @@ async function readValue(c: Cursor, type: GgufValueType, what: string, types: st
   types.push(`array<${of}>`);
   // Every element takes at least one byte (a string at least its 8-byte length): refuse counts the
   // rest of the file cannot hold before allocating anything.
-  const minBytes = of === 'string' || of === 'array' ? 8 : FIXED_SIZES[of]!;
+  const minBytes = of === 'string' || of === 'array' ? 8 : GGUF_FIXED_SIZES[of]!;
   if (n * minBytes > c.remaining()) throw c.fail(`${what}: array of ${n} ${of} values does not fit in the rest of the file; the file is truncated or corrupt`);
   const Typed = TYPED[of];
   if (Typed) {
-    const raw = (await c.bytes(n * FIXED_SIZES[of]!, what)).slice(); // copy: aligned, and owned
+    const raw = (await c.bytes(n * GGUF_FIXED_SIZES[of]!, what)).slice(); // copy: aligned, and owned
     return new Typed(raw.buffer, 0, n);
   }
   const out: GgufValue[] = [];
@@ -198,7 +201,7 @@ export async function readGguf(src: ByteSource, opts: { chunkBytes?: number } = 
   const c = new Cursor(src, opts.chunkBytes ?? CHUNK);
   if (src.size < 24) throw c.fail(`file is ${src.size} bytes, too short for a GGUF header`);
   const magic = await c.u32('magic');
-  if (magic !== MAGIC) throw c.fail(`not a GGUF file (magic 0x${magic.toString(16).padStart(8, '0')}, expected "GGUF")`);
+  if (magic !== GGUF_MAGIC) throw c.fail(`not a GGUF file (magic 0x${magic.toString(16).padStart(8, '0')}, expected "GGUF")`);
   const version = await c.u32('version');
   if (version === 1) throw c.fail('GGUF version 1 is not supported (re-convert the model with a current llama.cpp)');
   if (version !== 2 && version !== 3) {
@@ -240,9 +243,8 @@ export async function readGguf(src: ByteSource, opts: { chunkBytes?: number } = 
     const t = GGML_TYPES.get(typeId);
     let byteLength = NaN;
     if (t) {
-      const rows = ne.slice(1).reduce((a, b) => a * b, 1);
       try {
-        byteLength = ggmlRowBytes(t, ne[0]!) * rows;
+        byteLength = ggmlTensorBytes(t, ne);
       } catch (e) {
         throw bad((e as Error).message);
       }
@@ -266,27 +268,10 @@ export async function readGguf(src: ByteSource, opts: { chunkBytes?: number } = 
 }
 
 /**
- * Rows [rowStart, rowStart + rows) of a tensor as f32 (a 1-D tensor is one row). Rows run over the
- * outermost dims, so for a matrix they are the rows of its (rows, cols) = (ne[1], ne[0]) shape.
+ * Rows [rowStart, rowStart + rows) of a tensor as the file stores them (whole blocks: a row is ne[0] values).
+ * Rows run over the outermost dims, so for a matrix they are the rows of its (rows, cols) = (ne[1], ne[0])
+ * shape; a 1-D tensor is one row.
  */
-export async function readGgufRows(src: ByteSource, t: GgufTensorInfo, rowStart: number, rows: number): Promise<Float32Array> {
-  const type = GGML_TYPES.get(t.typeId);
-  if (!type) throw new Error(`${src.name}: tensor "${t.name}" has unknown ggml type ${t.typeId}; this reader does not know it`);
-  const cols = t.ne[0]!;
-  const total = t.ne.slice(1).reduce((a, b) => a * b, 1);
-  if (!Number.isInteger(rowStart) || !Number.isInteger(rows) || rowStart < 0 || rows < 0 || rowStart + rows > total) {
-    throw new Error(`${src.name}: tensor "${t.name}": rows [${rowStart}, ${rowStart + rows}) are outside its ${total} rows`);
-  }
-  const rowBytes = ggmlRowBytes(type, cols);
-  const bytes = await src.read(t.offset + rowStart * rowBytes, rows * rowBytes);
-  try {
-    return dequantize(type, bytes, rows * cols);
-  } catch (e) {
-    throw new Error(`${src.name}: tensor "${t.name}": ${(e as Error).message}`);
-  }
-}
-
-/** Rows [rowStart, rowStart + rows) of a tensor as the file stores them (whole blocks: a row is ne[0] values). */
 export async function readGgufRowBytes(src: ByteSource, t: GgufTensorInfo, rowStart: number, rows: number): Promise<Uint8Array> {
   const type = GGML_TYPES.get(t.typeId);
   if (!type) throw new Error(`${src.name}: tensor "${t.name}" has unknown ggml type ${t.typeId}; this reader does not know it`);
@@ -297,113 +282,4 @@ export async function readGgufRowBytes(src: ByteSource, t: GgufTensorInfo, rowSt
   const rowBytes = ggmlRowBytes(type, t.ne[0]!);
   const bytes = await src.read(t.offset + rowStart * rowBytes, rows * rowBytes);
   return bytes.byteOffset % 4 === 0 ? bytes : bytes.slice(); // GPU uploads want 4-byte aligned views
-}
-
-// ---- writing ----------------------------------------------------------------------------------
-
-/** A tensor to write: its dims innermost first, its ggml type id and its data size. */
-export interface GgufTensorSpec {
-  name: string;
-  ne: number[];
-  typeId: number; // any u32: tests write unknown ids on purpose
-  byteLength: number;
-}
-
-class ByteWriter {
-  private buf = new Uint8Array(1 << 16);
-  private view = new DataView(this.buf.buffer);
-  len = 0;
-  private grow(n: number): number {
-    if (this.len + n > this.buf.byteLength) {
-      const next = new Uint8Array(Math.max(this.buf.byteLength * 2, this.len + n));
-      next.set(this.buf.subarray(0, this.len));
-      this.buf = next;
-      this.view = new DataView(next.buffer);
-    }
-    const at = this.len;
-    this.len += n;
-    return at;
-  }
-  // grow() may replace buf and view: call it before touching them.
-  u32(v: number): void {
-    const at = this.grow(4);
-    this.view.setUint32(at, v, true);
-  }
-  u64(v: number | bigint): void {
-    const at = this.grow(8);
-    this.view.setBigUint64(at, BigInt(v), true);
-  }
-  raw(b: Uint8Array): void {
-    const at = this.grow(b.byteLength);
-    this.buf.set(b, at);
-  }
-  string(s: string): void {
-    const b = new TextEncoder().encode(s);
-    this.u64(b.byteLength);
-    this.raw(b);
-  }
-  scalar(type: GgufScalarType, v: number | bigint | string | boolean): void {
-    if (type === 'string') return this.string(String(v));
-    const at = this.grow(FIXED_SIZES[type]!);
-    const d = this.view;
-    switch (type) {
-      case 'u8': return d.setUint8(at, Number(v));
-      case 'i8': return d.setInt8(at, Number(v));
-      case 'u16': return d.setUint16(at, Number(v), true);
-      case 'i16': return d.setInt16(at, Number(v), true);
-      case 'u32': return d.setUint32(at, Number(v), true);
-      case 'i32': return d.setInt32(at, Number(v), true);
-      case 'f32': return d.setFloat32(at, Number(v), true);
-      case 'f64': return d.setFloat64(at, Number(v), true);
-      case 'bool': return d.setUint8(at, v ? 1 : 0);
-      case 'u64': return d.setBigUint64(at, BigInt(v), true);
-      case 'i64': return d.setBigInt64(at, BigInt(v), true);
-    }
-  }
-  bytes(): Uint8Array { return this.buf.slice(0, this.len); }
-}
-
-/**
- * The header of a GGUF v3 file (everything before the data section, padded to the alignment) and
- * where each tensor goes: `offsets[i]` is tensor i's offset in the data section. Tensors are laid
- * out in order, each padded to the alignment; the caller writes the data after the header.
- */
-export function encodeGgufHeader(entries: GgufEntry[], tensors: GgufTensorSpec[], alignment = 32): { header: Uint8Array; offsets: number[]; dataSize: number } {
-  const w = new ByteWriter();
-  w.u32(MAGIC);
-  w.u32(3);
-  w.u64(tensors.length);
-  w.u64(entries.length);
-  const seen = new Set<string>();
-  for (const e of entries) {
-    if (seen.has(e.key)) throw new Error(`GGUF writer: metadata key "${e.key}" given twice`);
-    seen.add(e.key);
-    w.string(e.key);
-    w.u32(GGUF_VALUE_TYPES.indexOf(e.type));
-    if (e.type === 'array') {
-      w.u32(GGUF_VALUE_TYPES.indexOf(e.of));
-      w.u64(e.value.length);
-      for (let i = 0; i < e.value.length; i++) w.scalar(e.of, e.value[i]!);
-    } else {
-      w.scalar(e.type, e.value);
-    }
-  }
-  const offsets: number[] = [];
-  let at = 0;
-  for (const t of tensors) {
-    const known = GGML_TYPES.get(t.typeId);
-    if (known) {
-      const need = ggmlRowBytes(known, t.ne[0]!) * t.ne.slice(1).reduce((a, b) => a * b, 1);
-      if (need !== t.byteLength) throw new Error(`GGUF writer: tensor "${t.name}": ${t.byteLength} bytes given, ${known.name} [${t.ne.join(', ')}] needs ${need}`);
-    }
-    w.string(t.name);
-    w.u32(t.ne.length);
-    for (const d of t.ne) w.u64(d);
-    w.u32(t.typeId);
-    w.u64(at);
-    offsets.push(at);
-    at += Math.ceil(t.byteLength / alignment) * alignment;
-  }
-  w.raw(new Uint8Array(Math.ceil(w.len / alignment) * alignment - w.len));
-  return { header: w.bytes(), offsets, dataSize: at };
 }

@@ -6,9 +6,9 @@
 import type { ByteSource, ModelDir } from './byte-source.ts';
 import { readText } from './byte-source.ts';
 import { parseHfConfig, type LlamaConfig } from './config.ts';
-import { expectedTensors, fromHfName, toHfName } from './keymap.ts';
+import { fromHfName, tensorSetProblems, toHfName } from './keymap.ts';
 import { readSafetensorsHeader, type TensorInfo } from './safetensors.ts';
-import { buildLlama2TokenizerJson, llama2VocabularyMismatch, LLAMA2_VOCAB_SIZE } from '../tokenizer/llama2-vocab.ts';
+import { llama2TokenizerJsonText, llama2VocabularyMismatch, LLAMA2_VOCAB_SIZE } from '../tokenizer/llama2-vocab.ts';
 import { readSentencePiecePieces } from '../tokenizer/sentencepiece-model.ts';
 
 export interface HfModel {
@@ -60,7 +60,7 @@ async function llama2FromSentencePiece(dir: ModelDir, config: LlamaConfig): Prom
   if (config.vocabSize !== LLAMA2_VOCAB_SIZE) throw refuse(`config.json has vocab_size ${config.vocabSize}, not Llama-2's ${LLAMA2_VOCAB_SIZE}`);
   const mismatch = llama2VocabularyMismatch(readSentencePiecePieces(bytes, `${dir.name}/tokenizer.model`));
   if (mismatch !== null) throw refuse(`it is not Llama-2's vocabulary: ${mismatch}`);
-  return JSON.stringify(buildLlama2TokenizerJson());
+  return llama2TokenizerJsonText();
 }
 
 /** Opens an HF model directory: config, tokenizer files and all safetensors headers. Throws naming the directory/file. */
@@ -162,7 +162,7 @@ export async function openHfModel(dir: ModelDir): Promise<HfModel> {
   }
 }
 
-const shapeStr = (s: number[]): string => `[${s.join(', ')}]`;
+const shapeStr = (s: readonly number[]): string => `[${s.join(', ')}]`;
 
 /**
  * Checks, before anything is uploaded, that every tensor the config needs is present with the exact
@@ -170,26 +170,20 @@ const shapeStr = (s: number[]): string => `[${s.join(', ')}]`;
  * layers than num_hidden_layers). Throws one Error listing every problem; each names file and HF tensor.
  */
 export function validateHfModel(m: HfModel, allowedDtypes: readonly string[] = ['F32', 'F16', 'BF16']): void {
-  const problems: string[] = [];
   const fileOf = (t: TensorInfo): string => m.sources.get(t.file)?.name ?? `${m.dir.name}/${t.file}`;
-  const expected = expectedTensors(m.config);
-  for (const [name, shape] of expected) {
-    const hf = toHfName(name);
-    const t = m.tensors.get(name);
-    if (!t) {
-      problems.push(`${m.dir.name}: missing tensor ${hf} (expected shape ${shapeStr(shape)})`);
-      continue;
-    }
-    if (t.shape.length !== shape.length || t.shape.some((d, i) => d !== shape[i])) {
-      problems.push(`${fileOf(t)}: tensor ${hf} has shape ${shapeStr(t.shape)}, expected ${shapeStr(shape)} from config.json`);
-    }
-    if (!allowedDtypes.includes(t.dtype)) {
-      problems.push(`${fileOf(t)}: tensor ${hf} has dtype ${t.dtype}, expected one of ${allowedDtypes.join(', ')}`);
-    }
-  }
-  for (const [name, t] of m.tensors) {
-    if (!expected.has(name)) problems.push(`${fileOf(t)}: unexpected tensor ${t.name} (config.json has ${m.config.nLayers} layers)`);
-  }
+  const problems = tensorSetProblems(m.config, m.tensors, {
+    nameOf: toHfName,
+    missing: (hf, shape) => `${m.dir.name}: missing tensor ${hf} (expected shape ${shapeStr(shape)})`,
+    check(t, hf, shape) {
+      const found: string[] = [];
+      if (t.shape.length !== shape.length || t.shape.some((d, i) => d !== shape[i])) {
+        found.push(`${fileOf(t)}: tensor ${hf} has shape ${shapeStr(t.shape)}, expected ${shapeStr(shape)} from config.json`);
+      }
+      if (!allowedDtypes.includes(t.dtype)) found.push(`${fileOf(t)}: tensor ${hf} has dtype ${t.dtype}, expected one of ${allowedDtypes.join(', ')}`);
+      return found;
+    },
+    unexpected: (t) => `${fileOf(t)}: unexpected tensor ${t.name} (config.json has ${m.config.nLayers} layers)`,
+  });
   if (problems.length > 0) {
     const shown = problems.slice(0, 20);
     if (problems.length > shown.length) shown.push(`... and ${problems.length - shown.length} more`);

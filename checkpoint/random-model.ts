@@ -1,9 +1,8 @@
-// Deterministic random-weights Llama models: the test fixtures and the built-in default model.
+// Deterministic random-weights Llama models (tests, benchmarks, the tiny random model), and the HF model
+// directory encoder they are written with.
 // The same (config, seed) gives the same bytes on every engine: the generator uses only 32-bit integer
 // ops and exact float arithmetic (no Math.log/cos, whose last bits differ between JS engines).
 
-import type { ModelDir } from './byte-source.ts';
-import { mapDir } from './byte-source.ts';
 import { toHfConfig, type LlamaConfig } from './config.ts';
 import { f32ToBf16, f32ToF16 } from '../kernels/half.ts';
 import { expectedTensors, toHfName } from './keymap.ts';
@@ -12,40 +11,6 @@ import { encodeSafetensors } from './safetensors.ts';
 // node:fs in Node and Deno. A variable specifier keeps bundlers from resolving it in browser builds, where
 // models come as Blobs or URLs and the code that uses it never runs.
 const NODE_FS = 'node:fs/promises';
-
-/** Small configs for tests: one multi-head, one grouped-query (3 q heads per kv head). */
-export const TEST_CONFIGS: { mha: LlamaConfig; gqa: LlamaConfig } = {
-  mha: {
-    dim: 64,
-    hiddenDim: 172,
-    nLayers: 2,
-    nHeads: 4,
-    nKvHeads: 4,
-    headDim: 16,
-    vocabSize: 32000,
-    maxSeqLen: 256,
-    normEps: 1e-5,
-    ropeTheta: 10000,
-    bosTokenId: 1,
-    eosTokenId: 2,
-    tieWordEmbeddings: false,
-  },
-  gqa: {
-    dim: 96,
-    hiddenDim: 256,
-    nLayers: 3,
-    nHeads: 6,
-    nKvHeads: 2,
-    headDim: 16,
-    vocabSize: 32000,
-    maxSeqLen: 256,
-    normEps: 1e-5,
-    ropeTheta: 10000,
-    bosTokenId: 1,
-    eosTokenId: 2,
-    tieWordEmbeddings: false,
-  },
-};
 
 /** murmur3's 32-bit finalizer: a bijective avalanche mix. */
 function mix32(x: number): number {
@@ -100,7 +65,7 @@ export function randomWeights(cfg: LlamaConfig, seed: number): Map<string, Float
 }
 
 /** One tensor of randomWeights(cfg, seed), generated alone. */
-export function randomTensor(cfg: LlamaConfig, seed: number, name: string, shape: number[]): Float32Array {
+function randomTensor(cfg: LlamaConfig, seed: number, name: string, shape: number[]): Float32Array {
   const data = new Float32Array(shape.reduce((a, b) => a * b, 1));
   const s = tensorSeed(seed, name);
   if (name === 'tok_embeddings') fillNormal(data, s, 0, 0.5);
@@ -129,18 +94,19 @@ export function randomProvider(cfg: LlamaConfig, seed: number): { config: LlamaC
   };
 }
 
-export type WeightDtype = 'F32' | 'F16' | 'BF16';
+/** A tensor's dtype in the safetensors files written here (a file's, not a GPU weight format: kernels/weight-formats.ts). */
+export type FileDtype = 'F32' | 'F16' | 'BF16';
 
 export interface EncodeHfOptions {
-  dtype: WeightDtype;
+  dtype: FileDtype;
   shards?: number; // > 1: model-0000k-of-0000N.safetensors + model.safetensors.index.json
   tokenizerJson?: string;
   tokenizerConfigJson?: string;
 }
 
-const TORCH_DTYPE: Record<WeightDtype, string> = { F32: 'float32', F16: 'float16', BF16: 'bfloat16' };
+const TORCH_DTYPE: Record<FileDtype, string> = { F32: 'float32', F16: 'float16', BF16: 'bfloat16' };
 
-function toBytes(data: Float32Array, dtype: WeightDtype): Uint8Array {
+function toBytes(data: Float32Array, dtype: FileDtype): Uint8Array {
   const v = dtype === 'F32' ? data : dtype === 'F16' ? f32ToF16(data) : f32ToBf16(data);
   return new Uint8Array(v.buffer, v.byteOffset, v.byteLength);
 }
@@ -204,11 +170,6 @@ export function encodeHfModel(cfg: LlamaConfig, weights: Map<string, Float32Arra
   });
   files['model.safetensors.index.json'] = json({ metadata: { total_size: total }, weight_map: weightMap });
   return files;
-}
-
-/** An in-memory HF directory of a random model (tests, the built-in default model). */
-export function randomModelDir(cfg: LlamaConfig, seed: number, opts: EncodeHfOptions, name = 'random-model'): ModelDir {
-  return mapDir(name, encodeHfModel(cfg, randomWeights(cfg, seed), opts));
 }
 
 /** Node/Deno only (node:fs): writes `files` into directory `path`, creating it (mkdir -p). */

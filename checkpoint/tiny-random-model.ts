@@ -6,7 +6,7 @@
 import type { LlamaConfig } from './config.ts';
 import { mapDir, type ModelDir } from './byte-source.ts';
 import { randomWeights, encodeHfModel } from './random-model.ts';
-import { buildLlama2TokenizerJson, llama2TokenizerConfigJson } from '../tokenizer/llama2-vocab.ts';
+import { llama2TokenizerConfigJson, llama2TokenizerJsonText } from '../tokenizer/llama2-vocab.ts';
 
 export const TINY_RANDOM_MODEL_NAME = 'tiny-random-llama-2';
 export const TINY_RANDOM_MODEL_SEED = 2;
@@ -35,7 +35,7 @@ export function tinyRandomModelFiles(): Record<string, Uint8Array> {
   if (!cached) {
     cached = encodeHfModel(TINY_RANDOM_MODEL_CONFIG, randomWeights(TINY_RANDOM_MODEL_CONFIG, TINY_RANDOM_MODEL_SEED), {
       dtype: 'F16',
-      tokenizerJson: JSON.stringify(buildLlama2TokenizerJson()),
+      tokenizerJson: llama2TokenizerJsonText(),
       tokenizerConfigJson: JSON.stringify(llama2TokenizerConfigJson()),
     });
   }

@@ -2,7 +2,8 @@
 // oracle's greedy tokens.
 import { it, expect } from 'vitest';
 import { execFileSync } from 'node:child_process';
-import { TEST_CONFIGS, randomWeights } from '../checkpoint/random-model.ts';
+import { randomWeights } from '../checkpoint/random-model.ts';
+import { TEST_CONFIGS } from './helpers/configs.ts';
 import { ReferenceModel } from '../checkpoint/reference.ts';
 
 it('greedy tokens under Deno equal the CPU oracle', () => {

@@ -9,18 +9,19 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { bytesSource, mapDir } from '../checkpoint/byte-source.ts';
 import type { LlamaConfig } from '../checkpoint/config.ts';
-import { encodeGgufHeader, readGguf, type GgufEntry, type GgufTensorSpec } from '../checkpoint/gguf.ts';
-import { fromGgufName, ggufConfig, openGgufModel, permuteQk, toGgufName, type GgufModel } from '../checkpoint/gguf-provider.ts';
+import { readGguf, type GgufEntry } from '../checkpoint/gguf.ts';
+import { ggufConfig, openGgufModel, type GgufModel } from '../checkpoint/gguf-provider.ts';
 import { dequantizeQ4_0, dequantizeQ8_0, quantizeQ4_0, quantizeQ8_0 } from '../checkpoint/gguf-quants.ts';
-import { encodeGguf, ggufTensorTypes, writeGgufFile, type GgufWriteType } from '../checkpoint/gguf-writer.ts';
+import { encodeGguf, encodeGgufHeader, ggufTensorTypes, writeGgufFile, type GgufTensorSpec, type GgufWriteType } from '../checkpoint/gguf-writer.ts';
 import { f16ToF32, f32ToF16 } from '../kernels/half.ts';
 import { openHfModel } from '../checkpoint/hf-model.ts';
 import { hfProvider } from '../checkpoint/hf-provider.ts';
-import { expectedTensors } from '../checkpoint/keymap.ts';
-import { encodeHfModel, randomWeights, TEST_CONFIGS } from '../checkpoint/random-model.ts';
+import { expectedTensors, fromGgufName, permuteQk, toGgufName } from '../checkpoint/keymap.ts';
+import { encodeHfModel, randomWeights } from '../checkpoint/random-model.ts';
+import { TEST_CONFIGS } from './helpers/configs.ts';
 import { ReferenceModel } from '../checkpoint/reference.ts';
 import type { TensorProvider } from '../checkpoint/tensor-provider.ts';
-import { buildLlama2TokenizerJson, llama2TokenizerConfigJson, LlamaTokenizer, type Llama2TokenizerJson } from '../tokenizer/index.ts';
+import { buildLlama2TokenizerJson, llama2TokenizerConfigJson, LlamaTokenizer, type SpmTokenizerJson as Llama2TokenizerJson } from '../tokenizer/index.ts';
 
 const { mha, gqa } = TEST_CONFIGS;
 // mha's shapes with one layer and a small vocab: quick to write in every type.

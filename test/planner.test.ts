@@ -13,7 +13,8 @@ import {
 import { runPlan } from '../cli/plan.ts';
 import { createGpuContext, type GpuContext } from '../runtime/device.ts';
 import { testGpu } from './helpers/gpu.ts';
-import { TEST_CONFIGS, randomWeights } from '../checkpoint/random-model.ts';
+import { randomWeights } from '../checkpoint/random-model.ts';
+import { TEST_CONFIGS } from './helpers/configs.ts';
 import { memoryProvider } from '../checkpoint/tensor-provider.ts';
 import { LlamaModel } from '../runtime/model.ts';
 import type { WeightFormat } from '../kernels/weight-formats.ts';

@@ -11,7 +11,8 @@ import {
 import { FORMATS, formatSpec, roundTrip, storedFormat, type WeightFormat } from '../kernels/weight-formats.ts';
 import { QGROUP, packQ8, packQ4, unpackQ8, unpackQ4 } from '../kernels/quantize.ts';
 import { f16ToF32 } from '../kernels/half.ts';
-import { TEST_CONFIGS, randomWeights } from '../checkpoint/random-model.ts';
+import { randomWeights } from '../checkpoint/random-model.ts';
+import { TEST_CONFIGS } from './helpers/configs.ts';
 import { ReferenceModel } from '../checkpoint/reference.ts';
 import { memoryProvider } from '../checkpoint/tensor-provider.ts';
 import { LlamaModel } from '../runtime/model.ts';

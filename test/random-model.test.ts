@@ -10,7 +10,8 @@ import type { LlamaConfig } from '../checkpoint/config.ts';
 import { bf16ToF32, f16ToF32, f32ToBf16, f32ToF16 } from '../kernels/half.ts';
 import { openHfModel, validateHfModel, type HfModel } from '../checkpoint/hf-model.ts';
 import { expectedTensors, toHfName } from '../checkpoint/keymap.ts';
-import { encodeHfModel, randomWeights, TEST_CONFIGS, writeModelDir } from '../checkpoint/random-model.ts';
+import { encodeHfModel, randomWeights, writeModelDir } from '../checkpoint/random-model.ts';
+import { TEST_CONFIGS } from './helpers/configs.ts';
 import { encodeSafetensors, readTensorAsF32 } from '../checkpoint/safetensors.ts';
 
 const { mha, gqa } = TEST_CONFIGS;

@@ -3,7 +3,8 @@
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import type { GpuContext } from '../runtime/device.ts';
 import { testGpu } from './helpers/gpu.ts';
-import { TEST_CONFIGS, randomWeights } from '../checkpoint/random-model.ts';
+import { randomWeights } from '../checkpoint/random-model.ts';
+import { TEST_CONFIGS } from './helpers/configs.ts';
 import { ReferenceModel } from '../checkpoint/reference.ts';
 import { memoryProvider } from '../checkpoint/tensor-provider.ts';
 import { LlamaModel } from '../runtime/model.ts';

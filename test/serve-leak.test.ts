@@ -7,7 +7,8 @@ import vm from 'node:vm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadLlamaEngine, type LlamaEngine } from '../serve/llama-engine.ts';
 import { mapDir } from '../checkpoint/byte-source.ts';
-import { encodeHfModel, randomWeights, TEST_CONFIGS } from '../checkpoint/random-model.ts';
+import { encodeHfModel, randomWeights } from '../checkpoint/random-model.ts';
+import { TEST_CONFIGS } from './helpers/configs.ts';
 import { buildLlama2TokenizerJson, llama2TokenizerConfigJson } from '../tokenizer/llama2-vocab.ts';
 import { testGpu } from './helpers/gpu.ts';
 

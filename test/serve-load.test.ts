@@ -3,7 +3,8 @@
 // pool returns to empty, the metrics add up, and a full queue answers 429 with Retry-After.
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { testGpu } from './helpers/gpu.ts';
-import { TEST_CONFIGS, randomWeights, encodeHfModel } from '../checkpoint/random-model.ts';
+import { randomWeights, encodeHfModel } from '../checkpoint/random-model.ts';
+import { TEST_CONFIGS } from './helpers/configs.ts';
 import { mapDir } from '../checkpoint/byte-source.ts';
 import { buildLlama2TokenizerJson, llama2TokenizerConfigJson } from '../tokenizer/llama2-vocab.ts';
 import { loadLlamaEngine, type LlamaEngine } from '../serve/llama-engine.ts';

@@ -15,7 +15,8 @@ export {
   LLAMA2_UNK,
 } from './llama2-config.ts';
 export type { Llama2TokenizerConfigJson } from './llama2-config.ts';
-export { buildLlama2TokenizerJson, LLAMA2_VOCAB_SIZE } from './llama2-vocab.ts';
-export type { Llama2TokenizerJson, HfAddedToken } from './llama2-vocab.ts';
+export { buildLlama2TokenizerJson, llama2TokenizerJsonText, LLAMA2_VOCAB_SIZE } from './llama2-vocab.ts';
+export { spmTokenizerJson } from './tokenizer-json.ts';
+export type { SpmTokenizerJson, HfAddedToken } from './tokenizer-json.ts';
 export { chatFormat, compileChatTemplate, renderChatTemplate } from './model-chat-template.ts';
 export type { ChatFormat, RenderedChat, TemplateVars } from './model-chat-template.ts';

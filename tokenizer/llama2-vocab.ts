@@ -1,4 +1,5 @@
-// Rebuilds Llama-2's Hugging Face tokenizer.json (32000 pieces, 61249 merges) offline.
+// Rebuilds Llama-2's Hugging Face tokenizer.json (32000 pieces, 61249 merges) offline, through the one
+// tokenizer.json builder (tokenizer-json.ts).
 //
 // The data come from `llama-tokenizer-js@1.2.2`, which ships the vocabulary and merges of the
 // original tokenizer.json in compressed form and decodes them when its module loads:
@@ -13,63 +14,13 @@
 
 import llamaTokenizerJs from 'llama-tokenizer-js';
 import { LLAMA2_BOS, LLAMA2_EOS, LLAMA2_UNK } from './llama2-config.ts';
+import { addedToken, spmTokenizerJson, vocabFromPieces, type SpmTokenizerJson } from './tokenizer-json.ts';
 
 export { llama2TokenizerConfigJson, LLAMA2_CHAT_TEMPLATE } from './llama2-config.ts';
 export type { Llama2TokenizerConfigJson } from './llama2-config.ts';
 
 /** Number of pieces in Llama-2's SentencePiece vocabulary. */
 export const LLAMA2_VOCAB_SIZE = 32000;
-
-/** One entry of tokenizer.json's `added_tokens` (wire spelling). */
-export interface HfAddedToken {
-  id: number;
-  content: string;
-  single_word: boolean;
-  lstrip: boolean;
-  rstrip: boolean;
-  normalized: boolean;
-  special: boolean;
-}
-
-/** The subset of the tokenizer.json layout that Llama-2 uses (wire spelling). */
-export interface Llama2TokenizerJson {
-  version: string;
-  truncation: null;
-  padding: null;
-  added_tokens: HfAddedToken[];
-  normalizer: {
-    type: 'Sequence';
-    normalizers: [
-      { type: 'Prepend'; prepend: string },
-      { type: 'Replace'; pattern: { String: string }; content: string },
-    ];
-  };
-  pre_tokenizer: null;
-  post_processor: null;
-  decoder: {
-    type: 'Sequence';
-    decoders: [
-      { type: 'Replace'; pattern: { String: string }; content: string },
-      { type: 'ByteFallback' },
-      { type: 'Fuse' },
-      { type: 'Strip'; content: string; start: number; stop: number },
-    ];
-  };
-  model: {
-    type: 'BPE';
-    dropout: null;
-    unk_token: string;
-    continuing_subword_prefix: null;
-    end_of_word_suffix: null;
-    fuse_unk: boolean;
-    byte_fallback: boolean;
-    ignore_merges: boolean;
-    /** piece -> id, 32000 entries. */
-    vocab: Record<string, number>;
-    /** "left right" pairs, highest priority first. */
-    merges: string[];
-  };
-}
 
 /**
  * Why `pieces` (a tokenizer.model's, in id order) is not Llama-2's SentencePiece vocabulary, or null
@@ -84,66 +35,32 @@ export function llama2VocabularyMismatch(pieces: readonly string[]): string | nu
   return null;
 }
 
-function specialToken(id: number, content: string): HfAddedToken {
-  return { id, content, single_word: false, lstrip: false, rstrip: false, normalized: false, special: true };
-}
-
 /**
- * A fresh tokenizer.json object for Llama-2. It differs from the file in Meta's HF repos only in
- * `post_processor`: null here, because callers add BOS themselves (LlamaTokenizer.encode).
- *
- * SentencePiece semantics in HF terms: the normalizer prepends the dummy-prefix "▁" and turns every
- * space into "▁"; there is no pre-tokenizer (the whole text is one BPE word); characters missing
- * from the vocabulary fall back to their UTF-8 byte pieces. The decoder undoes that and strips
- * one leading space.
+ * A fresh tokenizer.json object for Llama-2 (tokenizer-json.ts). It differs from the file in Meta's HF repos
+ * only in `post_processor`: null here, because callers add BOS themselves (LlamaTokenizer.encode).
  */
-export function buildLlama2TokenizerJson(): Llama2TokenizerJson {
+export function buildLlama2TokenizerJson(): SpmTokenizerJson {
   const pieces = llamaTokenizerJs.vocabById;
   if (pieces.length !== LLAMA2_VOCAB_SIZE) {
     throw new Error(`llama-tokenizer-js vocabulary has ${pieces.length} pieces, expected ${LLAMA2_VOCAB_SIZE}`);
   }
-  // A null-prototype object so that no piece can collide with Object.prototype members.
-  const vocab: Record<string, number> = Object.create(null) as Record<string, number>;
-  pieces.forEach((piece, id) => {
-    vocab[piece] = id;
-  });
   // Sort by priority rather than trusting Map order; priorities are distinct.
   const merges = [...llamaTokenizerJs.merges.entries()].sort((a, b) => a[1] - b[1]).map(([pair]) => pair);
+  return spmTokenizerJson({
+    vocab: vocabFromPieces(pieces),
+    merges,
+    addedTokens: [addedToken(0, LLAMA2_UNK), addedToken(1, LLAMA2_BOS), addedToken(2, LLAMA2_EOS)],
+    unkToken: LLAMA2_UNK,
+  });
+}
 
-  return {
-    version: '1.0',
-    truncation: null,
-    padding: null,
-    added_tokens: [specialToken(0, LLAMA2_UNK), specialToken(1, LLAMA2_BOS), specialToken(2, LLAMA2_EOS)],
-    normalizer: {
-      type: 'Sequence',
-      normalizers: [
-        { type: 'Prepend', prepend: '▁' },
-        { type: 'Replace', pattern: { String: ' ' }, content: '▁' },
-      ],
-    },
-    pre_tokenizer: null,
-    post_processor: null,
-    decoder: {
-      type: 'Sequence',
-      decoders: [
-        { type: 'Replace', pattern: { String: '▁' }, content: ' ' },
-        { type: 'ByteFallback' },
-        { type: 'Fuse' },
-        { type: 'Strip', content: ' ', start: 1, stop: 0 },
-      ],
-    },
-    model: {
-      type: 'BPE',
-      dropout: null,
-      unk_token: LLAMA2_UNK,
-      continuing_subword_prefix: null,
-      end_of_word_suffix: null,
-      fuse_unk: true,
-      byte_fallback: true,
-      ignore_merges: false,
-      vocab,
-      merges,
-    },
-  };
+let llama2Text: string | null = null;
+
+/**
+ * Llama-2's tokenizer.json as text (what a model folder's tokenizer.json file holds), built once per process:
+ * the built-in vocabulary of the default model, the tiny random model and a folder with only tokenizer.model.
+ */
+export function llama2TokenizerJsonText(): string {
+  llama2Text ??= JSON.stringify(buildLlama2TokenizerJson());
+  return llama2Text;
 }

@@ -29,7 +29,8 @@ import { writeGgufFile, type GgufWriteType } from '../../checkpoint/gguf-writer.
 import { openHfModel } from '../../checkpoint/hf-model.ts';
 import { hfProvider } from '../../checkpoint/hf-provider.ts';
 import { expectedTensors } from '../../checkpoint/keymap.ts';
-import { encodeHfModel, randomWeights, TEST_CONFIGS, writeModelDir } from '../../checkpoint/random-model.ts';
+import { encodeHfModel, randomWeights, writeModelDir } from '../../checkpoint/random-model.ts';
+import { TEST_CONFIGS } from '../../test/helpers/configs.ts';
 import { ReferenceModel } from '../../checkpoint/reference.ts';
 import type { TensorProvider } from '../../checkpoint/tensor-provider.ts';
 import { buildLlama2TokenizerJson, llama2TokenizerConfigJson, LlamaTokenizer } from '../../tokenizer/index.ts';

@@ -1,6 +1,7 @@
 // Run by test/deno.test.ts under Deno (`deno run`, no flags: Deno 2.9 has WebGPU built in): the WebGPU forward pass through
 // Deno's own WebGPU (wgpu), printing the greedy tokens of a random-weights model as JSON.
-import { TEST_CONFIGS, randomWeights } from '../../checkpoint/random-model.ts';
+import { randomWeights } from '../../checkpoint/random-model.ts';
+import { TEST_CONFIGS } from '../helpers/configs.ts';
 import { memoryProvider } from '../../checkpoint/tensor-provider.ts';
 import { LlamaModel } from '../../runtime/model.ts';
 
