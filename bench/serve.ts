@@ -4,6 +4,7 @@
 
 import { loadLlamaEngine } from '../serve/llama-engine.ts';
 import { startServer } from '../api/server.ts';
+import { sseData } from '../api/sse.ts';
 import type { WeightFormat } from '../kernels/weight-formats.ts';
 
 interface StreamResult { tokens: number; ttftMs: number; ms: number }
@@ -12,22 +13,12 @@ async function streamOnce(url: string, body: object): Promise<StreamResult> {
   const t0 = performance.now();
   const res = await fetch(`${url}/v1/chat/completions`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ ...body, stream: true, stream_options: { include_usage: true } }) });
   if (!res.ok) throw new Error(`HTTP ${res.status}: ${await res.text()}`);
-  const reader = res.body!.getReader();
-  const dec = new TextDecoder();
-  let buf = '', ttft = 0, tokens = 0;
-  for (;;) {
-    const r = await reader.read();
-    if (r.done) break;
-    buf += dec.decode(r.value, { stream: true });
-    let k;
-    while ((k = buf.indexOf('\n\n')) >= 0) {
-      const ev = buf.slice(6, k);
-      buf = buf.slice(k + 2);
-      if (ev === '[DONE]') continue;
-      const c = JSON.parse(ev);
-      if (!ttft && c.choices?.[0]?.delta?.content !== undefined && c.choices[0].delta.role === undefined) ttft = performance.now() - t0;
-      if (c.usage) tokens = c.usage.completion_tokens;
-    }
+  let ttft = 0, tokens = 0;
+  for await (const ev of sseData(res.body!)) {
+    if (ev === '[DONE]') continue;
+    const c = JSON.parse(ev);
+    if (!ttft && c.choices?.[0]?.delta?.content !== undefined && c.choices[0].delta.role === undefined) ttft = performance.now() - t0;
+    if (c.usage) tokens = c.usage.completion_tokens;
   }
   return { tokens, ttftMs: ttft, ms: performance.now() - t0 };
 }
