@@ -44,33 +44,26 @@ export class NotFoundError extends APIError {
   }
 }
 
-/** 405: the route exists with another method. */
-export class MethodNotAllowedError extends APIError {
-  constructor(message: string) {
-    super(405, message, { code: 'method_not_allowed' });
-  }
+/** An APIError class whose instances differ only in their message: one status and one code. */
+function fixedError(status: number, code: string): new (message: string) => APIError {
+  return class extends APIError {
+    constructor(message: string) {
+      super(status, message, { code });
+    }
+  };
 }
+
+/** 405: the route exists with another method. */
+export class MethodNotAllowedError extends fixedError(405, 'method_not_allowed') {}
 
 /** 413: the request body is over the server's limit. */
-export class PayloadTooLargeError extends APIError {
-  constructor(message: string) {
-    super(413, message, { code: 'request_too_large' });
-  }
-}
+export class PayloadTooLargeError extends fixedError(413, 'request_too_large') {}
 
 /** 403: a browser page from an origin this server does not allow (CORS). */
-export class ForbiddenOriginError extends APIError {
-  constructor(message: string) {
-    super(403, message, { code: 'origin_not_allowed' });
-  }
-}
+export class ForbiddenOriginError extends fixedError(403, 'origin_not_allowed') {}
 
 /** 408: the client did not send its whole request body in time. */
-export class RequestTimeoutError extends APIError {
-  constructor(message: string) {
-    super(408, message, { code: 'request_timeout' });
-  }
-}
+export class RequestTimeoutError extends fixedError(408, 'request_timeout') {}
 
 /** 500: a failure inside the server or the model. */
 export class InternalServerError extends APIError {

@@ -18,10 +18,8 @@ import { mkdir, rename, stat, writeFile } from 'node:fs/promises';
 import { readFileSync } from 'node:fs';
 import { availableParallelism, cpus } from 'node:os';
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
-import { UsageError, intArg, progressPrinter } from '../cli/common.ts';
-import { FORMATS, formatSpec, type WeightFormat } from '../kernels/weight-formats.ts';
-import { builtinConfig, BUILTIN_MODEL_NAMES } from '../checkpoint/builtin-configs.ts';
+import { formatSpec, type WeightFormat } from '../kernels/weight-formats.ts';
+import { builtinConfig } from '../checkpoint/builtin-configs.ts';
 import type { LlamaConfig } from '../checkpoint/config.ts';
 import { createGpuContext, type GpuContext } from '../runtime/device.ts';
 import { ggmlRowBytes, ggmlTypeByName } from '../checkpoint/gguf-quants.ts';
@@ -29,30 +27,13 @@ import { ggufTensorTypes, writeGgufFile, type GgufWriteType } from '../checkpoin
 import { expectedTensors } from '../checkpoint/keymap.ts';
 import { openModelSource } from '../checkpoint/load.ts';
 import { LlamaModel } from '../runtime/model.ts';
+import type { LoadProgress } from '../runtime/weights.ts';
 import { randomProvider } from '../checkpoint/random-model.ts';
 import type { TensorProvider } from '../checkpoint/tensor-provider.ts';
 import { buildLlama2TokenizerJson } from '../tokenizer/llama2-vocab.ts';
 import { loadLlamaCpp, type LlamaCppRuntime, type LlamaCppTiming } from './llamacpp/runner.ts';
 import { measureReadBandwidth } from './read-bandwidth.ts';
 import { markdownReport, svgChart, fmt, type BenchMeta, type BenchRow, type LlamaCppNumbers, type RuntimeNumbers } from './report.ts';
-
-export const BENCH_GENERATE_HELP = `llama2-webgpu bench generate [options]
-  Prefill tok/s, time to first token and decode tok/s per weight format and prompt length, on random
-  weights of a real model's shape; with --vs llamacpp, llama.cpp (CPU) on the same weights as GGUF.
-  --model NAME|DIR        tinyllama-1.1b (default), llama-2-7b, ${BUILTIN_MODEL_NAMES.filter((n) => n !== 'tinyllama-1.1b' && n !== 'llama-2-7b').join(', ')},
-                          tiny (a 2-layer test shape), or an HF directory / .gguf file (its own weights)
-  --dtype LIST            weight formats, comma-separated (default: q4,q8,f16 where this build has them)
-  --prompt-lengths LIST   prompt tokens, comma-separated (default 128,512,2048)
-  --gen N                 tokens to generate per request (default 128)
-  --vs llamacpp           also run llama.cpp through node-llama-cpp (installed into bench/llamacpp on first use)
-  --threads N             llama.cpp threads (default: the number of cores)
-  --runs N                timed requests per row, medians reported (default 1)
-  --prefill-chunk N       our prefill rows per step (default 128)
-  --seed N                seed of the random weights and prompt ids (default 1234)
-  --bandwidth-mib N       buffer of the read-bandwidth measurement (default 256, capped by the adapter)
-  --out DIR               where generate.json, generate.md and generate.svg go (default bench/results)
-  --cache DIR             GGUF files for llama.cpp, written once (default bench/.cache)
-  --json                  print one JSON object per row instead of the table`;
 
 /**
  * A 2-layer GQA shape for tests and smoke runs: the Llama-2 vocabulary (so llama.cpp gets a real tokenizer),
@@ -98,22 +79,7 @@ function hash(x: unknown): string {
   return createHash('sha256').update(JSON.stringify(x)).digest('hex').slice(0, 10);
 }
 
-function listArg(name: string, v: string | undefined, def: number[]): number[] {
-  if (v === undefined) return def;
-  const out = v.split(',').map((s) => intArg(name, s.trim(), 0, 1, 1 << 20));
-  if (out.length === 0) throw new UsageError(`--${name} is empty`);
-  return out;
-}
-
-function dtypeArg(v: string | undefined): WeightFormat[] {
-  const have = Object.keys(FORMATS);
-  if (v === undefined) return (['q4', 'q8', 'f16'] as string[]).filter((d) => have.includes(d)) as WeightFormat[];
-  const out = v.split(',').map((s) => s.trim());
-  for (const d of out) if (!have.includes(d)) throw new UsageError(`--dtype: unknown weight format "${d}" (this build has ${have.join(', ')})`);
-  return out as WeightFormat[];
-}
-
-export function cpuName(): string {
+function cpuName(): string {
   try {
     const m = /^model name\s*:\s*(.+)$/m.exec(readFileSync('/proc/cpuinfo', 'utf8'));
     if (m) return m[1]!.trim();
@@ -220,47 +186,35 @@ async function cachedGguf(m: BenchModel, cacheDir: string, type: GgufWriteType, 
   return path;
 }
 
-export async function runBenchGenerate(argv: string[]): Promise<number> {
-  const { values } = parseArgs({
-    args: argv,
-    options: {
-      model: { type: 'string', default: 'tinyllama-1.1b' },
-      dtype: { type: 'string' },
-      'prompt-lengths': { type: 'string' },
-      gen: { type: 'string' },
-      vs: { type: 'string' },
-      threads: { type: 'string' },
-      runs: { type: 'string' },
-      'prefill-chunk': { type: 'string' },
-      seed: { type: 'string' },
-      'bandwidth-mib': { type: 'string' },
-      out: { type: 'string', default: 'bench/results' },
-      cache: { type: 'string', default: join('bench', '.cache') },
-      json: { type: 'boolean', default: false },
-      help: { type: 'boolean', short: 'h', default: false },
-    },
-    strict: true,
-  });
-  if (values.help) {
-    process.stdout.write(BENCH_GENERATE_HELP + '\n');
-    return 0;
-  }
-  if (values.vs !== undefined && values.vs !== 'llamacpp') throw new UsageError(`--vs must be "llamacpp", got "${values.vs}"`);
-  const dtypes = dtypeArg(values.dtype);
-  if (dtypes.length === 0) throw new UsageError('--dtype: no weight format to run');
-  const lengths = listArg('prompt-lengths', values['prompt-lengths'], [128, 512, 2048]);
-  const gen = intArg('gen', values.gen, 128, 2, 1 << 20);
+/** What `bench generate` runs (cli/bench.ts parses the flags into this). */
+export interface BenchGenerateOptions {
+  /** A built-in config name (random weights), "tiny" (TINY_CONFIG), or an HF directory / .gguf file. */
+  model: string;
+  dtypes: WeightFormat[];
+  promptLengths: number[];
+  gen: number; // tokens generated per request (at least 2: decode tok/s needs two)
+  vsLlamaCpp: boolean;
+  threads: number; // llama.cpp's
+  runs: number; // timed requests per row, medians reported
+  prefillChunk?: number;
+  seed: number; // of the random weights and the prompt ids
+  bandwidthMiB: number; // buffer of the read-bandwidth measurement
+  out: string; // where generate.json, .md and .svg go
+  cache: string; // GGUF files for llama.cpp
+  json: boolean; // one JSON row per line on stdout instead of the table
+  /** A progress callback for loading the model as `label` (none: quiet). */
+  loadProgress?: (label: string) => (p: LoadProgress) => void;
+}
+
+export async function benchGenerate(opts: BenchGenerateOptions): Promise<void> {
+  const { dtypes, gen, threads, runs, prefillChunk, seed } = opts;
+  const lengths = opts.promptLengths;
   const cores = availableParallelism();
-  const threads = intArg('threads', values.threads, cores, 1, 1024);
-  const runs = intArg('runs', values.runs, 1, 1, 100);
-  const prefillChunk = values['prefill-chunk'] === undefined ? undefined : intArg('prefill-chunk', values['prefill-chunk'], 128, 1, 65536);
-  const seed = intArg('seed', values.seed, 1234, 0, 0xffffffff);
-  const bandwidthMiB = intArg('bandwidth-mib', values['bandwidth-mib'], 256, 1, 1 << 16);
   const log = (s: string): void => void process.stderr.write(s + '\n');
 
   const date = new Date().toISOString();
   const cpu = cpuName();
-  const m = await openBenchModel(values.model!, seed);
+  const m = await openBenchModel(opts.model, seed);
   let gpu: GpuContext | null = null;
   let lc: LlamaCppRuntime | null = null;
   try {
@@ -277,9 +231,9 @@ export async function runBenchGenerate(argv: string[]): Promise<number> {
     const prompts = lengths.map((n) => allIds.slice(0, n));
 
     gpu = await createGpuContext();
-    const bw = await measureReadBandwidth(gpu, { bytes: bandwidthMiB * 2 ** 20 });
+    const bw = await measureReadBandwidth(gpu, { bytes: opts.bandwidthMiB * 2 ** 20 });
     log(`${cpu}, ${cores} cores; adapter ${gpu.adapterName}; streaming read ${fmt(bw.gbPerS)} GB/s over ${(bw.bytes / 2 ** 20).toFixed(0)} MiB`);
-    if (values.vs === 'llamacpp') {
+    if (opts.vsLlamaCpp) {
       lc = await loadLlamaCpp({ threads, install: true, log });
       log(`llama.cpp: node-llama-cpp ${lc.version} (${lc.release}), CPU, ${lc.threads} threads`);
     }
@@ -287,7 +241,7 @@ export async function runBenchGenerate(argv: string[]): Promise<number> {
     const rows: BenchRow[] = [];
     for (const dtype of dtypes) {
       const t0 = performance.now();
-      const model = await LlamaModel.fromProvider(oursProvider, { dtype, context, gpu, prefillChunk, onProgress: progressPrinter(`loading ${m.label} ${dtype}`) });
+      const model = await LlamaModel.fromProvider(oursProvider, { dtype, context, gpu, prefillChunk, onProgress: opts.loadProgress?.(`loading ${m.label} ${dtype}`) });
       log(`loaded ${m.label} as ${dtype} (${(model.weightBytes / 2 ** 20).toFixed(1)} MiB on the GPU) in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
       let ours: Timing[];
       try {
@@ -300,7 +254,7 @@ export async function runBenchGenerate(argv: string[]): Promise<number> {
       const ggufType = GGUF_TYPE[dtype];
       if (lc && !ggufType) log(`llama.cpp: no GGUF type for our format ${dtype}; skipped`);
       if (lc && ggufType) {
-        const path = await cachedGguf(m, values.cache!, ggufType, log);
+        const path = await cachedGguf(m, opts.cache, ggufType, log);
         const s = await lc.open(path, context);
         try {
           theirs = await timeAll((p, g) => s.run(p, g), prompts, gen, runs);
@@ -331,7 +285,7 @@ export async function runBenchGenerate(argv: string[]): Promise<number> {
         log(`${dtype} prompt ${n}: ours prefill ${fmt(o.prefill_tps)} tok/s, TTFT ${fmt(o.ttft_ms)} ms, decode ${fmt(o.decode_tps)} tok/s ` +
           `(${(100 * row.fraction_of_bound).toFixed(0)}% of ${fmt(bound)})` +
           (lcNum ? `; llama.cpp prefill ${fmt(lcNum.prefill_tps)}, TTFT ${fmt(lcNum.ttft_ms)} ms, decode ${fmt(lcNum.decode_tps)}; decode ratio ${row.ratio_decode!.toFixed(2)}` : ''));
-        if (values.json) process.stdout.write(JSON.stringify(row) + '\n');
+        if (opts.json) process.stdout.write(JSON.stringify(row) + '\n');
       });
     }
 
@@ -341,14 +295,13 @@ export async function runBenchGenerate(argv: string[]): Promise<number> {
       llamacpp: lc ? { version: lc.version, release: lc.release, threads: lc.threads } : null,
     };
     const md = markdownReport(meta, rows);
-    const out = values.out!;
+    const out = opts.out;
     await mkdir(out, { recursive: true });
     await writeFile(join(out, 'generate.json'), JSON.stringify({ ...meta, rows }, null, 2) + '\n');
     await writeFile(join(out, 'generate.md'), md);
     await writeFile(join(out, 'generate.svg'), svgChart(meta, rows));
     log(`wrote ${['json', 'md', 'svg'].map((e) => join(out, `generate.${e}`)).join(', ')}`);
-    if (!values.json) process.stdout.write(md);
-    return 0;
+    if (!opts.json) process.stdout.write(md);
   } finally {
     await lc?.close();
     gpu?.destroy();

@@ -2,16 +2,10 @@
 //  1. N concurrent streaming clients against the same N requests served one at a time: aggregate decode tok/s.
 //  2. A multi-turn conversation: time to first token of the last turn with prefix caching and without.
 
-import { parseArgs } from 'node:util';
 import { loadLlamaEngine } from '../serve/llama-engine.ts';
 import { startServer } from '../api/server.ts';
+import { sseData } from '../api/sse.ts';
 import type { WeightFormat } from '../kernels/weight-formats.ts';
-
-export const BENCH_SERVE_HELP = `llama2-webgpu bench serve [--model DIR|FILE|default|tiny-random-llama-2] [--dtype q4|q8|f16|f32]
-                          [--concurrency 16] [--max-tokens 16] [--turns 5] [--turn-tokens 400] [--json]
-  Aggregate decode tokens/s of N concurrent streaming clients vs the same requests one at a time, and the
-  time to first token of turn T of a conversation with and without prefix caching. The default model is
-  tiny-random-llama-2 (2048 positions of context: the conversation outgrows the trained default's 512).`;
 
 interface StreamResult { tokens: number; ttftMs: number; ms: number }
 
@@ -19,39 +13,31 @@ async function streamOnce(url: string, body: object): Promise<StreamResult> {
   const t0 = performance.now();
   const res = await fetch(`${url}/v1/chat/completions`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ ...body, stream: true, stream_options: { include_usage: true } }) });
   if (!res.ok) throw new Error(`HTTP ${res.status}: ${await res.text()}`);
-  const reader = res.body!.getReader();
-  const dec = new TextDecoder();
-  let buf = '', ttft = 0, tokens = 0;
-  for (;;) {
-    const r = await reader.read();
-    if (r.done) break;
-    buf += dec.decode(r.value, { stream: true });
-    let k;
-    while ((k = buf.indexOf('\n\n')) >= 0) {
-      const ev = buf.slice(6, k);
-      buf = buf.slice(k + 2);
-      if (ev === '[DONE]') continue;
-      const c = JSON.parse(ev);
-      if (!ttft && c.choices?.[0]?.delta?.content !== undefined && c.choices[0].delta.role === undefined) ttft = performance.now() - t0;
-      if (c.usage) tokens = c.usage.completion_tokens;
-    }
+  let ttft = 0, tokens = 0;
+  for await (const ev of sseData(res.body!)) {
+    if (ev === '[DONE]') continue;
+    const c = JSON.parse(ev);
+    if (!ttft && c.choices?.[0]?.delta?.content !== undefined && c.choices[0].delta.role === undefined) ttft = performance.now() - t0;
+    if (c.usage) tokens = c.usage.completion_tokens;
   }
   return { tokens, ttftMs: ttft, ms: performance.now() - t0 };
 }
 
-export async function runBenchServe(argv: string[]): Promise<number> {
-  const { values } = parseArgs({
-    args: argv,
-    options: {
-      model: { type: 'string', default: 'tiny-random-llama-2' }, dtype: { type: 'string' }, concurrency: { type: 'string', default: '16' },
-      'max-tokens': { type: 'string', default: '16' }, turns: { type: 'string', default: '5' }, 'turn-tokens': { type: 'string', default: '400' },
-      json: { type: 'boolean', default: false },
-    },
-    strict: true,
-  });
-  const N = Number(values.concurrency), maxTokens = Number(values['max-tokens']), turns = Number(values.turns), turnWords = Number(values['turn-tokens']);
+/** What `bench serve` runs (cli/bench.ts parses the flags into this). */
+export interface BenchServeOptions {
+  model: string; // what loadLlamaEngine opens
+  dtype?: WeightFormat;
+  concurrency: number; // streaming clients at once (and the batch size)
+  maxTokens: number; // tokens per request
+  turns: number; // turns of the conversation
+  turnTokens: number; // about this many words of user text per turn
+  json: boolean; // the result as one JSON line on stdout
+}
+
+export async function benchServe(o: BenchServeOptions): Promise<void> {
+  const { concurrency: N, maxTokens, turns, turnTokens: turnWords } = o;
   const out = (line: string) => process.stderr.write(line + '\n');
-  const llama = await loadLlamaEngine({ model: values.model, dtype: values.dtype as WeightFormat | undefined, maxBatch: N, context: 2048, maxQueue: 4 * N });
+  const llama = await loadLlamaEngine({ model: o.model, dtype: o.dtype, maxBatch: N, context: 2048, maxQueue: 4 * N });
   const server = await startServer({ engine: llama.engine, port: 0 });
   const model = llama.engine.modelName;
   const req = (i: number) => ({ model, temperature: 0, max_tokens: maxTokens, messages: [{ role: 'user', content: `Client ${i}: tell me something about the number ${i}.` }] });
@@ -95,12 +81,11 @@ export async function runBenchServe(argv: string[]): Promise<number> {
       turns, last_turn_prompt_tokens: warm.promptTokens, ttft_ms_without_prefix_cache: cold.ttftMs, ttft_ms_with_prefix_cache: warm.ttftMs,
       prefix_cache_speedup: cold.ttftMs / warm.ttftMs, date: new Date().toISOString().slice(0, 10),
     };
-    if (values.json) process.stdout.write(JSON.stringify(result) + '\n');
+    if (o.json) process.stdout.write(JSON.stringify(result) + '\n');
     else {
       out(`${N} requests of ${maxTokens} tokens: one at a time ${result.sequential_decode_tps.toFixed(2)} tok/s, ${N} concurrent ${result.concurrent_decode_tps.toFixed(2)} tok/s (${result.batching_speedup.toFixed(2)}x), ${lost} lost`);
       out(`turn ${turns} (${warm.promptTokens} prompt tokens): TTFT ${cold.ttftMs.toFixed(0)} ms without prefix caching, ${warm.ttftMs.toFixed(0)} ms with (${result.prefix_cache_speedup.toFixed(2)}x)`);
     }
-    return 0;
   } finally {
     await server.close();
     await llama.close();

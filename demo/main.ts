@@ -7,12 +7,9 @@ import type { ChatCompletionCreateParamsStreaming } from '../api/types.ts';
 import { AnswerTiming, ChatView, type AnswerEnd } from './chat-view.ts';
 import { EngineFailure, WorkerEngine } from './engine-client.ts';
 import { formatBytes, formatCount, formatRate, formatSeconds } from './format.ts';
-import type { FailureKind, LoadedModelInfo, LoadOptions, LoadProgressEvent, LoadSpec, WeightDtype } from './protocol.ts';
+import { MODEL_CACHE, type FailureKind, type LoadedModelInfo, type LoadOptions, type LoadProgressEvent, type LoadSpec, type WeightDtype } from './protocol.ts';
 import { SettingsError, SettingsPanel, type SettingsValues } from './settings.ts';
 import { newConversation, Store, titleOf, type Conversation } from './store.ts';
-
-// The worker's cache name (open-engine.ts MODEL_CACHE), repeated so the page chunk does not import the runtime.
-const MODEL_CACHE = 'llama2-webgpu-models';
 
 const $ = <T extends HTMLElement>(id: string): T => {
   const el = document.getElementById(id);

@@ -4,7 +4,10 @@
 
 import type { ChatCompletionChunk, ChatCompletionCreateParamsStreaming, ChatCompletionMessageParam } from '../api/types.ts';
 
-/** Where a model comes from. A new source is a kind here and a case in open-engine.ts `openSource`. */
+/** The Cache Storage API cache holding models loaded from URLs (the worker fills it, the page lists and clears it). */
+export const MODEL_CACHE = 'llama2-webgpu-models';
+
+/** Where a model comes from. A new source is a kind here and a case in open-engine.ts `locate`. */
 export type LoadSpec =
   | { kind: 'builtin' } // the embedded default model, built in memory (no download)
   | { kind: 'folder'; name: string; files: { path: string; file: File }[] } // an HF directory the user picked

@@ -7,6 +7,7 @@ import { llamaChatTokenizer } from './chat-tokenizer-llama.ts';
 import { prometheusText } from './metrics.ts';
 import { openModelSource } from '../checkpoint/load.ts';
 import type { ByteSource, ModelDir } from '../checkpoint/byte-source.ts';
+import { expectedTensors } from '../checkpoint/keymap.ts';
 import { createGpuContext, type DeviceOptions } from '../runtime/device.ts';
 import { LlamaModel } from '../runtime/model.ts';
 import { Scheduler } from '../runtime/scheduler.ts';
@@ -40,6 +41,8 @@ export interface LlamaEngine {
   engine: Engine;
   scheduler: Scheduler;
   model: LlamaModel;
+  /** The model's parameter count (every tensor's elements). */
+  params: number;
   /** Load-log lines: the chat format, where the tokenizer and the sampling defaults came from. */
   notes: string[];
   /** Prometheus text of the scheduler's gauges and counters. */
@@ -92,10 +95,13 @@ export async function loadLlamaEngine(opts: LlamaEngineOptions = {}): Promise<Ll
     });
     const notes = [chat.chatFormat === 'model' ? "chat format: the model's own chat_template" : 'chat format: Llama-2 (built in)', ...src.notes];
     const m = model;
+    let params = 0;
+    for (const shape of expectedTensors(m.cfg).values()) params += shape.reduce((a, b) => a * b, 1);
     return {
       engine,
       scheduler,
       model: m,
+      params,
       notes,
       metrics: () => prometheusText(scheduler.metrics()),
       async close() {

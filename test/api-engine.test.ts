@@ -1,4 +1,6 @@
 import { describe, expect, it } from 'vitest';
+import { collect } from './helpers/collect.ts';
+import { lcg } from './helpers/random.ts';
 import { createEngine, DEFAULT_PRICES, estimateCost, type EngineOptions, type RequestLogEntry } from '../api/engine.ts';
 import { APIUserAbortError, BadRequestError, NotFoundError } from '../api/errors.ts';
 import type { ChatCompletionChunk, ChatCompletionTool } from '../api/types.ts';
@@ -16,12 +18,6 @@ function setup(backendOpts: FakeBackendOptions = {}, engineOpts: Partial<EngineO
 const HI = [{ role: 'user' as const, content: 'Hi' }];
 /** The fake prompt of HI: <s> + "[INST] Hi [/INST]". */
 const HI_PROMPT = [BOS, ...new FakeTokenizer().encode('[INST] Hi [/INST]')];
-
-async function collect(stream: AsyncIterable<ChatCompletionChunk>): Promise<ChatCompletionChunk[]> {
-  const out: ChatCompletionChunk[] = [];
-  for await (const c of stream) out.push(c);
-  return out;
-}
 
 function contentDeltas(chunks: ChatCompletionChunk[]): string[] {
   return chunks.flatMap((c) => (c.choices[0]?.delta.content ? [c.choices[0].delta.content] : []));
@@ -418,11 +414,8 @@ describe('tools', () => {
       // Noise everywhere, with a push towards closing strings and objects so the call ends.
       backend.setLogits((step) => {
         const l = new Float32Array(backend.modelInfo.vocabSize);
-        let x = (seed * 7919 + step * 104729 + 1) >>> 0;
-        for (let i = 0; i < l.length; i++) {
-          x = (Math.imul(x, 1664525) + 1013904223) >>> 0;
-          l[i] = (x / 2 ** 32) * 4;
-        }
+        const next = lcg(seed * 7919 + step * 104729 + 1);
+        for (let i = 0; i < l.length; i++) l[i] = (next() / 2 ** 32) * 4;
         l[quote]! += 4;
         l[close]! += 4;
         return l;

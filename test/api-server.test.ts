@@ -2,6 +2,7 @@ import { request as httpRequest } from 'node:http';
 import { connect } from 'node:net';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { collect } from './helpers/collect.ts';
 import { createEngine } from '../api/engine.ts';
 import { startServer, type RunningServer } from '../api/server.ts';
 import { FakeBackend, FakeTokenizer, scriptOf } from './helpers/fake-backend.ts';
@@ -64,8 +65,7 @@ describe('with the official openai client', () => {
       stream: true,
       stream_options: { include_usage: true },
     });
-    const chunks = [];
-    for await (const c of stream) chunks.push(c);
+    const chunks = await collect(stream);
     expect(chunks.map((c) => c.choices[0]?.delta ?? null)).toStrictEqual([
       { role: 'assistant', content: '' },
       { content: 'H' },

@@ -2,9 +2,10 @@
 // fake backend. JSON Schema validity is judged by an independent validator (@cfworker/json-schema).
 import { Validator } from '@cfworker/json-schema';
 import { describe, expect, it } from 'vitest';
+import { collect } from './helpers/collect.ts';
 import { createEngine } from '../api/engine.ts';
 import { BadRequestError } from '../api/errors.ts';
-import type { ChatCompletion, ChatCompletionChunk } from '../api/types.ts';
+import type { ChatCompletion } from '../api/types.ts';
 import { applyTemperature } from '../runtime/sampler.ts';
 import { BYTE_BASE, EXTRA_BASE, FakeBackend, FakeTokenizer, noisyLogits } from './helpers/fake-backend.ts';
 
@@ -23,12 +24,6 @@ function setup(logits?: (step: number) => Float32Array, contextLength?: number) 
   const tokenizer = new FakeTokenizer();
   const engine = createEngine({ backend, tokenizer, modelName: MODEL, tokenBytes: fakeTokenBytes });
   return { backend, tokenizer, engine };
-}
-
-async function collect(stream: AsyncIterable<ChatCompletionChunk>): Promise<ChatCompletionChunk[]> {
-  const out: ChatCompletionChunk[] = [];
-  for await (const c of stream) out.push(c);
-  return out;
 }
 
 const PERSON = {

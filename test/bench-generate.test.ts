@@ -3,12 +3,14 @@
 // SVG; and the read-bandwidth kernel against its CPU reference.
 
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { lcg } from './helpers/random.ts';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { UsageError } from '../cli/common.ts';
 import { FORMATS } from '../kernels/weight-formats.ts';
-import { ggufWeightBytesPerToken, oursWeightBytesPerToken, promptIds, runBenchGenerate, TINY_CONFIG } from '../bench/generate.ts';
+import { runBenchGenerate } from '../cli/bench.ts';
+import { ggufWeightBytesPerToken, oursWeightBytesPerToken, promptIds, TINY_CONFIG } from '../bench/generate.ts';
 import { measureReadBandwidth, xorAllRef } from '../bench/read-bandwidth.ts';
 import type { BenchRow } from '../bench/report.ts';
 import { createGpuContext, type GpuContext } from '../runtime/device.ts';
@@ -163,11 +165,8 @@ describe('read-bandwidth kernel', () => {
   it('reads every word: the xor of the workgroup results equals the CPU reference', async () => {
     // 4 MiB + 48 bytes: not a whole number of workgroups, so the bounds checks are exercised
     const words = new Uint32Array((4 * 2 ** 20 + 48) / 4);
-    let s = 12345;
-    for (let i = 0; i < words.length; i++) {
-      s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-      words[i] = s;
-    }
+    const next = lcg(12345);
+    for (let i = 0; i < words.length; i++) words[i] = next();
     const r = await measureReadBandwidth(gpu, { fill: words, minSeconds: 0.01, trials: 1 });
     expect(r.bytes).toBe(words.byteLength);
     expect(r.checksum).toBe(xorAllRef(words));

@@ -2,6 +2,7 @@
 // exact greedy continuations of several prompts and the top-10 logits after each prompt, recorded by
 // scripts/train/fixtures.ts (PyTorch float32) in test/fixtures/kjv-greedy.json.
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
+import { collect } from './helpers/collect.ts';
 import { readFileSync } from 'node:fs';
 import { testGpu } from './helpers/gpu.ts';
 import type { GpuContext } from '../runtime/device.ts';
@@ -35,9 +36,7 @@ describe('default model (trained) vs PyTorch', () => {
   for (const c of fixture.cases) {
     it(`greedy continuation of ${JSON.stringify(c.text)} equals PyTorch's`, async () => {
       if (!model) return;
-      const got: number[] = [];
-      for await (const t of model.generateGreedy(c.prompt, fixture.tokens)) got.push(t);
-      expect(got).toEqual(c.greedy);
+      expect(await collect(model.generateGreedy(c.prompt, fixture.tokens))).toEqual(c.greedy);
     });
   }
 

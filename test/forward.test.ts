@@ -1,6 +1,8 @@
 // End to end: the WebGPU forward pass against the CPU oracle (checkpoint/reference.ts) on deterministic
 // random-weights models, one multi-head (7B/13B-like) and one grouped-query (70B-like).
 import { describe, it, expect, beforeAll } from 'vitest';
+import { collect } from './helpers/collect.ts';
+import { randomPromptIds } from './helpers/random.ts';
 import type { GpuContext } from '../runtime/device.ts';
 import { createGpuContext } from '../runtime/device.ts';
 import { testGpu } from './helpers/gpu.ts';
@@ -29,19 +31,6 @@ function maxRelErr(got: Float32Array, want: Float32Array): number {
   return maxErr / maxRef;
 }
 
-const prompt = (n: number, seed: number): number[] => {
-  const out = [1];
-  let s = seed;
-  for (let i = 1; i < n; i++) { s = (s * 1103515245 + 12345) >>> 0; out.push(3 + (s % 31990)); }
-  return out;
-};
-
-async function collect(gen: AsyncGenerator<number>): Promise<number[]> {
-  const out: number[] = [];
-  for await (const t of gen) out.push(t);
-  return out;
-}
-
 for (const kind of ['mha', 'gqa'] as const) {
   describe(`${kind} random model`, () => {
     const cfg = TEST_CONFIGS[kind];
@@ -52,7 +41,7 @@ for (const kind of ['mha', 'gqa'] as const) {
       // The f32 KV cache (--kv-dtype f32); the default f16 cache is checked in the next test.
       const model = await LlamaModel.fromProvider(memoryProvider(cfg, weights), { gpu: ctx, dtype: 'f32', prefillChunk: 16, maxOut: 16, kvDtype: 'f32' });
       try {
-        const toks = prompt(40, 7); // 40 positions: 3 prefill chunks, the last one partial
+        const toks = randomPromptIds(40, 7); // 40 positions: 3 prefill chunks, the last one partial
         const ref = new ReferenceModel(cfg, weights);
         const want = ref.forward(toks, 0);
         const got = await model.logitsAll(toks);
@@ -60,7 +49,7 @@ for (const kind of ['mha', 'gqa'] as const) {
         // Tolerance: relative to the largest logit; f32 accumulation order differs from the f64 oracle.
         expect(maxRelErr(got, want)).toBeLessThan(1e-4);
 
-        const p = prompt(21, 99);
+        const p = randomPromptIds(21, 99);
         const wantTokens = new ReferenceModel(cfg, weights).generateGreedy(p, 24);
         const gotTokens = await collect(model.generateGreedy(p, 24));
         expect(gotTokens).toEqual(wantTokens);
@@ -81,11 +70,11 @@ for (const kind of ['mha', 'gqa'] as const) {
         const kvDtype = model.fwd.kvDtype;
         expect(kvDtype).toBe(ctx.hasF16 ? 'f16' : 'f32');
         const rounded = new Map([...weights].map(([k, v]) => [k, roundTrip('f16', v)]));
-        const p = prompt(12, 3);
+        const p = randomPromptIds(12, 3);
         const want = new ReferenceModel(cfg, rounded, { kvDtype }).generateGreedy(p, 16);
         expect(await collect(model.generateGreedy(p, 16))).toEqual(want);
         expect(want).toEqual(new ReferenceModel(cfg, rounded).generateGreedy(p, 16)); // the same tokens as with f32 K and V
-        const toks = prompt(8, 5);
+        const toks = randomPromptIds(8, 5);
         expect(maxRelErr((await model.logitsAll(toks)), new ReferenceModel(cfg, rounded, { kvDtype }).forward(toks, 0))).toBeLessThan(1e-4);
       } finally {
         model.destroy();
@@ -105,7 +94,7 @@ describe('limits', () => {
     const model = await LlamaModel.fromProvider(memoryProvider(cfg, weights), { gpu: small, dtype: 'f32', context: 128 });
     try {
       expect(model.weights.tokEmbeddings.chunks.length).toBe(Math.ceil((32000 * 96 * 4) / (256 * 1024)));
-      const p = prompt(10, 11);
+      const p = randomPromptIds(10, 11);
       expect(await collect(model.generateGreedy(p, 12))).toEqual(new ReferenceModel(cfg, weights).generateGreedy(p, 12));
     } finally {
       model.destroy();
@@ -119,12 +108,12 @@ describe('limits', () => {
     const weights = randomWeights(cfg, 5);
     const model = await LlamaModel.fromProvider(memoryProvider(cfg, weights), { gpu: ctx, dtype: 'f32', context: 32 });
     try {
-      await expect(collect(model.generateGreedy(prompt(40, 1), 4))).rejects.toThrow(ContextOverflowError);
-      await expect(collect(model.generateGreedy(prompt(40, 1), 4))).rejects.toThrow(/context length 32/);
+      await expect(collect(model.generateGreedy(randomPromptIds(40, 1), 4))).rejects.toThrow(ContextOverflowError);
+      await expect(collect(model.generateGreedy(randomPromptIds(40, 1), 4))).rejects.toThrow(/context length 32/);
       // Generation stops at the end of the context.
-      const out = await collect(model.generateGreedy(prompt(28, 2), 100));
+      const out = await collect(model.generateGreedy(randomPromptIds(28, 2), 100));
       expect(out.length).toBeLessThanOrEqual(4);
-      expect(out).toEqual(new ReferenceModel({ ...cfg, maxSeqLen: 32 }, weights).generateGreedy(prompt(28, 2), 100).slice(0, out.length));
+      expect(out).toEqual(new ReferenceModel({ ...cfg, maxSeqLen: 32 }, weights).generateGreedy(randomPromptIds(28, 2), 100).slice(0, out.length));
     } finally {
       model.destroy();
     }
@@ -152,13 +141,13 @@ describe('decode step: fused projections and dispatch count', () => {
       expect(count(apart).n).toBeGreaterThan(count(fused).n);
       // A pipeline already set is not set again (consecutive matvecs over chunks or separate matrices share one).
       expect(count(apart).pipelines).toBeLessThan(count(apart).n);
-      const toks = prompt(20, 13);
+      const toks = randomPromptIds(20, 13);
       const a = await fused.logitsAll(toks);
       const b = await apart.logitsAll(toks);
       expect(maxRelErr(a, b)).toBe(0);
       const ref = new ReferenceModel(cfg, weights, { kvDtype: fused.fwd.kvDtype });
       expect(maxRelErr(a, ref.forward(toks, 0))).toBeLessThan(1e-4);
-      const p = prompt(9, 17);
+      const p = randomPromptIds(9, 17);
       const want = new ReferenceModel(cfg, weights, { kvDtype: fused.fwd.kvDtype }).generateGreedy(p, 12);
       expect(await collect(fused.generateGreedy(p, 12))).toEqual(want);
       expect(await collect(apart.generateGreedy(p, 12))).toEqual(want);

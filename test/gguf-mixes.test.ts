@@ -6,6 +6,7 @@
 //    bytes) and gives the f32 path's logits up to summation order.
 import { readFileSync } from 'node:fs';
 import { describe, it, expect, beforeAll } from 'vitest';
+import { collect } from './helpers/collect.ts';
 import { createGpuContext, type GpuContext } from '../runtime/device.ts';
 import { testGpu } from './helpers/gpu.ts';
 import { MIXES_CONFIG } from './helpers/gguf-mixes.ts';
@@ -31,12 +32,6 @@ let ctx: GpuContext | null = null;
 beforeAll(async () => {
   ctx = await testGpu();
 });
-
-async function collect(gen: AsyncGenerator<number>): Promise<number[]> {
-  const out: number[] = [];
-  for await (const t of gen) out.push(t);
-  return out;
-}
 
 describe('GGUF mixes quantized by llama.cpp', () => {
   it('all twelve mixes are recorded, each with its K-quant / legacy types', () => {

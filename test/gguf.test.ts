@@ -4,6 +4,7 @@
 // GGUF metadata against tokenizer/, and greedy tokens of the CPU oracle from GGUF vs HF weights.
 
 import { beforeAll, describe, expect, it } from 'vitest';
+import { lcg, lcgFloats } from './helpers/random.ts';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -26,17 +27,6 @@ import { buildLlama2TokenizerJson, llama2TokenizerConfigJson, LlamaTokenizer, ty
 const { mha, gqa } = TEST_CONFIGS;
 // mha's shapes with one layer and a small vocab: quick to write in every type.
 const tiny: LlamaConfig = { ...mha, nLayers: 1, vocabSize: 320 };
-
-/** Deterministic f32 test values in [-scale/2, scale/2). */
-function lcg(n: number, seed: number, scale = 2): Float32Array {
-  const out = new Float32Array(n);
-  let s = seed >>> 0;
-  for (let i = 0; i < n; i++) {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    out[i] = (s / 2 ** 32 - 0.5) * scale;
-  }
-  return out;
-}
 
 function sameBits(a: Float32Array, b: Float32Array): boolean {
   if (a.length !== b.length) return false;
@@ -116,7 +106,7 @@ describe('Q8_0 / Q4_0 blocks', () => {
   });
 
   it('decode equals the independent reader and stays within each format\'s error bound', () => {
-    const x = lcg(32 * 500, 7, 3);
+    const x = lcgFloats(32 * 500, 7, 3);
     for (let i = 0; i < x.length; i += 97) x[i] *= 20; // outliers: blocks of very different scale
     for (const type of ['Q8_0', 'Q4_0'] as const) {
       const q = type === 'Q8_0' ? quantizeQ8_0(x) : quantizeQ4_0(x);
@@ -172,7 +162,7 @@ describe('GGUF header', () => {
     const out = new Uint8Array(header.byteLength + dataSize);
     out.set(header);
     out.set(new Uint8Array(new Float32Array([1, 2, 3]).buffer), header.byteLength + offsets[0]!);
-    out.set(quantizeQ8_0(lcg(128, 3)), header.byteLength + offsets[1]!);
+    out.set(quantizeQ8_0(lcgFloats(128, 3)), header.byteLength + offsets[1]!);
     return out;
   };
 
@@ -253,13 +243,13 @@ describe('q/k row permutation (llama.cpp convert_hf_to_gguf.py `permute`)', () =
     expect(rows.slice(0, 8)).toEqual([0, 4, 1, 5, 2, 6, 3, 7]);
     expect(rows.slice(8, 16)).toEqual([8, 12, 9, 13, 10, 14, 11, 15]);
     expect(sameBits(permuteQk(g, heads, cols, false), rowIds)).toBe(true);
-    const x = lcg(heads * D * cols, 5);
+    const x = lcgFloats(heads * D * cols, 5);
     expect(sameBits(permuteQk(permuteQk(x, heads, cols, true), heads, cols, false), x)).toBe(true);
   });
 
   it('turns rotate-half RoPE on HF weights into interleaved (Meta / llama.cpp mode 0) RoPE on GGUF weights', () => {
-    const w = lcg(heads * D * cols, 11);
-    const x = lcg(cols, 12);
+    const w = lcgFloats(heads * D * cols, 11);
+    const x = lcgFloats(cols, 12);
     const matvec = (m: Float32Array): Float64Array => Float64Array.from({ length: heads * D }, (_, r) => {
       let s = 0;
       for (let c = 0; c < cols; c++) s += m[r * cols + c]! * x[c]!;
@@ -432,11 +422,8 @@ const CASES = [
 const WORDS = ['the', ' the', 'llama', ' GGUF', 'ing', 'tion', ' ', '   ', '\n', '\t', '.', ',', '!', '42', '7', 'é', '中', 'жи', '🦙', '😀', '∑', 'Σ', '<s>', '▁', 'ſ', 'ﬁ', '\u00a0', 'Quantize', ' row', 'Q4_0'];
 
 function randomStrings(count: number, seed: number): string[] {
-  let s = seed >>> 0;
-  const next = (): number => {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    return s / 2 ** 32;
-  };
+  const u32 = lcg(seed);
+  const next = (): number => u32() / 2 ** 32;
   return Array.from({ length: count }, () => {
     let out = '';
     const n = 1 + Math.floor(next() * 20);

@@ -2,6 +2,8 @@
 // the GPU forward pass against the CPU oracle with factor 2, and the refusal of what the runtime does
 // not implement (other scaling types, bias terms, activations other than SiLU) by name.
 import { beforeAll, describe, expect, it } from 'vitest';
+import { collect } from './helpers/collect.ts';
+import { randomPromptIds } from './helpers/random.ts';
 import { bytesSource, mapDir } from '../checkpoint/byte-source.ts';
 import { parseHfConfig, toHfConfig, type LlamaConfig } from '../checkpoint/config.ts';
 import { readGguf } from '../checkpoint/gguf.ts';
@@ -136,8 +138,7 @@ describe('GPU forward pass with linear RoPE scaling (factor 2) against the CPU o
     if (!ctx) return t.skip();
     const cfg: LlamaConfig = { ...gqa, ropeScaleFactor: 2 };
     const weights = randomWeights(cfg, 77);
-    const toks = [1];
-    for (let i = 1, s = 5; i < 33; i++) toks.push(3 + ((s = (s * 1103515245 + 12345) >>> 0) % 31990));
+    const toks = randomPromptIds(33, 5);
     const model = await LlamaModel.fromProvider(memoryProvider(cfg, weights), { gpu: ctx, dtype: 'f32', prefillChunk: 16, maxOut: 16 });
     try {
       const want = new ReferenceModel(cfg, weights, { kvDtype: model.fwd.kvDtype }).forward(toks, 0);
@@ -154,9 +155,7 @@ describe('GPU forward pass with linear RoPE scaling (factor 2) against the CPU o
 
       const p = toks.slice(0, 12);
       const wantTokens = new ReferenceModel(cfg, weights, { kvDtype: model.fwd.kvDtype }).generateGreedy(p, 16);
-      const gotTokens: number[] = [];
-      for await (const tok of model.generateGreedy(p, 16)) gotTokens.push(tok);
-      expect(gotTokens).toEqual(wantTokens);
+      expect(await collect(model.generateGreedy(p, 16))).toEqual(wantTokens);
       expect(wantTokens).not.toEqual(new ReferenceModel({ ...cfg, ropeScaleFactor: undefined }, weights).generateGreedy(p, 16));
     } finally {
       model.destroy();

@@ -2,6 +2,7 @@
 // reader/writer: round trips, alignment, streaming writer, and every header error naming file + tensor.
 
 import { describe, expect, it } from 'vitest';
+import { lcgFloats } from './helpers/random.ts';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -20,17 +21,6 @@ const fromBits = (b: number): number => new Float32Array(new Uint32Array([b]).bu
 const toF16 = (x: number): number => f32ToF16(new Float32Array([x]))[0]!;
 const toBf16 = (x: number): number => f32ToBf16(new Float32Array([x]))[0]!;
 const fromF16 = (h: number): number => f16ToF32(new Uint16Array([h]))[0]!;
-
-/** Deterministic f32 test values: mulberry-free LCG, fine for tests. */
-function lcgFloats(n: number, seed: number, scale: number): Float32Array {
-  const out = new Float32Array(n);
-  let s = seed >>> 0;
-  for (let i = 0; i < n; i++) {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    out[i] = (s / 2 ** 32 - 0.5) * scale;
-  }
-  return out;
-}
 
 describe('half: f16', () => {
   it('decodes known bit patterns, including subnormals, inf, nan and signed zero', () => {

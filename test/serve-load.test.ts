@@ -9,6 +9,7 @@ import { mapDir } from '../checkpoint/byte-source.ts';
 import { buildLlama2TokenizerJson, llama2TokenizerConfigJson } from '../tokenizer/llama2-vocab.ts';
 import { loadLlamaEngine, type LlamaEngine } from '../serve/llama-engine.ts';
 import { startServer, type RunningServer } from '../api/server.ts';
+import { sseData } from '../api/sse.ts';
 
 const cfg = TEST_CONFIGS.gqa;
 const files = encodeHfModel(cfg, randomWeights(cfg, 9), {
@@ -38,27 +39,15 @@ async function streamChat(i: number, disconnectAfterChunks = Infinity): Promise<
   const res = await fetch(`${server!.url}/v1/openai/chat/completions`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: body(i, true), signal: ctrl.signal });
   expect(res.status).toBe(200);
   expect(res.headers.get('content-type')).toMatch(/text\/event-stream/);
-  const reader = res.body!.getReader();
-  const dec = new TextDecoder();
-  let buf = '', text = '', finish: string | null = null, chunks = 0, done = false;
-  while (!done) {
-    const r = await reader.read();
-    if (r.done) break;
-    buf += dec.decode(r.value, { stream: true });
-    let k;
-    while ((k = buf.indexOf('\n\n')) >= 0) {
-      const ev = buf.slice(0, k);
-      buf = buf.slice(k + 2);
-      expect(ev.startsWith('data: ')).toBe(true);
-      const data = ev.slice(6);
-      if (data === '[DONE]') { done = true; break; }
-      const c = JSON.parse(data);
-      text += c.choices[0]?.delta?.content ?? '';
-      finish = c.choices[0]?.finish_reason ?? finish;
-      if (++chunks >= disconnectAfterChunks) {
-        ctrl.abort();
-        return { text, finish, disconnected: true };
-      }
+  let text = '', finish: string | null = null, chunks = 0;
+  for await (const data of sseData(res.body!)) {
+    if (data === '[DONE]') break;
+    const c = JSON.parse(data);
+    text += c.choices[0]?.delta?.content ?? '';
+    finish = c.choices[0]?.finish_reason ?? finish;
+    if (++chunks >= disconnectAfterChunks) {
+      ctrl.abort();
+      return { text, finish, disconnected: true };
     }
   }
   return { text, finish, disconnected: false };

@@ -2,6 +2,8 @@
 // memory spaces, exactly like separate GPUs to WebGPU) gives bit-identical logits and the same tokens as
 // one device, through generate and through the scheduler.
 import { describe, it, expect, beforeAll } from 'vitest';
+import { collect } from './helpers/collect.ts';
+import { greedySampler } from './helpers/samplers.ts';
 import type { GpuContext } from '../runtime/device.ts';
 import { createGpuContext } from '../runtime/device.ts';
 import { testGpu } from './helpers/gpu.ts';
@@ -25,12 +27,6 @@ beforeAll(async () => {
 const cfg = { ...TEST_CONFIGS.gqa, nLayers: 5 };
 const weights = randomWeights(cfg, 555);
 const prompt = [1, 450, 4996, 17354, 1701, 29916, 432, 17204, 975, 278, 17366, 11203];
-
-async function collect(g: AsyncGenerator<number>): Promise<number[]> {
-  const out: number[] = [];
-  for await (const t of g) out.push(t);
-  return out;
-}
 
 describe('sharding', () => {
   it('even layer split', () => {
@@ -58,7 +54,7 @@ describe('sharding', () => {
         const sched = new Scheduler(many);
         const outs = await Promise.all([0, 1, 2].map((i) => collect(sched.generate({
           promptTokens: prompt.slice(0, 6 + i), maxTokens: 8,
-          sampler: { greedy: true, sample: (l) => l.indexOf(Math.max(...l)), accept: () => undefined },
+          sampler: greedySampler(),
         }))));
         outs.forEach((o, i) => expect(o).toEqual(new ReferenceModel(cfg, weights, { kvDtype: many.fwd.kvDtype }).generateGreedy(prompt.slice(0, 6 + i), 8)));
       } finally {

@@ -11,6 +11,7 @@
 // GGUF reader decodes from the same file, so llama.cpp and the oracle see the same weights. llama.cpp
 // rounds activations to f16 / q8_0 inside those matmuls, so small logit differences are expected there.
 //
+// llama.cpp runs through runner.ts's session (greedy run, logits, tokenize), as bench/perplexity.ts does.
 // node-llama-cpp is not a dependency of this project: it is pinned in bench/llamacpp/package.json (a
 // bench-only package), CPU binary only, nothing downloaded or compiled at install (see runner.ts):
 //   npm install --prefix bench/llamacpp --omit=optional --ignore-scripts --no-audit --no-fund
@@ -34,32 +35,10 @@ import { TEST_CONFIGS } from '../../test/helpers/configs.ts';
 import { ReferenceModel } from '../../checkpoint/reference.ts';
 import type { TensorProvider } from '../../checkpoint/tensor-provider.ts';
 import { buildLlama2TokenizerJson, llama2TokenizerConfigJson, LlamaTokenizer } from '../../tokenizer/index.ts';
-import { importNodeLlamaCpp } from './runner.ts';
+import { loadLlamaCpp } from './runner.ts';
 
 const SEED = 20240601;
 const PROMPT_TEXT = 'Hello, my dog is cute';
-
-// The slice of node-llama-cpp's API used here (it is imported at run time, untyped).
-interface NlcSequence {
-  evaluate(tokens: number[], opts: { temperature: number; yieldEogToken: boolean }): AsyncGenerator<number>;
-  controlledEvaluate(input: (number | [number, { generateNext: { logits: true } }])[]): Promise<({ next: { logits?: Map<number, number> } } | undefined)[]>;
-}
-interface NlcContext {
-  getSequence(): NlcSequence;
-  dispose(): Promise<void>;
-}
-interface NlcModel {
-  createContext(opts: Record<string, unknown>): Promise<NlcContext>;
-  tokenize(text: string, specialTokens?: boolean): number[];
-  dispose(): Promise<void>;
-}
-interface Nlc {
-  getLlama(opts: Record<string, unknown>): Promise<{ loadModel(opts: { modelPath: string }): Promise<NlcModel>; buildType: string; cpuMathCores?: number }>;
-}
-
-async function loadNodeLlamaCpp(): Promise<Nlc> {
-  return (await importNodeLlamaCpp()) as Nlc;
-}
 
 function arg(name: string, fallback: string): string {
   const i = process.argv.indexOf(`--${name}`);
@@ -106,9 +85,8 @@ async function main(): Promise<void> {
   const out = arg('out', join(tmpdir(), 'llama2-webgpu-llamacpp'));
   const json = process.argv.includes('--json');
 
-  const nlc = await loadNodeLlamaCpp();
   // CPU only and never build or download: node-llama-cpp's prebuilt binary from @node-llama-cpp/linux-x64.
-  const llama = await nlc.getLlama({ gpu: false, build: 'never', logLevel: 'error' });
+  const llama = await loadLlamaCpp({ threads: 2, install: false, log: (line) => console.error(line) });
   const tokJson = buildLlama2TokenizerJson();
   const tok = LlamaTokenizer.fromJson(tokJson, llama2TokenizerConfigJson());
   const prompt = tok.encode(PROMPT_TEXT); // [1, 15043, 29892, 590, 11203, 338, 274, 1082]
@@ -140,38 +118,27 @@ async function main(): Promise<void> {
       const forced = [...prompt, ...oracle];
       const oracleLogits = new ReferenceModel(cfg, weights).forward(forced, 0);
 
-      const model = await llama.loadModel({ modelPath: ggufPath });
-      const ctx = await model.createContext({
-        contextSize: cfg.maxSeqLen,
-        sequences: 2,
-        threads: 2,
-        flashAttention: false,
-        experimentalKvCacheKeyType: 'F32', // f32 KV cache: no f16 rounding of keys/values
-        experimentalKvCacheValueType: 'F32',
-      });
+      // An f32 KV cache: no f16 rounding of keys/values.
+      const session = await llama.open(ggufPath, cfg.maxSeqLen, { f32Cache: true });
       if (type === 'F32' && label === 'mha') {
         // llama.cpp tokenizes with the scores we derived from the merges; no BOS from tokenize().
-        const bad = TOKENIZE_CASES.filter((t) => JSON.stringify(model.tokenize(t)) !== JSON.stringify(tok.encode(t, { addBos: false })));
+        const bad = TOKENIZE_CASES.filter((t) => JSON.stringify(session.tokenize(t)) !== JSON.stringify(tok.encode(t, { addBos: false })));
         tokenizeMismatches = bad;
         if (!json) console.log(`tokenizer: llama.cpp and ours agree on ${TOKENIZE_CASES.length - bad.length}/${TOKENIZE_CASES.length} strings${bad.length ? ' ' + JSON.stringify(bad) : ''}`);
       }
-      const llamacpp: number[] = [];
-      const seq = ctx.getSequence();
-      for await (const t of seq.evaluate(prompt, { temperature: 0, yieldEogToken: true })) {
-        llamacpp.push(t);
-        if (llamacpp.length >= nTokens || t === cfg.eosTokenId) break;
-      }
-      const res = await ctx.getSequence().controlledEvaluate(forced.map((t) => [t, { generateNext: { logits: true } }]));
+      // Greedy to nTokens tokens, or to the end of sequence (included).
+      const generated = (await session.run(prompt, nTokens)).tokens;
+      const eos = generated.indexOf(cfg.eosTokenId);
+      const llamacpp = eos < 0 ? generated : generated.slice(0, eos + 1);
+      const theirLogits = await session.logits(forced, cfg.vocabSize);
+      await session.close();
       let maxDiff = 0;
       let firstPos = 0;
       let agree = 0;
       let scale = 0;
       for (let p = 0; p < forced.length; p++) {
-        const lg = res[p]?.next.logits;
-        if (!lg || lg.size !== cfg.vocabSize) throw new Error(`llama.cpp gave ${lg?.size ?? 0} logits at position ${p}, expected ${cfg.vocabSize}`);
         const mine = oracleLogits.subarray(p * cfg.vocabSize, (p + 1) * cfg.vocabSize);
-        const theirs = new Float32Array(cfg.vocabSize);
-        for (const [id, v] of lg) theirs[id] = v;
+        const theirs = theirLogits.subarray(p * cfg.vocabSize, (p + 1) * cfg.vocabSize);
         let d = 0;
         for (let i = 0; i < cfg.vocabSize; i++) {
           d = Math.max(d, Math.abs(theirs[i]! - mine[i]!));
@@ -181,8 +148,6 @@ async function main(): Promise<void> {
         maxDiff = Math.max(maxDiff, d);
         if (argmax(theirs) === argmax(mine)) agree++;
       }
-      await ctx.dispose();
-      await model.dispose();
 
       const firstDiff = oracle.findIndex((t, i) => llamacpp[i] !== t);
       const identical = firstDiff < 0 && llamacpp.length === oracle.length;
@@ -205,6 +170,7 @@ async function main(): Promise<void> {
   if (json) console.log(JSON.stringify({ tokenize_cases: TOKENIZE_CASES.length, tokenize_mismatches: tokenizeMismatches }));
   const bad = rows.filter((r) => r.type === 'F32' && !r.identical);
   if (!json) console.log(bad.length === 0 ? 'F32: llama.cpp and the oracle agree on every token.' : `F32 MISMATCH in ${bad.map((r) => r.model).join(', ')}`);
+  await llama.close();
   process.exitCode = bad.length === 0 ? 0 : 1;
 }
 

@@ -6,7 +6,7 @@
 // of every teacher-forced position. The oracle without scaling is shown beside, so that agreement
 // cannot come from the scale being ignored on both sides.
 //   npx vite-node bench/llamacpp/rope-scaling-check.ts [--factors 2,4] [--tokens 24]
-// (node-llama-cpp installed as bench/llamacpp/README.md says.)
+// (node-llama-cpp installed as bench/llamacpp/README.md says; driven through runner.ts's session.)
 
 import { rm } from 'node:fs/promises';
 import { writeFileSync, mkdirSync } from 'node:fs';
@@ -18,20 +18,7 @@ import { randomWeights } from '../../checkpoint/random-model.ts';
 import { TEST_CONFIGS } from '../../test/helpers/configs.ts';
 import { ReferenceModel } from '../../checkpoint/reference.ts';
 import { buildLlama2TokenizerJson, llama2TokenizerConfigJson, LlamaTokenizer } from '../../tokenizer/index.ts';
-import { importNodeLlamaCpp } from './runner.ts';
-
-interface NlcSequence {
-  evaluate(tokens: number[], opts: { temperature: number; yieldEogToken: boolean }): AsyncGenerator<number>;
-  controlledEvaluate(input: [number, { generateNext: { logits: true } }][]): Promise<({ next: { logits?: Map<number, number> } } | undefined)[]>;
-}
-interface Nlc {
-  getLlama(opts: Record<string, unknown>): Promise<{
-    loadModel(opts: { modelPath: string }): Promise<{
-      createContext(opts: Record<string, unknown>): Promise<{ getSequence(): NlcSequence; dispose(): Promise<void> }>;
-      dispose(): Promise<void>;
-    }>;
-  }>;
-}
+import { loadLlamaCpp } from './runner.ts';
 
 const arg = (name: string, fallback: string): string => {
   const i = process.argv.indexOf(`--${name}`);
@@ -43,8 +30,7 @@ async function main(): Promise<void> {
   const nTokens = Number(arg('tokens', '24'));
   const out = join(tmpdir(), 'llama2-webgpu-rope-scaling');
   mkdirSync(out, { recursive: true });
-  const nlc = (await importNodeLlamaCpp()) as Nlc;
-  const llama = await nlc.getLlama({ gpu: false, build: 'never', logLevel: 'error' });
+  const llama = await loadLlamaCpp({ threads: 2, install: false, log: (line) => console.error(line) });
   const tokJson = buildLlama2TokenizerJson();
   const tok = LlamaTokenizer.fromJson(tokJson, llama2TokenizerConfigJson());
   const prompt = tok.encode('Hello, my dog is cute');
@@ -59,32 +45,26 @@ async function main(): Promise<void> {
     const scaled = new ReferenceModel(cfg, weights).forward(forced, 0);
     const unscaled = new ReferenceModel({ ...cfg, ropeScaleFactor: undefined }, weights).forward(forced, 0);
 
-    const model = await llama.loadModel({ modelPath: path });
-    const ctx = await model.createContext({ contextSize: cfg.maxSeqLen, sequences: 2, threads: 2, flashAttention: false, experimentalKvCacheKeyType: 'F32', experimentalKvCacheValueType: 'F32' });
-    const theirsTokens: number[] = [];
-    for await (const t of ctx.getSequence().evaluate(prompt, { temperature: 0, yieldEogToken: true })) {
-      theirsTokens.push(t);
-      if (theirsTokens.length >= nTokens || t === cfg.eosTokenId) break;
-    }
-    const res = await ctx.getSequence().controlledEvaluate(forced.map((t) => [t, { generateNext: { logits: true } }]));
+    const session = await llama.open(path, cfg.maxSeqLen, { f32Cache: true });
+    // Greedy to nTokens tokens, or to the end of sequence (included).
+    const generated = (await session.run(prompt, nTokens)).tokens;
+    const eos = generated.indexOf(cfg.eosTokenId);
+    const theirsTokens = eos < 0 ? generated : generated.slice(0, eos + 1);
+    const theirs = await session.logits(forced, cfg.vocabSize);
+    await session.close();
     let dScaled = 0, dUnscaled = 0, scale = 0;
-    for (let p = 0; p < forced.length; p++) {
-      const lg = res[p]!.next.logits!;
-      for (const [id, v] of lg) {
-        const i = p * cfg.vocabSize + id;
-        dScaled = Math.max(dScaled, Math.abs(v - scaled[i]!));
-        dUnscaled = Math.max(dUnscaled, Math.abs(v - unscaled[i]!));
-        scale = Math.max(scale, Math.abs(scaled[i]!));
-      }
+    for (let i = 0; i < theirs.length; i++) {
+      dScaled = Math.max(dScaled, Math.abs(theirs[i]! - scaled[i]!));
+      dUnscaled = Math.max(dUnscaled, Math.abs(theirs[i]! - unscaled[i]!));
+      scale = Math.max(scale, Math.abs(scaled[i]!));
     }
-    await ctx.dispose();
-    await model.dispose();
     const same = JSON.stringify(theirsTokens) === JSON.stringify(oracle);
     failed ||= !same;
     console.log(`factor ${factor}: greedy tokens ${same ? 'IDENTICAL' : 'DIFFER'} (${oracle.length}); max|dlogit| vs our scaled oracle ${dScaled.toExponential(2)}, ` +
       `vs the unscaled oracle ${dUnscaled.toExponential(2)} (logits up to ${scale.toFixed(2)}, ${forced.length} positions)`);
     if (!same) console.log(`  ours ${JSON.stringify(oracle)}\n  llama.cpp ${JSON.stringify(theirsTokens)}`);
   }
+  await llama.close();
   await rm(out, { recursive: true, force: true });
   process.exit(failed ? 1 : 0);
 }

@@ -31,6 +31,7 @@ interface NlcContext {
 }
 interface NlcModel {
   createContext(opts: Record<string, unknown>): Promise<NlcContext>;
+  tokenize(text: string): number[];
   dispose(): Promise<void>;
 }
 interface NlcLlama {
@@ -57,6 +58,8 @@ export interface LlamaCppSession {
   run(prompt: number[], gen: number): Promise<LlamaCppTiming>;
   /** The logits after each of `tokens` (row p: the distribution of token p+1), from an empty cache. */
   logits(tokens: number[], vocabSize: number): Promise<Float32Array>;
+  /** `text` in the model's vocabulary, by llama.cpp's own tokenizer (no BOS). */
+  tokenize(text: string): number[];
   close(): Promise<void>;
 }
 
@@ -171,6 +174,7 @@ export async function loadLlamaCpp(opts: { threads: number; install: boolean; lo
           }
           return out;
         },
+        tokenize: (text) => model.tokenize(text),
         async close() {
           await ctx.dispose();
           await model.dispose();
