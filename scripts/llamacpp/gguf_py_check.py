@@ -1,13 +1,13 @@
 """Checks our GGUF files with llama.cpp's own Python package (gguf-py, `pip install gguf`).
 
-Run greedy-check.ts first; it leaves {mha,gqa}-{F32,F16,Q8_0,Q4_0}.gguf in its --out directory.
+Run scripts/llamacpp/greedy-check.ts first; it leaves {mha,gqa}-{F32,F16,Q8_0,Q4_0}.gguf in its --out directory.
 For each model this script:
   - parses every file with gguf.GGUFReader (an independent reader of the header, metadata and tensors);
   - re-quantizes the F32 file's matrices with gguf.quants.quantize (llama.cpp's reference Q8_0/Q4_0
     quantizers, written to match ggml-quants.c bit for bit) and compares the bytes with the
     Q8_0/Q4_0 files our TypeScript writer produced;
   - checks the F16 file against numpy's float16 rounding.
-Usage: python3 bench/llamacpp/gguf_py_check.py [DIR]   (default: $TMPDIR/llama2-webgpu-llamacpp)
+Usage: python3 scripts/llamacpp/gguf_py_check.py [DIR]   (default: $TMPDIR/llama2-webgpu-llamacpp)
 """
 
 import os

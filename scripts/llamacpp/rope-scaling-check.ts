@@ -5,7 +5,7 @@
 // llama.cpp (node-llama-cpp's prebuilt CPU binary, f32 KV cache) then give greedy tokens and the logits
 // of every teacher-forced position. The oracle without scaling is shown beside, so that agreement
 // cannot come from the scale being ignored on both sides.
-//   npx vite-node bench/llamacpp/rope-scaling-check.ts [--factors 2,4] [--tokens 24]
+//   npx vite-node scripts/llamacpp/rope-scaling-check.ts [--factors 2,4] [--tokens 24]
 // (node-llama-cpp installed as bench/llamacpp/README.md says; driven through runner.ts's session.)
 
 import { rm } from 'node:fs/promises';
@@ -18,7 +18,7 @@ import { randomWeights } from '../../checkpoint/random-model.ts';
 import { TEST_CONFIGS } from '../../test/helpers/configs.ts';
 import { ReferenceModel } from '../../checkpoint/reference.ts';
 import { buildLlama2TokenizerJson, llama2TokenizerConfigJson, LlamaTokenizer } from '../../tokenizer/index.ts';
-import { loadLlamaCpp } from './runner.ts';
+import { loadLlamaCpp } from '../../bench/llamacpp/runner.ts';
 
 const arg = (name: string, fallback: string): string => {
   const i = process.argv.indexOf(`--${name}`);

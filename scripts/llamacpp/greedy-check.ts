@@ -15,7 +15,7 @@
 // node-llama-cpp is not a dependency of this project: it is pinned in bench/llamacpp/package.json (a
 // bench-only package), CPU binary only, nothing downloaded or compiled at install (see runner.ts):
 //   npm install --prefix bench/llamacpp --omit=optional --ignore-scripts --no-audit --no-fund
-//   npx vite-node bench/llamacpp/greedy-check.ts [--tokens 24] [--types F32,F16,Q8_0,Q4_0] [--out DIR] [--json]
+//   npx vite-node scripts/llamacpp/greedy-check.ts [--tokens 24] [--types F32,F16,Q8_0,Q4_0] [--out DIR] [--json]
 // NODE_LLAMA_CPP_DIR=/path/to/node_modules/node-llama-cpp uses another install instead.
 // The files stay in --out (default $TMPDIR/llama2-webgpu-llamacpp) for gguf_py_check.py.
 // Exit status 1 when an F32 comparison differs.
@@ -35,7 +35,7 @@ import { TEST_CONFIGS } from '../../test/helpers/configs.ts';
 import { ReferenceModel } from '../../checkpoint/reference.ts';
 import type { TensorProvider } from '../../checkpoint/tensor-provider.ts';
 import { buildLlama2TokenizerJson, llama2TokenizerConfigJson, LlamaTokenizer } from '../../tokenizer/index.ts';
-import { loadLlamaCpp } from './runner.ts';
+import { loadLlamaCpp } from '../../bench/llamacpp/runner.ts';
 
 const SEED = 20240601;
 const PROMPT_TEXT = 'Hello, my dog is cute';
