@@ -32,7 +32,7 @@
 //                        | (qh[32 n + l] >> 2 p & 3) << 4; w = (d * scales[8 n + 2 p + l / 16]) * (q - 32)
 //   BF16 BS 4    TS 8    four bfloat16 (the top halves of f32s): a pseudo-block, so that deq4 is uniform
 
-import { f16ToF32 } from './half.ts';
+import { f16Values } from './half.ts';
 
 export type GgmlBlockType = 'Q4_0' | 'Q4_1' | 'Q5_0' | 'Q5_1' | 'Q8_0' | 'Q2_K' | 'Q3_K' | 'Q4_K' | 'Q5_K' | 'Q6_K' | 'BF16';
 
@@ -53,11 +53,7 @@ export interface GgmlBlockFormat {
 }
 
 const fr = Math.fround;
-let halfTable: Float32Array | null = null;
-const f16 = (b: Uint8Array, o: number): number => {
-  if (!halfTable) halfTable = f16ToF32(Uint16Array.from({ length: 65536 }, (_, i) => i));
-  return halfTable[b[o]! | (b[o + 1]! << 8)]!;
-};
+const f16 = (b: Uint8Array, o: number): number => f16Values()[b[o]! | (b[o + 1]! << 8)]!;
 const i8 = (v: number): number => (v << 24) >> 24;
 const u32le = (b: Uint8Array, o: number): number => (b[o]! | (b[o + 1]! << 8) | (b[o + 2]! << 16) | (b[o + 3]! << 24)) >>> 0;
 
