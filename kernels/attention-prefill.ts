@@ -34,6 +34,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   let t0 = wid.y * R;
   if (t0 >= step.nTokens) { return; }
   let D4 = p.headDim / 4u;
+  let kvOff4 = kvHead4(h);
   let r = lid / LPR;
   let lane = lid % LPR;
   let t = t0 + r;
@@ -60,7 +61,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     for (var i = lid; i < TP * D4; i += R * LPR) {
       let j = start + i / D4;
       if (j < n) {
-        let row = kvRow4(s, j, h) + i % D4;
+        let row = kvRow4(s, j, kvOff4) + i % D4;
         ksh[i] = vec4<f32>(kCache[row]);
         vsh[i] = vec4<f32>(vCache[row]);
       }

@@ -38,7 +38,7 @@ export const ATTENTION_SPLIT_LEN = 256;
 
 /**
  * WGSL shared by the attention kernels (this file's and kernels/attention-prefill.ts): the Params, the bindings
- * 0..8, the paged cache row of a query head's KV head, and the online-softmax rescale.
+ * 0..8, the paged cache row of a query head's KV head (kvHead4, kvRow4), and the online-softmax rescale.
  */
 export const attentionCommonWgsl = (kv: KvDtype): string => /* wgsl */ `${kvEnable(kv)}
 ${STEP_WGSL}
@@ -54,10 +54,14 @@ ${ATTENTION_PARAMS_WGSL}
 @group(0) @binding(8) var<storage, read_write> out: array<vec4<f32>>;     // (nTokens, nHeads, D)
 ${CACHE_ROW_WGSL}
 
-// Vec4 index of the K/V row of query head h at position j of slot s: its KV head is h / (nHeads / nKvHeads).
-fn kvRow4(s: u32, j: u32, h: u32) -> u32 {
-  let D4 = p.headDim / 4u;
-  return cacheRow(s, j) * p.nKvHeads * D4 + (h / (p.nHeads / p.nKvHeads)) * D4;
+// Vec4 offset, in a cache row, of the KV head query head h reads: h / (nHeads / nKvHeads) (GQA).
+fn kvHead4(h: u32) -> u32 {
+  return (h / (p.nHeads / p.nKvHeads)) * (p.headDim / 4u);
+}
+
+// Vec4 index of position j of slot s in the paged cache, at the head offset kvOff4 (kvHead4).
+fn kvRow4(s: u32, j: u32, kvOff4: u32) -> u32 {
+  return cacheRow(s, j) * p.nKvHeads * (p.headDim / 4u) + kvOff4;
 }
 
 // Online softmax (Milakov & Gimelshein 2018): the running max *m rises to tmax (>= *m); returns e^(old - new),
@@ -91,6 +95,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   let G = WG / D4;
   let g = lid / D4;
   let d4 = lid % D4;
+  let kvOff4 = kvHead4(h);
   let qBase4 = t * p.qStride4 + h * D4;
   let oBase4 = (t * p.nHeads + h) * D4;
   if (lid == 0u) { nPos = pos[t] + 1u; }
@@ -108,7 +113,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let j = start + lid;
     var score = -3.0e38;
     if (j < end) {
-      let row = kvRow4(s, j, h);
+      let row = kvRow4(s, j, kvOff4);
       rowsS[lid] = row;
       var dotv = 0.0;
       for (var i = 0u; i < D4; i++) { dotv += dot(qs[i], vec4<f32>(kCache[row + i])); }
