@@ -1,5 +1,5 @@
 // Sampling helper: greedy argmax of each logits row (ties -> the lowest id), so greedy decoding reads
-// back 4 bytes per row instead of the whole vocabulary. Grid: (nOut); one workgroup of 256 per row.
+// back 4 bytes per row instead of the whole vocabulary. Grid: argmaxGrid, (nOut); one workgroup of WG per row.
 
 import { STEP_WGSL, packParams } from './common.ts';
 
@@ -39,6 +39,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   }
   if (lid == 0u) { best[row] = bi[0]; }
 }`;
+
+/** Workgroups of an argmax over nOut rows: one per row. */
+export const argmaxGrid = (nOut: number): [number] => [nOut];
 
 export function packArgmaxParams(vocab: number): ArrayBuffer {
   return packParams([[vocab, 'u32']]);

@@ -12,18 +12,15 @@
 // split writes its running max m, sum l and unnormalized accumulator, and the combine kernel merges
 // them: out = sum_s e^(m_s - M) acc_s / sum_s e^(m_s - M) l_s, M = max_s m_s. With splitLen >= the
 // context this is the plain one-workgroup-per-(row, head) kernel (prefill uses it that way).
-// Grid: (nHeads, nTokens, nSplits); tiles of WG positions (see the kernel for who does what).
+// Grid: attentionGrid, (nHeads, nTokens, nSplits); tiles of WG positions (see the kernel for who does what).
 
 import { STEP_WGSL, packParams } from './common.ts';
 import { CACHE_ROW_WGSL, cacheRowRef, kvEnable, type KvDtype } from './kv-cache.ts';
 
 const WG = 64;
-export const ATTENTION_MAX_HEAD_DIM = 4 * WG; // D / 4 vec4 per invocation row
-/** Positions per split of a decode row (a multiple of the tile, WG). */
-export const ATTENTION_SPLIT_LEN = 256;
 
-export const attentionWgsl = (kv: KvDtype): string => /* wgsl */ `${kvEnable(kv)}
-${STEP_WGSL}
+/** The Params of every attention kernel (packAttentionParams). */
+const ATTENTION_PARAMS_WGSL = /* wgsl */ `
 struct Params {
   nHeads: u32,
   nKvHeads: u32,
@@ -34,7 +31,18 @@ struct Params {
   splitLen: u32,   // positions per split (a multiple of ${WG})
   maxSplits: u32,  // splits per row the partial buffers hold
   qStride4: u32,   // vec4 between token rows of q (nHeads * D / 4, or more when q sits in a fused qkv row)
-}
+}`;
+export const ATTENTION_MAX_HEAD_DIM = 4 * WG; // D / 4 vec4 per invocation row
+/** Positions per split of a decode row (a multiple of the tile, WG). */
+export const ATTENTION_SPLIT_LEN = 256;
+
+/**
+ * WGSL shared by the attention kernels (this file's and kernels/attention-prefill.ts): the Params, the bindings
+ * 0..8, the paged cache row of a query head's KV head (kvHead4, kvRow4), and the online-softmax rescale.
+ */
+export const attentionCommonWgsl = (kv: KvDtype): string => /* wgsl */ `${kvEnable(kv)}
+${STEP_WGSL}
+${ATTENTION_PARAMS_WGSL}
 @group(0) @binding(0) var<uniform> step: Step;
 @group(0) @binding(1) var<uniform> p: Params;
 @group(0) @binding(2) var<storage, read> q: array<vec4<f32>>;             // (nTokens, qStride): row t's heads first
@@ -44,8 +52,28 @@ struct Params {
 @group(0) @binding(6) var<storage, read> slot: array<u32>;                // (nTokens)
 @group(0) @binding(7) var<storage, read> blockTable: array<u32>;          // (nSlots, maxBlocks)
 @group(0) @binding(8) var<storage, read_write> out: array<vec4<f32>>;     // (nTokens, nHeads, D)
-@group(0) @binding(9) var<storage, read_write> part: array<f32>;          // (rows, nHeads, maxSplits, 4 + D): m, l, -, -, acc
 ${CACHE_ROW_WGSL}
+
+// Vec4 offset, in a cache row, of the KV head query head h reads: h / (nHeads / nKvHeads) (GQA).
+fn kvHead4(h: u32) -> u32 {
+  return (h / (p.nHeads / p.nKvHeads)) * (p.headDim / 4u);
+}
+
+// Vec4 index of position j of slot s in the paged cache, at the head offset kvOff4 (kvHead4).
+fn kvRow4(s: u32, j: u32, kvOff4: u32) -> u32 {
+  return cacheRow(s, j) * p.nKvHeads * (p.headDim / 4u) + kvOff4;
+}
+
+// Online softmax (Milakov & Gimelshein 2018): the running max *m rises to tmax (>= *m); returns e^(old - new),
+// the factor that rescales the sum and the accumulator gathered under the old max.
+fn raiseMax(m: ptr<function, f32>, tmax: f32) -> f32 {
+  let corr = exp(*m - tmax);
+  *m = tmax;
+  return corr;
+}`;
+
+export const attentionWgsl = (kv: KvDtype): string => /* wgsl */ `${attentionCommonWgsl(kv)}
+@group(0) @binding(9) var<storage, read_write> part: array<f32>;          // (rows, nHeads, maxSplits, 4 + D): m, l, -, -, acc
 
 const WG: u32 = ${WG}u;
 var<workgroup> qs: array<vec4<f32>, ${WG}>;      // the query row, scaled (D / 4 <= WG)
@@ -67,8 +95,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   let G = WG / D4;
   let g = lid / D4;
   let d4 = lid % D4;
-  let kvDim4 = p.nKvHeads * D4;
-  let kvOff4 = (h / (p.nHeads / p.nKvHeads)) * D4;
+  let kvOff4 = kvHead4(h);
   let qBase4 = t * p.qStride4 + h * D4;
   let oBase4 = (t * p.nHeads + h) * D4;
   if (lid == 0u) { nPos = pos[t] + 1u; }
@@ -86,7 +113,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let j = start + lid;
     var score = -3.0e38;
     if (j < end) {
-      let row = cacheRow(s, j) * kvDim4 + kvOff4;
+      let row = kvRow4(s, j, kvOff4);
       rowsS[lid] = row;
       var dotv = 0.0;
       for (var i = 0u; i < D4; i++) { dotv += dot(qs[i], vec4<f32>(kCache[row + i])); }
@@ -100,7 +127,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     workgroupBarrier();
     ps[lid] = select(0.0, exp(score - tmax), j < end);
     workgroupBarrier();
-    let corr = exp(m - tmax);
+    let corr = raiseMax(&m, tmax);
     var tsum = 0.0;
     for (var jj = 0u; jj < count; jj++) { tsum += ps[jj]; }
     l = l * corr + tsum;
@@ -108,7 +135,6 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     if (g < G) {
       for (var jj = g; jj < count; jj += G) { acc += ps[jj] * vec4<f32>(vCache[rowsS[jj] + d4]); }
     }
-    m = tmax;
     workgroupBarrier();
   }
   accS[lid] = acc;
@@ -125,20 +151,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   for (var c = 0u; c < 4u; c++) { part[pBase + 4u + 4u * lid + c] = total[c]; }
 }`;
 
-/** Merges the splits of rows with more than one (see above). Grid: (nHeads, nTokens). Same Params. */
+/** Merges the splits of rows with more than one (see above). Grid: attentionCombineGrid. Same Params. */
 export const ATTENTION_COMBINE_WGSL = /* wgsl */ `
 ${STEP_WGSL}
-struct Params {
-  nHeads: u32,
-  nKvHeads: u32,
-  headDim: u32,
-  blockSize: u32,
-  maxBlocks: u32,
-  scale: f32,
-  splitLen: u32,
-  maxSplits: u32,
-  qStride4: u32,
-}
+${ATTENTION_PARAMS_WGSL}
 @group(0) @binding(0) var<uniform> step: Step;
 @group(0) @binding(1) var<uniform> p: Params;
 @group(0) @binding(2) var<storage, read> pos: array<u32>;           // (nTokens)
@@ -191,6 +207,11 @@ export function packAttentionParams(nHeads: number, nKvHeads: number, headDim: n
     [qStride / 4, 'u32'],
   ]);
 }
+
+/** Workgroups of an attention step: one per (head, row, split of splitLen positions). */
+export const attentionGrid = (nHeads: number, nTokens: number, splits = 1): [number, number, number] => [nHeads, nTokens, splits];
+/** Workgroups of the combine kernel: one per (head, row). */
+export const attentionCombineGrid = (nHeads: number, nTokens: number): [number, number] => [nHeads, nTokens];
 
 /** Floats of the partial-results buffer for `rows` rows. */
 export const attentionPartFloats = (rows: number, nHeads: number, headDim: number, maxSplits: number): number =>

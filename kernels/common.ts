@@ -73,30 +73,25 @@ export async function readBuffer(device: GPUDevice, src: GPUBuffer, offset: numb
   return out;
 }
 
-export async function readF32(device: GPUDevice, src: GPUBuffer, count: number, offsetElems = 0): Promise<Float32Array> {
-  return new Float32Array(await readBuffer(device, src, offsetElems * 4, count * 4));
-}
-
 const pipelineCache = new WeakMap<GPUDevice, Map<string, Promise<GPUComputePipeline>>>();
 
 /**
  * Compiles `code` and creates its compute pipeline once per (device, key). Compilation errors and
  * warnings are turned into an exception that quotes the offending lines.
  */
-export function getPipeline(device: GPUDevice, key: string, code: string, constants?: Record<string, number>): Promise<GPUComputePipeline> {
+export function getPipeline(device: GPUDevice, key: string, code: string): Promise<GPUComputePipeline> {
   let cache = pipelineCache.get(device);
   if (!cache) pipelineCache.set(device, (cache = new Map()));
-  const fullKey = key + (constants ? JSON.stringify(constants) : '');
-  let p = cache.get(fullKey);
+  let p = cache.get(key);
   if (!p) {
     p = (async () => {
       const module = device.createShaderModule({ label: key, code });
       const messages = await shaderMessages(module);
       const bad = messages.filter((m) => m.type === 'error' || m.type === 'warning');
       if (bad.length) throw new Error(`shader ${key} did not compile cleanly:\n${formatMessages(bad, code)}`);
-      return device.createComputePipelineAsync({ label: key, layout: 'auto', compute: { module, entryPoint: 'main', constants } });
+      return device.createComputePipelineAsync({ label: key, layout: 'auto', compute: { module, entryPoint: 'main' } });
     })();
-    cache.set(fullKey, p);
+    cache.set(key, p);
   }
   return p;
 }
@@ -131,6 +126,19 @@ export function grid1d(n: number, wg: number): [number, number] {
 export const LINEAR_INDEX_WGSL = /* wgsl */ `
 fn linearIndex(gid: vec3<u32>, nwg: vec3<u32>, wg: u32) -> u32 {
   return gid.x + gid.y * nwg.x * wg;
+}`;
+
+/**
+ * WGSL entry point of an elementwise kernel dispatched with grid1d(count, wg): `body` runs once for each
+ * linear index i < count (`count` a WGSL u32 expression). Includes LINEAR_INDEX_WGSL.
+ */
+export const linearMainWgsl = (wg: number, count: string, body: string): string => /* wgsl */ `${LINEAR_INDEX_WGSL}
+
+@compute @workgroup_size(${wg})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let i = linearIndex(gid, nwg, ${wg}u);
+  if (i >= ${count}) { return; }
+${body}
 }`;
 
 /** One dispatch, recorded at load and encoded every step with a grid that may depend on the step. */

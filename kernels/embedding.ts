@@ -1,9 +1,11 @@
 // Embedding gather: out[t, :] = table[ids[t], :] for the ids that fall in this chunk of the table
 // (rows rowStart .. rowStart+rows). A table larger than one binding is split by rows and gathered with
-// one dispatch per chunk. Grid: (nTokens); one workgroup of 64 copies one token's row.
+// one dispatch per chunk. Grid: embeddingGrid, (nTokens); one workgroup of WG copies one token's row.
 
 import { STEP_WGSL, packParams } from './common.ts';
 import { formatSpec, type WeightFormat } from './weight-formats.ts';
+
+const WG = 64;
 
 export function embeddingWgsl(format: WeightFormat): string {
   return /* wgsl */ `
@@ -19,17 +21,20 @@ struct Params {
 @group(0) @binding(3) var<storage, read_write> out: array<vec4<f32>>; // (nTokens, dim)
 ${formatSpec(format).wgsl(4)}
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(${WG})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
   let t = wid.x;
   if (t >= step.nTokens) { return; }
   let id = ids[t];
   if (id < p.rowStart || id >= p.rowStart + p.rows) { return; }
-  for (var k4 = lid; k4 < p.dim4; k4 += 64u) {
+  for (var k4 = lid; k4 < p.dim4; k4 += ${WG}u) {
     out[t * p.dim4 + k4] = loadW4(id - p.rowStart, k4, p.dim4);
   }
 }`;
 }
+
+/** Workgroups of a gather of nTokens rows: one per token. */
+export const embeddingGrid = (nTokens: number): [number] => [nTokens];
 
 export function packEmbeddingParams(dim: number, rowStart: number, rows: number): ArrayBuffer {
   return packParams([[dim / 4, 'u32'], [rowStart, 'u32'], [rows, 'u32']]);

@@ -32,7 +32,7 @@
 //                        | (qh[32 n + l] >> 2 p & 3) << 4; w = (d * scales[8 n + 2 p + l / 16]) * (q - 32)
 //   BF16 BS 4    TS 8    four bfloat16 (the top halves of f32s): a pseudo-block, so that deq4 is uniform
 
-import { f16ToF32 } from './half.ts';
+import { f16Values } from './half.ts';
 
 export type GgmlBlockType = 'Q4_0' | 'Q4_1' | 'Q5_0' | 'Q5_1' | 'Q8_0' | 'Q2_K' | 'Q3_K' | 'Q4_K' | 'Q5_K' | 'Q6_K' | 'BF16';
 
@@ -53,11 +53,7 @@ export interface GgmlBlockFormat {
 }
 
 const fr = Math.fround;
-let halfTable: Float32Array | null = null;
-const f16 = (b: Uint8Array, o: number): number => {
-  if (!halfTable) halfTable = f16ToF32(Uint16Array.from({ length: 65536 }, (_, i) => i));
-  return halfTable[b[o]! | (b[o + 1]! << 8)]!;
-};
+const f16 = (b: Uint8Array, o: number): number => f16Values()[b[o]! | (b[o + 1]! << 8)]!;
 const i8 = (v: number): number => (v << 24) >> 24;
 const u32le = (b: Uint8Array, o: number): number => (b[o]! | (b[o + 1]! << 8) | (b[o + 2]! << 16) | (b[o + 3]! << 24)) >>> 0;
 
@@ -77,75 +73,44 @@ const SCALE_MIN_K4_WGSL = /* wgsl */ `
 /** The 4 bytes at byte offset o of w as vec4<u32> (byte 0 first). */
 const NIB = (expr: string, shift: string): string => `((bytes4(${expr}) >> vec4<u32>(${shift})) & vec4<u32>(15u))`;
 
-const Q4_0: GgmlBlockFormat = {
-  name: 'Q4_0', BS: 32, TS: 18, f16At: [0],
-  decode(b, o, y, yo) {
-    const d = f16(b, o);
-    for (let j = 0; j < 16; j++) {
-      const q = b[o + 2 + j]!;
-      y[yo + j] = fr(d * ((q & 15) - 8));
-      y[yo + j + 16] = fr(d * ((q >> 4) - 8));
-    }
-  },
-  grp: `
+/**
+ * Q4_0, Q4_1, Q5_0, Q5_1 (ggml's first quants): 32 weights, an f16 scale d (and for _1 an f16 min m), for Q5
+ * a u32 qh of fifth bits (bit j: weight j), then 16 bytes of nibbles (byte j: weight j low, weight j + 16 high).
+ * q = nibble | fifth bit << 4; w = d * (q - offset) (_0: offset 8 or 16, the middle of q's range) or d * q + m.
+ */
+function firstQuant(name: 'Q4_0' | 'Q4_1' | 'Q5_0' | 'Q5_1', withMin: boolean, fifthBit: boolean): GgmlBlockFormat {
+  const qhAt = withMin ? 4 : 2;
+  const qsAt = qhAt + (fifthBit ? 4 : 0);
+  const TS = qsAt + 16;
+  const offset = fifthBit ? 16 : 8;
+  // The u32 at a byte offset: a plain load where every block is 4-byte aligned (TS % 4 == 0).
+  const u32At = (off: string): string => (TS % 4 === 0 ? `w[(${off}) >> 2u]` : `wU32(${off})`);
+  return {
+    name, BS: 32, TS, f16At: withMin ? [0, 2] : [0],
+    decode(b, o, y, yo) {
+      const d = f16(b, o), m = withMin ? f16(b, o + 2) : 0, qh = fifthBit ? u32le(b, o + qhAt) : 0;
+      for (let j = 0; j < 16; j++) {
+        const q = b[o + qsAt + j]!;
+        const lo = (q & 15) | (((qh >>> j) & 1) << 4), hi = (q >> 4) | (((qh >>> (j + 16)) & 1) << 4);
+        y[yo + j] = withMin ? fr(fr(d * lo) + m) : fr(d * (lo - offset));
+        y[yo + j + 16] = withMin ? fr(fr(d * hi) + m) : fr(d * (hi - offset));
+      }
+    },
+    grp: withMin ? `
+  return vec4<f32>(wF16(o), wF16(o + 2u), 0.0, 0.0);` : `
   return vec4<f32>(wF16(o), 0.0, 0.0, 0.0);`,
-  deqg: `
-  let q = ${NIB('wU32(o + 2u + i % 16u)', '4u * (i / 16u)')};
-  return g.x * (vec4<f32>(q) - vec4<f32>(8.0));`,
-};
+    deqg: (fifthBit ? `
+  let hb = (vec4<u32>(${u32At(`o + ${qhAt}u`)}) >> (vec4<u32>(i) + vec4<u32>(0u, 1u, 2u, 3u))) & vec4<u32>(1u);` : '') + `
+  let q = ${NIB(u32At(`o + ${qsAt}u + i % 16u`), '4u * (i / 16u)')}${fifthBit ? ' | (hb << vec4<u32>(4u))' : ''};` + (withMin ? `
+  return g.x * vec4<f32>(q) + vec4<f32>(g.y);` : `
+  return g.x * (vec4<f32>(q) - vec4<f32>(${offset}.0));`),
+  };
+}
 
-const Q4_1: GgmlBlockFormat = {
-  name: 'Q4_1', BS: 32, TS: 20, f16At: [0, 2],
-  decode(b, o, y, yo) {
-    const d = f16(b, o), m = f16(b, o + 2);
-    for (let j = 0; j < 16; j++) {
-      const q = b[o + 4 + j]!;
-      y[yo + j] = fr(fr(d * (q & 15)) + m);
-      y[yo + j + 16] = fr(fr(d * (q >> 4)) + m);
-    }
-  },
-  grp: `
-  return vec4<f32>(wF16(o), wF16(o + 2u), 0.0, 0.0);`,
-  deqg: `
-  let q = ${NIB('w[(o + 4u + i % 16u) >> 2u]', '4u * (i / 16u)')};
-  return g.x * vec4<f32>(q) + vec4<f32>(g.y);`,
-};
-
-const Q5_0: GgmlBlockFormat = {
-  name: 'Q5_0', BS: 32, TS: 22, f16At: [0],
-  decode(b, o, y, yo) {
-    const d = f16(b, o), qh = u32le(b, o + 2);
-    for (let j = 0; j < 16; j++) {
-      const q = b[o + 6 + j]!;
-      y[yo + j] = fr(d * (((q & 15) | (((qh >>> j) & 1) << 4)) - 16));
-      y[yo + j + 16] = fr(d * (((q >> 4) | (((qh >>> (j + 16)) & 1) << 4)) - 16));
-    }
-  },
-  grp: `
-  return vec4<f32>(wF16(o), 0.0, 0.0, 0.0);`,
-  deqg: `
-  let hb = (vec4<u32>(wU32(o + 2u)) >> (vec4<u32>(i) + vec4<u32>(0u, 1u, 2u, 3u))) & vec4<u32>(1u);
-  let q = ${NIB('wU32(o + 6u + i % 16u)', '4u * (i / 16u)')} | (hb << vec4<u32>(4u));
-  return g.x * (vec4<f32>(q) - vec4<f32>(16.0));`,
-};
-
-const Q5_1: GgmlBlockFormat = {
-  name: 'Q5_1', BS: 32, TS: 24, f16At: [0, 2],
-  decode(b, o, y, yo) {
-    const d = f16(b, o), m = f16(b, o + 2), qh = u32le(b, o + 4);
-    for (let j = 0; j < 16; j++) {
-      const q = b[o + 8 + j]!;
-      y[yo + j] = fr(fr(d * ((q & 15) | (((qh >>> j) & 1) << 4))) + m);
-      y[yo + j + 16] = fr(fr(d * ((q >> 4) | (((qh >>> (j + 16)) & 1) << 4))) + m);
-    }
-  },
-  grp: `
-  return vec4<f32>(wF16(o), wF16(o + 2u), 0.0, 0.0);`,
-  deqg: `
-  let hb = (vec4<u32>(w[(o + 4u) >> 2u]) >> (vec4<u32>(i) + vec4<u32>(0u, 1u, 2u, 3u))) & vec4<u32>(1u);
-  let q = ${NIB('w[(o + 8u + i % 16u) >> 2u]', '4u * (i / 16u)')} | (hb << vec4<u32>(4u));
-  return g.x * vec4<f32>(q) + vec4<f32>(g.y);`,
-};
+const Q4_0 = firstQuant('Q4_0', false, false);
+const Q4_1 = firstQuant('Q4_1', true, false);
+const Q5_0 = firstQuant('Q5_0', false, true);
+const Q5_1 = firstQuant('Q5_1', true, true);
 
 const Q8_0: GgmlBlockFormat = {
   name: 'Q8_0', BS: 32, TS: 34, f16At: [0],
@@ -210,49 +175,39 @@ const Q3_K: GgmlBlockFormat = {
   return select(g.x, g.y, (i / 16u) % 2u == 1u) * (vec4<f32>(ql) - 4.0 * vec4<f32>(vec4<u32>(1u) - hm));`,
 };
 
-const Q4_K: GgmlBlockFormat = {
-  name: 'Q4_K', BS: 256, TS: 144, f16At: [0, 2],
-  decode(b, o, y, yo) {
-    const d = f16(b, o), dmin = f16(b, o + 2);
-    for (let g = 0; g < 8; g++) {
-      const c = g >> 1, h = g & 1;
-      const [sc, m] = scaleMinK4(b, o + 4, g);
-      const dl = fr(d * sc), ml = fr(dmin * m);
-      for (let l = 0; l < 32; l++) y[yo + 32 * g + l] = fr(fr(dl * ((b[o + 16 + 32 * c + l]! >> (4 * h)) & 15)) - ml);
-    }
-  },
-  grp: `
-  let s = i / 32u; let q = o + 4u;${SCALE_MIN_K4_WGSL}
-  return vec4<f32>(wF16(o) * f32(sc), wF16(o + 2u) * f32(mn), 0.0, 0.0);`,
-  deqg: `
-  let c = i / 64u; let h = (i / 32u) % 2u; let l = i % 32u;
-  let v = ${NIB('w[(o + 16u + 32u * c + l) >> 2u]', '4u * h')};
-  return g.x * vec4<f32>(v) - vec4<f32>(g.y);`,
-};
-
-const Q5_K: GgmlBlockFormat = {
-  name: 'Q5_K', BS: 256, TS: 176, f16At: [0, 2],
-  decode(b, o, y, yo) {
-    const d = f16(b, o), dmin = f16(b, o + 2);
-    for (let g = 0; g < 8; g++) {
-      const c = g >> 1, h = g & 1;
-      const [sc, m] = scaleMinK4(b, o + 4, g);
-      const dl = fr(d * sc), ml = fr(dmin * m);
-      for (let l = 0; l < 32; l++) {
-        const q = ((b[o + 48 + 32 * c + l]! >> (4 * h)) & 15) + 16 * ((b[o + 16 + l]! >> g) & 1);
-        y[yo + 32 * g + l] = fr(fr(dl * q) - ml);
+/**
+ * Q4_K and Q5_K: 256 weights in 8 groups of 32 with 6-bit (scale, min) pairs; Q5_K adds a fifth bit per weight
+ * (qh[l] bit g for weight 32 g + l) before the nibbles.
+ */
+function kQuant45(name: 'Q4_K' | 'Q5_K', fifthBit: boolean): GgmlBlockFormat {
+  const qsAt = fifthBit ? 48 : 16;
+  return {
+    name, BS: 256, TS: qsAt + 128, f16At: [0, 2],
+    decode(b, o, y, yo) {
+      const d = f16(b, o), dmin = f16(b, o + 2);
+      for (let g = 0; g < 8; g++) {
+        const c = g >> 1, h = g & 1;
+        const [sc, m] = scaleMinK4(b, o + 4, g);
+        const dl = fr(d * sc), ml = fr(dmin * m);
+        for (let l = 0; l < 32; l++) {
+          const q = ((b[o + qsAt + 32 * c + l]! >> (4 * h)) & 15) + (fifthBit ? 16 * ((b[o + 16 + l]! >> g) & 1) : 0);
+          y[yo + 32 * g + l] = fr(fr(dl * q) - ml);
+        }
       }
-    }
-  },
-  grp: `
+    },
+    grp: `
   let s = i / 32u; let q = o + 4u;${SCALE_MIN_K4_WGSL}
   return vec4<f32>(wF16(o) * f32(sc), wF16(o + 2u) * f32(mn), 0.0, 0.0);`,
-  deqg: `
-  let c = i / 64u; let h = (i / 32u) % 2u; let l = i % 32u;
-  let hb = (bytes4(w[(o + 16u + l) >> 2u]) >> vec4<u32>(i / 32u)) & vec4<u32>(1u);
-  let v = ${NIB('w[(o + 48u + 32u * c + l) >> 2u]', '4u * h')} | (hb << vec4<u32>(4u));
+    deqg: `
+  let c = i / 64u; let h = (i / 32u) % 2u; let l = i % 32u;` + (fifthBit ? `
+  let hb = (bytes4(w[(o + 16u + l) >> 2u]) >> vec4<u32>(i / 32u)) & vec4<u32>(1u);` : '') + `
+  let v = ${NIB(`w[(o + ${qsAt}u + 32u * c + l) >> 2u]`, '4u * h')}${fifthBit ? ' | (hb << vec4<u32>(4u))' : ''};
   return g.x * vec4<f32>(v) - vec4<f32>(g.y);`,
-};
+  };
+}
+
+const Q4_K = kQuant45('Q4_K', false);
+const Q5_K = kQuant45('Q5_K', true);
 
 const Q6_K: GgmlBlockFormat = {
   name: 'Q6_K', BS: 256, TS: 210, f16At: [208],

@@ -8,10 +8,15 @@
 // typed-array loops, no allocation beyond the output. All views assume a little-endian host (every
 // WebGPU platform is), the same as the safetensors data they read.
 
+/** `dst`, checked to hold n values. */
+function checkDst<T extends Float32Array | Uint16Array>(fn: string, dst: T, n: number): T {
+  if (dst.length < n) throw new Error(`${fn}: dst has ${dst.length} elements, need ${n}`);
+  return dst;
+}
+
 /** f16 bit patterns -> f32 values. `dst` (length >= src.length) is reused when given. */
 export function f16ToF32(src: Uint16Array, dst?: Float32Array): Float32Array {
-  const out = dst ?? new Float32Array(src.length);
-  if (out.length < src.length) throw new Error(`f16ToF32: dst has ${out.length} elements, need ${src.length}`);
+  const out = dst ? checkDst('f16ToF32', dst, src.length) : new Float32Array(src.length);
   const bits = new Uint32Array(out.buffer, out.byteOffset, src.length);
   for (let i = 0; i < src.length; i++) {
     const h = src[i]!;
@@ -57,8 +62,7 @@ function f32BitsToF16(x: number): number {
 
 /** f32 values -> f16 bit patterns, round to nearest even. */
 export function f32ToF16(src: Float32Array, dst?: Uint16Array): Uint16Array {
-  const out = dst ?? new Uint16Array(src.length);
-  if (out.length < src.length) throw new Error(`f32ToF16: dst has ${out.length} elements, need ${src.length}`);
+  const out = dst ? checkDst('f32ToF16', dst, src.length) : new Uint16Array(src.length);
   const bits = new Uint32Array(src.buffer, src.byteOffset, src.length);
   for (let i = 0; i < src.length; i++) out[i] = f32BitsToF16(bits[i]!);
   return out;
@@ -66,8 +70,7 @@ export function f32ToF16(src: Float32Array, dst?: Uint16Array): Uint16Array {
 
 /** bf16 bit patterns -> f32 values (exact: bf16 is the top 16 bits of an f32). */
 export function bf16ToF32(src: Uint16Array, dst?: Float32Array): Float32Array {
-  const out = dst ?? new Float32Array(src.length);
-  if (out.length < src.length) throw new Error(`bf16ToF32: dst has ${out.length} elements, need ${src.length}`);
+  const out = dst ? checkDst('bf16ToF32', dst, src.length) : new Float32Array(src.length);
   const bits = new Uint32Array(out.buffer, out.byteOffset, src.length);
   for (let i = 0; i < src.length; i++) bits[i] = src[i]! << 16;
   return out;
@@ -75,8 +78,7 @@ export function bf16ToF32(src: Uint16Array, dst?: Float32Array): Float32Array {
 
 /** f32 values -> bf16 bit patterns, round to nearest even; NaN stays a quiet NaN. */
 export function f32ToBf16(src: Float32Array, dst?: Uint16Array): Uint16Array {
-  const out = dst ?? new Uint16Array(src.length);
-  if (out.length < src.length) throw new Error(`f32ToBf16: dst has ${out.length} elements, need ${src.length}`);
+  const out = dst ? checkDst('f32ToBf16', dst, src.length) : new Uint16Array(src.length);
   const bits = new Uint32Array(src.buffer, src.byteOffset, src.length);
   for (let i = 0; i < src.length; i++) {
     const x = bits[i]!;
@@ -88,4 +90,11 @@ export function f32ToBf16(src: Float32Array, dst?: Uint16Array): Uint16Array {
     }
   }
   return out;
+}
+
+let table: Float32Array | null = null;
+/** All 65536 f16 bit patterns as f32 (256 KiB, built on first use): a lookup for per-element decoders. */
+export function f16Values(): Float32Array {
+  if (!table) table = f16ToF32(Uint16Array.from({ length: 65536 }, (_, i) => i));
+  return table;
 }

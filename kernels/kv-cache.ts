@@ -3,9 +3,11 @@
 // in its row of the block table, (nSlots, maxBlocks) u32: position p of slot s lives at cache row
 //   blockTable[s * maxBlocks + p / blockSize] * blockSize + p % blockSize.
 // This kernel stores the new tokens' (already rotated) k and v rows at their positions.
-// Grid: grid1d(nTokens * kvDim / 4, 64); one invocation moves one vec4 of k and one of v.
+// Grid: kvWriteGrid (grid1d(nTokens * kvDim / 4, WG)); one invocation moves one vec4 of k and one of v.
 
-import { STEP_WGSL, LINEAR_INDEX_WGSL, packParams } from './common.ts';
+import { STEP_WGSL, grid1d, linearMainWgsl, packParams } from './common.ts';
+
+const WG = 64;
 
 /** WGSL helper shared with attention: the cache row of (slot, pos). Needs `blockTable` and `p.blockSize`, `p.maxBlocks`. */
 export const CACHE_ROW_WGSL = /* wgsl */ `
@@ -23,7 +25,6 @@ export const kvEnable = (dtype: KvDtype): string => (dtype === 'f16' ? 'enable f
 
 export const kvWriteWgsl = (dtype: KvDtype): string => /* wgsl */ `${kvEnable(dtype)}
 ${STEP_WGSL}
-${LINEAR_INDEX_WGSL}
 struct Params {
   kvDim4: u32,     // nKvHeads * headDim / 4
   blockSize: u32,  // positions per block
@@ -40,16 +41,15 @@ struct Params {
 @group(0) @binding(8) var<storage, read_write> vCache: array<vec4<${dtype}>>;  // (nBlocks*blockSize, kvDim)
 ${CACHE_ROW_WGSL}
 
-@compute @workgroup_size(64)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let i = linearIndex(gid, nwg, 64u);
-  if (i >= step.nTokens * p.kvDim4) { return; }
+${linearMainWgsl(WG, 'step.nTokens * p.kvDim4', /* wgsl */ `
   let t = i / p.kvDim4;
   let e = i % p.kvDim4;
   let dst = cacheRow(slot[t], pos[t]) * p.kvDim4 + e;
   kCache[dst] = vec4<${dtype}>(k[i]);
-  vCache[dst] = vec4<${dtype}>(v[i]);
-}`;
+  vCache[dst] = vec4<${dtype}>(v[i]);`)}`;
+
+/** Workgroups of a kv-write step of nTokens rows of kvDim values. */
+export const kvWriteGrid = (nTokens: number, kvDim: number): [number, number] => grid1d((nTokens * kvDim) / 4, WG);
 
 export const KV_WRITE_WGSL = kvWriteWgsl('f32');
 

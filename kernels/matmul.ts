@@ -27,9 +27,8 @@
 // memory, weights read with the format's generic loadW4. Grid: (ceil(N/64), ceil(M/64)).
 
 import { STEP_WGSL, packParams, type Dispatch, encodeDispatch, getPipeline, bindGroup, uniformBuffer } from './common.ts';
-import { formatSpec, type WeightFormat } from './weight-formats.ts';
-import { GGML_BLOCKS, ggmlBlockFns, isGgmlBlockType, type GgmlBlockFormat } from './ggml-blocks.ts';
-import { F16_KBLOCK, Q8_KBLOCK, Q4_KBLOCK, F16_BLOCK_VEC4, Q8_BLOCK_VEC4, Q4_BLOCK_VEC4, OCTET } from './quantize.ts';
+import { formatSpec, type BlockCode, type WeightFormat } from './weight-formats.ts';
+import { OCTET } from './dtype-formats.ts';
 
 export const MATVEC_MAX_M = 4;
 /** Rows of X per slice when a prefill runs the matvec kernel (PrefillKind 'matvec'; 1, 2 and 4 measured alike). */
@@ -87,151 +86,9 @@ struct Params {
 
 const ms = (M: number): number[] => [...Array(M).keys()];
 const u32 = (i: number | string): string => (typeof i === 'number' ? `${i}u` : i);
-/** A balanced sum (short dependency chains: lavapipe does not reassociate float adds). */
-const tree = (t: string[]): string => (t.length === 1 ? t[0]! : `(${tree(t.slice(0, t.length >> 1))} + ${tree(t.slice(t.length >> 1))})`);
-const f = (v: number): string => (Number.isInteger(v) ? `${v}.0` : v.toExponential());
 
-/**
- * The per-format part of a matrix-vector kernel: the weights of a block of KB consecutive k (for f32, one of
- * 32) are read `sub` sub-blocks of 32 k at a time. X for a sub-block is the 8 vec4 `xb{m}_{c}` (c = 0..7,
- * k = 32 j + 4 c ..) and, for q4, its sum `sx{m}`. The generated statements add row r's dot product into
- * `acc{r}_{m}`; `v(i)` is the WGSL index of the row's i-th vec4 of the current block.
- */
-interface BlockCode {
-  KB: number;
-  sub: number;
-  /** WGSL type of w's elements. */
-  elem: 'vec4<f32>' | 'vec4<u32>' | 'u32';
-  /** WGSL functions over `w` the body calls (GGUF block types: the byte readers and deq4). */
-  fns?: string;
-  /** Vec4 index of row `row`'s first vec4 in its block `b` (WGSL; `Kp` is K padded to whole blocks). */
-  rowBlockBase(row: string, b: string): string;
-  /** Stride between a row's consecutive vec4 within a block. */
-  stride: number;
-  /** Statements run once per block and row, before the sub-blocks (scales). */
-  head(r: number, v: (i: number | string) => string): string[];
-  /** Statements for sub-block j (a WGSL u32 expression) of the block for row r, whose rowBlockBase is `base`. */
-  body(r: number, j: string, M: number, v: (i: number | string) => string, base: string): string[];
-  /** Statements computing, per sub-block, shared values from xb (q4: prescaled x and sums). */
-  xprep(M: number): string[];
-}
-
-// q4 nibble i of a u32, taken as (u & mask) converted to f32 = nib * 2^shift (or u >> 28 for the top one,
-// whose mask would not fit an i32): the 2^-shift is folded into the broadcast x, which all rows share,
-// saving one shift per weight.
-const Q4_LO_MASK = 'vec4<u32>(0xfu, 0xf00u, 0xf0000u, 0xf000000u)';
-const Q4_LO_SCALE = `vec4<f32>(1.0, ${f(2 ** -8)}, ${f(2 ** -16)}, ${f(2 ** -24)})`;
-const Q4_HI_SCALE = `vec4<f32>(${f(2 ** -4)}, ${f(2 ** -12)}, ${f(2 ** -20)}, 1.0)`;
-
-/**
- * A GGUF block type: w is the raw bytes (u32 words), `base` the byte offset of the block (KB = max(BS, 32)
- * weights: one block of 256 or 32, or 8 of BF16's 4-weight pseudo-blocks), and each vec4 of weights comes
- * from the type's deq4 (kernels/ggml-blocks.ts), decoded in registers.
- */
-function ggmlBlockCode(t: GgmlBlockFormat): BlockCode {
-  const KB = Math.max(t.BS, 32);
-  return {
-    KB, sub: KB / 32, elem: 'u32', stride: 1, fns: ggmlBlockFns(t),
-    rowBlockBase: (row, b) => `${row} * ((Kp / ${t.BS}u) * ${t.TS}u) + ${b} * ${(KB / t.BS) * t.TS}u`,
-    head: () => [],
-    xprep: () => [],
-    body: (r, j, M, _v, base) => [
-      // The group's scales once per 32 weights (grp), then a loop over the 8 vec4 rather than 8 inlined
-      // decodes (whose code, times M, made LLVM take seconds per pipeline on lavapipe); its bound is not a
-      // constant for the same reason as subLoop's.
-      ...ms(M).map((m) => `var xs${m} = array<vec4<f32>, 8>(${[...Array(8).keys()].map((c) => `xb${m}_${c}`).join(', ')});`),
-      `let g = grp(${base} + (32u * ${j} / ${t.BS}u) * ${t.TS}u, (32u * ${j}) % ${t.BS}u);`,
-      `for (var c = 0u; c < min(8u, Kp / 4u); c++) {`,
-      `  let i = 32u * ${j} + 4u * c;`,
-      `  let wv = deqg(${base} + (i / ${t.BS}u) * ${t.TS}u, i % ${t.BS}u, g);`,
-      ...ms(M).map((m) => `  acc${r}_${m} += wv * xs${m}[c];`),
-      `}`,
-    ],
-  };
-}
-
-function blockCode(format: WeightFormat): BlockCode {
-  if (isGgmlBlockType(format)) return ggmlBlockCode(GGML_BLOCKS[format]);
-  switch (format) {
-    case 'f32':
-      return {
-        KB: 32, sub: 1, elem: 'vec4<f32>', stride: 1,
-        rowBlockBase: (row, b) => `${row} * p.K4 + ${b} * 8u`,
-        head: () => [],
-        xprep: () => [],
-        body: (r, _j, M, v) => [
-          ...[...Array(8).keys()].map((c) => `let w${c} = ${v(c)};`),
-          ...ms(M).map((m) => `acc${r}_${m} += ${tree([...Array(8).keys()].map((c) => `w${c} * xb${m}_${c}`))};`),
-        ],
-      };
-    case 'f16':
-      return {
-        KB: F16_KBLOCK, sub: 1, elem: 'vec4<u32>', stride: OCTET,
-        rowBlockBase: (row, b) => `(${row} / 8u) * Kp + ${b} * ${F16_BLOCK_VEC4 * OCTET}u + ${row} % 8u`,
-        head: () => [],
-        xprep: () => [],
-        body: (r, _j, M, v) => {
-          const out: string[] = [];
-          for (let c = 0; c < 4; c++) {
-            out.push(`let h${c} = ${v(c)};`);
-            out.push(`let a${c} = vec4<f32>(unpack2x16float(h${c}.x), unpack2x16float(h${c}.y));`);
-            out.push(`let b${c} = vec4<f32>(unpack2x16float(h${c}.z), unpack2x16float(h${c}.w));`);
-          }
-          for (const m of ms(M)) {
-            out.push(`acc${r}_${m} += ${tree([0, 1, 2, 3].flatMap((c) => [`a${c} * xb${m}_${2 * c}`, `b${c} * xb${m}_${2 * c + 1}`]))};`);
-          }
-          return out;
-        },
-      };
-    case 'q8':
-      return {
-        KB: Q8_KBLOCK, sub: 8, elem: 'vec4<u32>', stride: OCTET,
-        rowBlockBase: (row, b) => `((${row} / 8u) * (Kp / ${Q8_KBLOCK}u) + ${b}) * ${Q8_BLOCK_VEC4 * OCTET}u + ${row} % 8u`,
-        head: (r, v) => [`let sc${r} = ${v(16)};`],
-        xprep: () => [],
-        body: (r, j, M, v) => {
-          const out: string[] = [];
-          // int8 byte s of u32 t: shifted to the top and back down, arithmetically (sign extension).
-          for (let h = 0; h < 2; h++) {
-            out.push(`let q${h} = ${v(`(2u * ${j} + ${h}u)`)};`);
-            for (let t = 0; t < 4; t++) {
-              out.push(`let e${h}${t} = vec4<f32>(bitcast<vec4<i32>>(vec4<u32>(q${h}[${t}]) << vec4<u32>(24u, 16u, 8u, 0u)) >> vec4<u32>(24u));`);
-            }
-          }
-          out.push(`let d = unpack2x16float(sc${r}[${j} / 2u])[${j} % 2u];`);
-          for (const m of ms(M)) {
-            const terms = [0, 1].flatMap((h) => [0, 1, 2, 3].map((t) => `e${h}${t} * xb${m}_${4 * h + t}`));
-            out.push(`acc${r}_${m} += d * ${tree(terms)};`);
-          }
-          return out;
-        },
-      };
-    case 'q4':
-      return {
-        KB: Q4_KBLOCK, sub: 4, elem: 'vec4<u32>', stride: OCTET,
-        rowBlockBase: (row, b) => `((${row} / 8u) * (Kp / ${Q4_KBLOCK}u) + ${b}) * ${Q4_BLOCK_VEC4 * OCTET}u + ${row} % 8u`,
-        head: (r, v) => [`let sc${r} = ${v(4)};`],
-        xprep: (M) => ms(M).flatMap((m) => [
-          ...[0, 1, 2, 3].map((t) => `let xl${m}_${t} = xb${m}_${t} * ${Q4_LO_SCALE};`),
-          ...[0, 1, 2, 3].map((t) => `let xh${m}_${t} = xb${m}_${4 + t} * ${Q4_HI_SCALE};`),
-        ]),
-        body: (r, j, M, v) => {
-          const out: string[] = [`let q = ${v(j)};`];
-          for (let t = 0; t < 4; t++) {
-            out.push(`let l${t} = vec4<f32>(bitcast<vec4<i32>>(vec4<u32>(q[${t}]) & ${Q4_LO_MASK}));`);
-            out.push(`let h${t} = vec4<f32>(bitcast<vec4<i32>>(vec4<u32>(q[${t}] & 0xf0u, q[${t}] & 0xf000u, q[${t}] & 0xf00000u, q[${t}] >> 28u)));`);
-          }
-          out.push(`let sm = unpack2x16float(sc${r}[${j}]);`); // (scale d, min m): w = d q + m
-          for (const m of ms(M)) {
-            const terms = [0, 1, 2, 3].flatMap((t) => [`l${t} * xl${m}_${t}`, `h${t} * xh${m}_${t}`]);
-            // The min's term m * sum(x) is spread over the 4 lanes of the vec4 accumulator.
-            out.push(`acc${r}_${m} += fma(vec4<f32>(sm.x), ${tree(terms)}, vec4<f32>(0.25 * sm.y * sx${m}));`);
-          }
-          return out;
-        },
-      };
-  }
-}
+/** The per-format part of a matrix-vector kernel: the format record's block code (kernels/format-spec.ts). */
+const blockCode = (format: WeightFormat): BlockCode => formatSpec(format).matvec;
 
 /**
  * The loop header over a block's sub-blocks. Its bound is `min(sub, Kp / 32)` (always `sub`) rather than

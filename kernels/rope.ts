@@ -7,13 +7,14 @@
 //   out[i + D/2] = x[i + D/2] * cos + x[i] * sin
 // cos/sin come from a (maxSeqLen, D/2) table computed on the host in f64 (WGSL's sin/cos are only
 // accurate on [-pi, pi]). Applied in place to q (nTokens, nHeads, D) or k (nTokens, nKvHeads, D).
-// Grid: grid1d(nTokens * nHeads * D/2, 64); one invocation rotates one pair.
+// Grid: ropeGrid (grid1d(nTokens * nHeads * D/2, WG)); one invocation rotates one pair.
 
-import { STEP_WGSL, LINEAR_INDEX_WGSL, packParams } from './common.ts';
+import { STEP_WGSL, grid1d, linearMainWgsl, packParams } from './common.ts';
+
+const WG = 64;
 
 export const ROPE_WGSL = /* wgsl */ `
 ${STEP_WGSL}
-${LINEAR_INDEX_WGSL}
 struct Params {
   nHeads: u32,
   half: u32, // D / 2
@@ -24,11 +25,8 @@ struct Params {
 @group(0) @binding(3) var<storage, read> pos: array<u32>;      // (nTokens) position of each row
 @group(0) @binding(4) var<storage, read> cs: array<vec2<f32>>; // (maxSeqLen, D/2) (cos, sin)
 
-@compute @workgroup_size(64)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let i = linearIndex(gid, nwg, 64u);
+${linearMainWgsl(WG, 'step.nTokens * p.nHeads * p.half', /* wgsl */ `
   let perToken = p.nHeads * p.half;
-  if (i >= step.nTokens * perToken) { return; }
   let t = i / perToken;
   let h = (i % perToken) / p.half;
   let j = i % p.half;
@@ -37,8 +35,10 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   let a = x[base + j];
   let b = x[base + j + p.half];
   x[base + j] = a * c.x - b * c.y;
-  x[base + j + p.half] = b * c.x + a * c.y;
-}`;
+  x[base + j + p.half] = b * c.x + a * c.y;`)}`;
+
+/** Workgroups of a rope step over nTokens rows of nHeads heads of headDim. */
+export const ropeGrid = (nTokens: number, nHeads: number, headDim: number): [number, number] => grid1d((nTokens * nHeads * headDim) / 2, WG);
 
 export function packRopeParams(nHeads: number, headDim: number): ArrayBuffer {
   return packParams([[nHeads, 'u32'], [headDim / 2, 'u32']]);

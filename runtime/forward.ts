@@ -10,16 +10,18 @@ import type { LlamaConfig } from '../checkpoint/config.ts';
 import type { GpuWeights, WeightMatrix } from './weights.ts';
 import { bindGroup, getPipeline, grid1d, packParams, storageBuffer, uniformBuffer, uploadBuffer, encodeDispatch, type Dispatch } from '../kernels/common.ts';
 import { matmulPipelines, recordMatmul, encodeMatmul, type MatmulDispatch } from '../kernels/matmul.ts';
-import { embeddingWgsl, packEmbeddingParams } from '../kernels/embedding.ts';
+import { embeddingWgsl, embeddingGrid, packEmbeddingParams } from '../kernels/embedding.ts';
 import { RMSNORM_WGSL, packRmsnormParams } from '../kernels/rmsnorm.ts';
 import { ropeTable } from '../kernels/rope.ts';
 import { kvBytesPerElement, type KvDtype } from '../kernels/kv-cache.ts';
 import { ropeKvWgsl, packRopeKvParams } from '../kernels/rope-kv.ts';
-import { attentionPrefillWgsl, PREFILL_ROWS, PREFILL_MAX_HEAD_DIM } from '../kernels/attention-prefill.ts';
+import { attentionPrefillWgsl, attentionPrefillGrid, PREFILL_MAX_HEAD_DIM } from '../kernels/attention-prefill.ts';
 import { formatSpec } from '../kernels/weight-formats.ts';
-import { attentionWgsl, ATTENTION_COMBINE_WGSL, ATTENTION_SPLIT_LEN, attentionPartFloats, packAttentionParams } from '../kernels/attention.ts';
+import {
+  attentionWgsl, attentionGrid, ATTENTION_COMBINE_WGSL, attentionCombineGrid, ATTENTION_SPLIT_LEN, attentionPartFloats, packAttentionParams,
+} from '../kernels/attention.ts';
 import { SWIGLU_CAT_WGSL, packSwigluParams } from '../kernels/swiglu.ts';
-import { ARGMAX_WGSL, packArgmaxParams } from '../kernels/argmax.ts';
+import { ARGMAX_WGSL, argmaxGrid, packArgmaxParams } from '../kernels/argmax.ts';
 
 export interface ForwardOptions {
   maxTokens: number; // token rows per step (the prefill chunk)
@@ -71,7 +73,7 @@ interface LayerOps {
   attention: Dispatch; // one workgroup per (row, head) over all its positions
   attentionSplit: Dispatch | null; // decode: one per (row, head, split of ATTENTION_SPLIT_LEN positions)
   attentionCombine: Dispatch | null;
-  attentionPrefill: Dispatch | null; // prefill rows of one sequence: tiles of PREFILL_ROWS rows sharing K/V tiles
+  attentionPrefill: Dispatch | null; // prefill rows of one sequence: tiles of rows sharing K/V tiles
   wo: MatmulDispatch[]; // accumulates into x
   ffnNorm: Dispatch;
   gateUp: MatmulDispatch[]; // w1|w3 into hb2, one matmul when fused
@@ -220,17 +222,17 @@ export function encodeForward(f: Forward, enc: GPUCommandEncoder, nTokens: numbe
   const run = encodeDispatch;
 
   let pass = dedupPipelines(enc.beginComputePass({ label: 'layers' }));
-  for (const e of f.embed) run(pass, e, nTokens);
+  for (const e of f.embed) run(pass, e, ...embeddingGrid(nTokens));
   for (const L of f.layers) {
     // h = x + attention(norm(x))
     run(pass, L.attentionNorm, nTokens);
     mm(pass, L.qkv, nTokens);
     run(pass, L.ropeKv, ...grid1d((nTokens * (c.nHeads + 2 * c.nKvHeads) * c.headDim) / 2, 64));
     if (split && L.attentionSplit && L.attentionCombine) {
-      run(pass, L.attentionSplit, c.nHeads, nTokens, splits);
-      run(pass, L.attentionCombine, c.nHeads, nTokens);
-    } else if (tiles && L.attentionPrefill) run(pass, L.attentionPrefill, c.nHeads, Math.ceil(nTokens / PREFILL_ROWS));
-    else run(pass, L.attention, c.nHeads, nTokens);
+      run(pass, L.attentionSplit, ...attentionGrid(c.nHeads, nTokens, splits));
+      run(pass, L.attentionCombine, ...attentionCombineGrid(c.nHeads, nTokens));
+    } else if (tiles && L.attentionPrefill) run(pass, L.attentionPrefill, ...attentionPrefillGrid(c.nHeads, nTokens));
+    else run(pass, L.attention, ...attentionGrid(c.nHeads, nTokens));
     mm(pass, L.wo, nTokens); // x += att · wo^T
     // out = h + ffn(norm(h)), ffn = w2(silu(w1 x) * w3 x)
     run(pass, L.ffnNorm, nTokens);
@@ -245,7 +247,7 @@ export function encodeForward(f: Forward, enc: GPUCommandEncoder, nTokens: numbe
   pass = dedupPipelines(enc.beginComputePass({ label: 'head' }));
   run(pass, f.finalNorm, nOut);
   mm(pass, f.head, nOut);
-  run(pass, f.argmax, nOut);
+  run(pass, f.argmax, ...argmaxGrid(nOut));
   pass.end();
 }
 

@@ -5,18 +5,19 @@ import { getPipeline } from '../kernels/common.ts';
 import { testGpu, runKernel, uploadBuffer, storageBuffer, readBuffer, randomArray, maxAbsDiff } from './helpers/gpu.ts';
 import { matvecWgsl, tiledWgsl, tiledGrid, matvecGrid, matvecVariant, packMatmulParams, matmulRef, MATVEC_MAX_M } from '../kernels/matmul.ts';
 import { FORMATS, formatSpec, roundTrip, type WeightFormat } from '../kernels/weight-formats.ts';
-import { embeddingWgsl, packEmbeddingParams, embeddingRef } from '../kernels/embedding.ts';
+import { embeddingWgsl, embeddingGrid, packEmbeddingParams, embeddingRef } from '../kernels/embedding.ts';
 import { RMSNORM_WGSL, packRmsnormParams, rmsnormRef } from '../kernels/rmsnorm.ts';
 import { SWIGLU_WGSL, SWIGLU_CAT_WGSL, packSwigluParams, swigluRef } from '../kernels/swiglu.ts';
 import { ropeKvWgsl, packRopeKvParams } from '../kernels/rope-kv.ts';
-import { ROPE_WGSL, packRopeParams, ropeRef, ropeTable } from '../kernels/rope.ts';
-import { KV_WRITE_WGSL, kvWriteWgsl, packKvWriteParams, cacheRowRef } from '../kernels/kv-cache.ts';
+import { ROPE_WGSL, ropeGrid, packRopeParams, ropeRef, ropeTable } from '../kernels/rope.ts';
+import { KV_WRITE_WGSL, kvWriteWgsl, kvWriteGrid, packKvWriteParams, cacheRowRef } from '../kernels/kv-cache.ts';
 import {
-  ATTENTION_WGSL, ATTENTION_COMBINE_WGSL, ATTENTION_SPLIT_LEN, attentionWgsl, attentionPartFloats, packAttentionParams, attentionRef,
+  ATTENTION_WGSL, ATTENTION_COMBINE_WGSL, ATTENTION_SPLIT_LEN, attentionWgsl, attentionGrid, attentionCombineGrid, attentionPartFloats,
+  packAttentionParams, attentionRef,
 } from '../kernels/attention.ts';
 import { f16ToF32, f32ToF16 } from '../kernels/half.ts';
-import { attentionPrefillWgsl, PREFILL_ROWS } from '../kernels/attention-prefill.ts';
-import { ARGMAX_WGSL, packArgmaxParams, argmaxRef } from '../kernels/argmax.ts';
+import { attentionPrefillWgsl, attentionPrefillGrid } from '../kernels/attention-prefill.ts';
+import { ARGMAX_WGSL, argmaxGrid, packArgmaxParams, argmaxRef } from '../kernels/argmax.ts';
 import { grid1d } from '../kernels/common.ts';
 
 let ctx: GpuContext | null = null;
@@ -88,7 +89,7 @@ describe('elementwise and row kernels', () => {
         await runKernel(ctx, embeddingWgsl(format), packEmbeddingParams(dim, start, rows),
           [uploadBuffer(device, 'ids', new Uint32Array(ids)), out,
             uploadBuffer(device, 'tab', formatSpec(format).pack(table.subarray(start * dim, (start + rows) * dim), rows, dim))],
-          [ids.length], { nTokens: ids.length });
+          embeddingGrid(ids.length), { nTokens: ids.length });
       }
       // Exact for f32/f16; q4's d * q + m may be fused into one rounding by a GPU (the reference rounds twice).
       expect(maxAbsDiff(await f32(out, ids.length * dim), embeddingRef(rt, dim, ids))).toBeLessThanOrEqual(format === 'q4' ? 1e-6 : 0);
@@ -123,7 +124,7 @@ describe('elementwise and row kernels', () => {
     const xb = uploadBuffer(device, 'x', x);
     await runKernel(ctx, ROPE_WGSL, packRopeParams(nHeads, D),
       [xb, uploadBuffer(device, 'pos', new Uint32Array(positions)), uploadBuffer(device, 'cs', ropeTable(4096, D, 10000))],
-      grid1d(positions.length * nHeads * D / 2, 64), { nTokens: positions.length });
+      ropeGrid(positions.length, nHeads, D), { nTokens: positions.length });
     expect(maxAbsDiff(await f32(xb, x.length), ropeRef(x, positions, nHeads, D, 10000))).toBeLessThan(1e-5);
   });
 
@@ -134,7 +135,7 @@ describe('elementwise and row kernels', () => {
     const logits = randomArray(rows * vocab, 41);
     logits[1 * vocab + 500] = 5; logits[1 * vocab + 20000] = 5; // tie in row 1
     const best = storageBuffer(device, 'best', rows * 4);
-    await runKernel(ctx, ARGMAX_WGSL, packArgmaxParams(vocab), [uploadBuffer(device, 'l', logits), best], [rows], { nTokens: 0, nOut: rows });
+    await runKernel(ctx, ARGMAX_WGSL, packArgmaxParams(vocab), [uploadBuffer(device, 'l', logits), best], argmaxGrid(rows), { nTokens: 0, nOut: rows });
     const got = [...new Uint32Array(await readBuffer(device, best, 0, rows * 4))];
     expect(got).toEqual(argmaxRef(logits, rows, vocab));
     expect(got[1]).toBe(500);
@@ -160,7 +161,7 @@ describe('kv cache and attention (paged, causal, GQA)', () => {
       const posb = uploadBuffer(device, 'pos', new Uint32Array(positions)), slotb = uploadBuffer(device, 'slot', new Uint32Array(slots));
       const tab = uploadBuffer(device, 'table', table);
       await runKernel(ctx, KV_WRITE_WGSL, packKvWriteParams(kvDim, blockSize, maxBlocks),
-        [uploadBuffer(device, 'k', kNew), uploadBuffer(device, 'v', vNew), posb, slotb, tab, kcb, vcb], grid1d(T * kvDim / 4, 64), { nTokens: T });
+        [uploadBuffer(device, 'k', kNew), uploadBuffer(device, 'v', vNew), posb, slotb, tab, kcb, vcb], kvWriteGrid(T, kvDim), { nTokens: T });
       const kExp = kc.slice(), vExp = vc.slice();
       positions.forEach((p, t) => {
         const row = cacheRowRef(table, maxBlocks, blockSize, slots[t]!, p);
@@ -171,7 +172,7 @@ describe('kv cache and attention (paged, causal, GQA)', () => {
       expect(maxAbsDiff(await f32(vcb, vc.length), vExp)).toBe(0);
       const out = storageBuffer(device, 'out', T * nHeads * D * 4);
       await runKernel(ctx, ATTENTION_WGSL, packAttentionParams(nHeads, nKvHeads, D, blockSize, maxBlocks),
-        [uploadBuffer(device, 'q', q), kcb, vcb, posb, slotb, tab, out, storageBuffer(device, 'part', 16)], [nHeads, T], { nTokens: T });
+        [uploadBuffer(device, 'q', q), kcb, vcb, posb, slotb, tab, out, storageBuffer(device, 'part', 16)], attentionGrid(nHeads, T), { nTokens: T });
       const ref = attentionRef(q, kExp, vExp, positions, slots, table, maxBlocks, blockSize, nHeads, nKvHeads, D);
       expect(maxAbsDiff(await f32(out, ref.length), ref)).toBeLessThan(1e-5);
     });
@@ -208,8 +209,8 @@ describe('attention at long contexts: split decode + combine, whole-row prefill,
           : packAttentionParams(nHeads, nKvHeads, D, blockSize, maxBlocks);
         const qb = uploadBuffer(device, 'q', q);
         const splits = split ? Math.ceil((Math.max(...positions) + 1) / ATTENTION_SPLIT_LEN) : 1;
-        await runKernel(ctx!, attentionWgsl(kv), params, [qb, kcb, vcb, posb, slotb, tab, out, part], [nHeads, T, splits], { nTokens: T });
-        if (split) await runKernel(ctx!, ATTENTION_COMBINE_WGSL, params, [posb, part, out], [nHeads, T], { nTokens: T });
+        await runKernel(ctx!, attentionWgsl(kv), params, [qb, kcb, vcb, posb, slotb, tab, out, part], attentionGrid(nHeads, T, splits), { nTokens: T });
+        if (split) await runKernel(ctx!, ATTENTION_COMBINE_WGSL, params, [posb, part, out], attentionCombineGrid(nHeads, T), { nTokens: T });
         const ref = attentionRef(q, kc, vc, positions, slots, table, maxBlocks, blockSize, nHeads, nKvHeads, D);
         return maxAbsDiff(await f32(out, ref.length), ref);
       };
@@ -295,7 +296,7 @@ describe('prefill attention, tiles of query rows', () => {
       await runKernel(ctx, attentionPrefillWgsl(kv), packAttentionParams(nHeads, nKvHeads, D, blockSize, maxBlocks),
         [uploadBuffer(device, 'q', q), up(kc), up(vc), uploadBuffer(device, 'pos', new Uint32Array(positions)),
           uploadBuffer(device, 'slot', new Uint32Array(slots)), uploadBuffer(device, 'table', table), out],
-        [nHeads, Math.ceil(T / PREFILL_ROWS)], { nTokens: T });
+        attentionPrefillGrid(nHeads, T), { nTokens: T });
       const ref = attentionRef(q, kc, vc, positions, slots, table, maxBlocks, blockSize, nHeads, nKvHeads, D);
       expect(maxAbsDiff(await f32(out, ref.length), ref)).toBeLessThan(2e-5);
     });

@@ -9,7 +9,7 @@ import {
   matvecWgsl, tiledWgsl, tiledGrid, matvecGrid, matvecVariant, variantName, packMatmulParams, matmulRef, type MatvecVariant,
 } from '../kernels/matmul.ts';
 import { FORMATS, formatSpec, roundTrip, storedFormat, type WeightFormat } from '../kernels/weight-formats.ts';
-import { QGROUP, packQ8, packQ4, unpackQ8, unpackQ4 } from '../kernels/quantize.ts';
+import { QGROUP } from '../kernels/quantize.ts';
 import { f16ToF32 } from '../kernels/half.ts';
 import { randomWeights } from '../checkpoint/random-model.ts';
 import { TEST_CONFIGS } from './helpers/configs.ts';
@@ -24,6 +24,8 @@ beforeAll(async () => {
 });
 
 const formats = Object.keys(FORMATS) as WeightFormat[];
+const { pack: packQ8, unpack: unpackQ8 } = FORMATS.q8;
+const { pack: packQ4, unpack: unpackQ4 } = FORMATS.q4;
 
 /** Gaussian-ish test weights (sum of uniforms) with a few outliers, like trained weights. */
 function weights(n: number, seed: number, scale: number): Float32Array {
