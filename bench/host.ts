@@ -65,7 +65,7 @@ function countingEncoder(): { enc: GPUCommandEncoder; counts: Counts } {
  * Weights of `small` (zeros) whose matrices are split into as many row-chunks as `real`'s would be on
  * this adapter, so the forward pass has the real model's dispatches.
  */
-function structuralWeights(ctx: GpuContext, real: LlamaConfig, small: LlamaConfig, format: WeightFormat): GpuWeights {
+export function structuralWeights(ctx: GpuContext, real: LlamaConfig, small: LlamaConfig, format: WeightFormat): GpuWeights {
   let bytes = 0;
   const matrix = (name: string, realRows: number, realCols: number, rows: number, cols: number): WeightMatrix => {
     const realSpec = formatSpec(storedFormat(format, realCols));
