@@ -9,7 +9,7 @@ import type { GpuContext } from './device.ts';
 import type { LlamaConfig } from './config.ts';
 import type { GpuWeights, LayerWeights, WeightMatrix } from './weights.ts';
 import { bindGroup, getPipeline, grid1d, packParams, storageBuffer, uniformBuffer, uploadBuffer, encodeDispatch, type Dispatch } from '../kernels/common.ts';
-import { matmulPipelines, recordMatmul, encodeMatmul, usesMatvec, fusionName, fusionStorageBuffers, type MatmulDispatch, type MatmulPipelines, type MatmulParams, type MatvecFusion } from '../kernels/matmul.ts';
+import { matmulPipelines, recordMatmul, encodeMatmul, usesMatvec, fusionName, fusionStorageBuffers, type MatmulDispatch, type MatmulPipelines, type MatmulParams, type MatvecFusion, type MatmulChoice } from '../kernels/matmul.ts';
 import { embeddingWgsl, packEmbeddingParams } from '../kernels/embedding.ts';
 import { RMSNORM_WGSL, packRmsnormParams } from '../kernels/rmsnorm.ts';
 import { ropeTable } from '../kernels/rope.ts';
@@ -45,6 +45,8 @@ export interface ForwardOptions {
    * step runs matvecs (decode; prefill on CPU adapters). false: the separate kernels (a reference to compare).
    */
   fuseDecode?: boolean;
+  /** Force a matvec design or prefill path (tests, benchmarks); default: the device's own. */
+  matmulChoice?: MatmulChoice;
 }
 
 /** Decode rows (one per slot) whose attention is split across workgroups (flash-decoding). */
@@ -157,7 +159,7 @@ export async function createForward(ctx: GpuContext, cfg: LlamaConfig, w: GpuWei
   // Matmul pipelines per weight format in use (a matrix whose K the format cannot hold is stored as f16).
   const matrices = [...w.layers.flatMap((L) => [L.wq, L.wk, L.wv, L.wo, L.w1, L.w2, L.w3]), ...(w.output ? [w.output] : [])];
   const formats = [...new Set(matrices.map((m) => m.format))];
-  const mmPipes = new Map(await Promise.all(formats.map(async (f) => [f, await matmulPipelines(ctx, f)] as const)));
+  const mmPipes = new Map(await Promise.all(formats.map(async (f) => [f, await matmulPipelines(ctx, f, opts.matmulChoice)] as const)));
   const [pEmbed, pNorm, pRopeKv, pAtt, pCombine, pSwiglu, pArgmax, pPrefill] = await Promise.all([
     getPipeline(device, `embedding-${fmt}`, embeddingWgsl(fmt)),
     getPipeline(device, 'rmsnorm', RMSNORM_WGSL),
@@ -207,7 +209,7 @@ export async function createForward(ctx: GpuContext, cfg: LlamaConfig, w: GpuWei
       else for (const m of [L.w1, L.w3]) want(m, { norm: true });
     });
   }
-  const fusedPipes = new Map<string, MatmulPipelines>(await Promise.all([...fusions].map(async ([k, [f, fu]]) => [k, await matmulPipelines(ctx, f, {}, fu)] as const)));
+  const fusedPipes = new Map<string, MatmulPipelines>(await Promise.all([...fusions].map(async ([k, [f, fu]]) => [k, await matmulPipelines(ctx, f, opts.matmulChoice, fu)] as const)));
   const fusedMatvec = (m: WeightMatrix, fu: MatvecFusion, x: GPUBuffer, y: GPUBuffer, col0: number, ldy: number, extra: GPUBuffer[],
     chunkParams: (c: WeightMatrix['chunks'][number]) => Partial<MatmulParams> = () => ({})): MatmulDispatch[] =>
     m.chunks.map((c) => recordMatmul(device, fusedPipes.get(`${m.format}:${fusionName(fu)}`)!, rs.step,
