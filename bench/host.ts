@@ -18,18 +18,20 @@ import { formatSpec, storedFormat, type WeightFormat } from '../kernels/weight-f
 import { packParams, storageBuffer } from '../kernels/common.ts';
 import { decodeCurve } from './decode-curve.ts';
 
-export const BENCH_HOST_HELP = `llama2-webgpu bench host [--json] [--iterations N] [--models 7b:f16,70b:q4]
+export const BENCH_HOST_HELP = `llama2-webgpu bench host [--json] [--iterations N] [--models 7b:f16,70b:q4] [--unfused]
   Host cost of one decode step (batch 1) on Llama-2-7B's and 70B's layer structure: dispatches per step and per
   layer, setPipeline/setBindGroup calls, and recording (encoder + pass + finish) and submit time per step and
   per layer. Dimensions are shrunk (recording does not depend on them) so the GPU's work is negligible. With
-  --json one object per line with model, dtype, layers, dispatches_per_step, dispatches_per_layer,
-  encode_us_per_layer, encode_us_per_step, submit_us_per_step, host_us_per_step.
+  --json one object per line with model, dtype, fused, layers, dispatches_per_step, dispatches_per_layer,
+  encode_us_per_layer, encode_us_per_step, submit_us_per_step, host_us_per_step. --unfused: first a row with the
+  separate norm, rope_kv and swiglu kernels (the decode step before they were fused), then the fused one.
 llama2-webgpu bench host --decode-curve [--json] [--positions 63,255,1023,2047,4095] [--steps N] [--kv-dtype f16|f32]
   Decode ms/token at each position of one sequence on the tiny random model's shape with a 4096-position context.`;
 
 export interface HostBenchRow {
   model: string;
   dtype: WeightFormat;
+  fused: boolean; // the fused decode dispatches (false: --unfused, the separate norm/rope_kv/swiglu kernels)
   layers: number;
   dispatches_per_step: number;
   dispatches_per_layer: number;
@@ -65,7 +67,7 @@ function countingEncoder(): { enc: GPUCommandEncoder; counts: Counts } {
  * Weights of `small` (zeros) whose matrices are split into as many row-chunks as `real`'s would be on
  * this adapter, so the forward pass has the real model's dispatches.
  */
-function structuralWeights(ctx: GpuContext, real: LlamaConfig, small: LlamaConfig, format: WeightFormat): GpuWeights {
+export function structuralWeights(ctx: GpuContext, real: LlamaConfig, small: LlamaConfig, format: WeightFormat): GpuWeights {
   let bytes = 0;
   const matrix = (name: string, realRows: number, realCols: number, rows: number, cols: number): WeightMatrix => {
     const realSpec = formatSpec(storedFormat(format, realCols));
@@ -156,18 +158,20 @@ async function timeSteps(ctx: GpuContext, f: Forward, iterations: number): Promi
   return { encodeUs: (encode / iterations) * 1000, submitUs: (submit / iterations) * 1000 };
 }
 
-export async function benchHost(ctx: GpuContext, model: string, format: WeightFormat, iterations: number): Promise<HostBenchRow> {
+export async function benchHost(ctx: GpuContext, model: string, format: WeightFormat, iterations: number, fused = true): Promise<HostBenchRow> {
   const real = builtinConfig(model);
   if (!real) throw new Error(`unknown model ${model}`);
   const small = structuralConfig(real);
   const w = structuralWeights(ctx, real, small, format);
-  // Fuse wq|wk|wv and w1|w3 exactly when the real matrices would be fused on this adapter (one binding).
-  const realFused = (kind: 'qkv' | 'gate_up'): boolean => {
+  // Fuse wq|wk|wv exactly when the real matrices would fit one binding on this adapter, and split the fused
+  // w1|w3 into as many chunks as the real one needs.
+  const realChunks = (kind: 'qkv' | 'gate_up'): number => {
     const rows = kind === 'qkv' ? (real.nHeads + 2 * real.nKvHeads) * real.headDim : 2 * real.hiddenDim;
-    return formatSpec(storedFormat(format, real.dim)).bufferBytes(rows, real.dim) <= Math.min(ctx.maxBindingBytes, ctx.maxBufferBytes);
+    return Math.ceil(formatSpec(storedFormat(format, real.dim)).bufferBytes(rows, real.dim) / Math.min(ctx.maxBindingBytes, ctx.maxBufferBytes));
   };
   const f = await createForward(ctx, small, w, {
-    maxTokens: 1, maxOut: 1, blockSize: 16, nBlocks: 1, nSlots: 1, maxBlocksPerSeq: 1, canFuse: (kind) => realFused(kind),
+    maxTokens: 1, maxOut: 1, blockSize: 16, nBlocks: 1, nSlots: 1, maxBlocksPerSeq: 1, fuseDecode: fused,
+    canFuse: (kind) => kind === 'gate_up' || realChunks(kind) === 1, fuseChunks: () => realChunks('gate_up'),
   });
   try {
     const full = countStep(f);
@@ -180,6 +184,7 @@ export async function benchHost(ctx: GpuContext, model: string, format: WeightFo
     return {
       model,
       dtype: format,
+      fused,
       layers: L,
       dispatches_per_step: full.dispatches,
       dispatches_per_layer: (full.dispatches - base.dispatches) / L,
@@ -200,6 +205,7 @@ export async function benchHost(ctx: GpuContext, model: string, format: WeightFo
 
 export interface BenchHostArgs {
   json: boolean;
+  unfused: boolean;
   iterations: number;
   models: [string, WeightFormat][];
   curve: boolean;
@@ -210,6 +216,7 @@ export interface BenchHostArgs {
 
 export function parseBenchHostArgs(argv: string[]): BenchHostArgs {
   let json = false;
+  let unfused = false;
   let curve = false;
   let positions = [63, 255, 1023, 2047, 4095];
   let steps = 20;
@@ -219,6 +226,7 @@ export function parseBenchHostArgs(argv: string[]): BenchHostArgs {
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     if (a === '--json') json = true;
+    else if (a === '--unfused') unfused = true;
     else if (a === '--decode-curve') curve = true;
     else if (a === '--positions') {
       positions = (argv[++i] ?? '').split(',').map(Number);
@@ -244,7 +252,7 @@ export function parseBenchHostArgs(argv: string[]): BenchHostArgs {
       });
     } else throw new Error(`unknown option ${a}`);
   }
-  return { json, iterations, models, curve, positions, steps, kvDtype };
+  return { json, unfused, iterations, models, curve, positions, steps, kvDtype };
 }
 
 export async function runBenchHost(argv: string[], print: (line: string) => void): Promise<void> {
@@ -262,16 +270,18 @@ export async function runBenchHost(argv: string[], print: (line: string) => void
   const ctx = await createGpuContext();
   const rows: HostBenchRow[] = [];
   for (const [m, d] of o.models) {
-    const r = await benchHost(ctx, m, d, o.iterations);
-    rows.push(r);
-    if (o.json) print(JSON.stringify(r));
+    for (const fused of o.unfused ? [false, true] : [true]) {
+      const r = await benchHost(ctx, m, d, o.iterations, fused);
+      rows.push(r);
+      if (o.json) print(JSON.stringify(r));
+    }
   }
   if (!o.json) {
     print(`adapter: ${ctx.adapterName}; ${o.iterations} decode steps (batch 1) per model`);
-    print('| model | dtype | layers | dispatches/step | dispatches/layer | setPipeline/step | setBindGroup/step | record µs/step | record µs/layer | submit µs/step | host µs/step |');
-    print('|---|---|---|---|---|---|---|---|---|---|---|');
+    print('| model | dtype | fused | layers | dispatches/step | dispatches/layer | setPipeline/step | setBindGroup/step | record µs/step | record µs/layer | submit µs/step | host µs/step |');
+    print('|---|---|---|---|---|---|---|---|---|---|---|---|');
     for (const r of rows) {
-      print(`| ${r.model} | ${r.dtype} | ${r.layers} | ${r.dispatches_per_step} | ${r.dispatches_per_layer} | ${r.set_pipeline_per_step} | ${r.set_bind_group_per_step} | ${r.encode_us_per_step} | ${r.encode_us_per_layer} | ${r.submit_us_per_step} | ${r.host_us_per_step} |`);
+      print(`| ${r.model} | ${r.dtype} | ${r.fused ? 'yes' : 'no'} | ${r.layers} | ${r.dispatches_per_step} | ${r.dispatches_per_layer} | ${r.set_pipeline_per_step} | ${r.set_bind_group_per_step} | ${r.encode_us_per_step} | ${r.encode_us_per_layer} | ${r.submit_us_per_step} | ${r.host_us_per_step} |`);
     }
   }
   ctx.destroy();

@@ -28,7 +28,9 @@
 
 import { STEP_WGSL, packParams, type Dispatch, encodeDispatch, getPipeline, bindGroup, uniformBuffer } from './common.ts';
 import { formatSpec, type BlockCode, type WeightFormat } from './weight-formats.ts';
+import { CACHE_ROW_WGSL, type KvDtype } from './kv-cache.ts';
 import { OCTET } from './dtype-formats.ts';
+import { tree } from './format-spec.ts';
 
 export const MATVEC_MAX_M = 4;
 /** Rows of X per slice when a prefill runs the matvec kernel (PrefillKind 'matvec'; 1, 2 and 4 measured alike). */
@@ -82,6 +84,13 @@ struct Params {
   ldy: u32,        // row stride of Y in f32
   accumulate: u32, // 1: Y += X W^T
   useOut: u32,     // 1: M = step.nOut, else step.nTokens
+  eps: f32,        // norm prologue: RMSNorm epsilon
+  half: u32,       // rope epilogue: headDim / 2
+  headBase: u32,   // rope epilogue: head (of q | k | v) of the chunk's first row
+  nHeads: u32,     // rope epilogue
+  nKvHeads: u32,   // rope epilogue
+  blockSize: u32,  // rope epilogue: KV-cache positions per block
+  maxBlocks: u32,  // rope epilogue: block-table row length
 }`;
 
 const ms = (M: number): number[] => [...Array(M).keys()];
@@ -98,10 +107,36 @@ const blockCode = (format: WeightFormat): BlockCode => formatSpec(format).matvec
 const subLoop = (bc: BlockCode): string[] =>
   bc.sub === 1 ? ['{', '  let j = 0u;'] : [`let nSub = min(${bc.sub}u, Kp / 32u);`, `for (var j = 0u; j < nSub; j++) {`];
 
+/**
+ * What a matrix-vector kernel does around the product (decode's fused dispatches; runtime/forward.ts):
+ *  - norm: an RMSNorm prologue. X is the raw residual stream; the kernel reads the norm weight g (binding 5,
+ *    (K) f32) with each vec4 of X and multiplies it in, sums X's squares on the way through K, and scales
+ *    each row's result by rsqrt(mean(x^2) + eps) at the end: W (x * g * r) = r (W (x * g)), format-agnostic.
+ *  - epilogue 'swiglu': the chunk's rows are gate rows [0, N/2) then the matching up rows [N/2, N); a
+ *    workgroup computes pairs (gate j, up j) and writes silu(gate) * up to Y column rowOffset + j.
+ *  - epilogue 'rope': the rows are whole heads of q | k | v (head headBase + h of the chunk's head h); a
+ *    workgroup computes pairs of rows (i, i + D/2) of a head and rotates them (kernels/rope.ts): q goes to Y
+ *    (at rowOffset + h D + i), k rotated and v as is into the KV cache row of (slot, position) (kv-cache.ts).
+ *    Bindings 6 pos, 7 slot, 8 blockTable, 9 cos/sin table, 10 kCache, 11 vCache.
+ * A pair's two rows are computed by two lanes of one subgroup (lanes, 1 rowset: lane l and l ^ SG/2), by one
+ * lane (lanes, 2 rowsets: rowset 0 and 1) or by two invocations of one workgroup (split: r and r ^ 4).
+ */
+export interface MatvecFusion {
+  norm?: boolean;
+  epilogue?: 'none' | 'swiglu' | 'rope';
+  kv?: KvDtype; // rope: the cache's element type
+}
+
+export const fusionName = (fu: MatvecFusion = {}): string =>
+  `${fu.norm ? 'norm' : ''}${fu.epilogue && fu.epilogue !== 'none' ? `-${fu.epilogue}${fu.epilogue === 'rope' ? `-${fu.kv ?? 'f32'}` : ''}` : ''}` || 'plain';
+
+/** Storage buffers a fused matvec binds (x, y, w, g, then the rope epilogue's six). */
+export const fusionStorageBuffers = (fu: MatvecFusion = {}): number => 3 + (fu.norm ? 1 : 0) + (fu.epilogue === 'rope' ? 6 : 0);
+
 /** WGSL of the M-row matrix-vector kernel of `format` in `variant`. */
-export function matvecWgsl(format: WeightFormat, M: number, variant: MatvecVariant): string {
+export function matvecWgsl(format: WeightFormat, M: number, variant: MatvecVariant, fusion: MatvecFusion = {}): string {
   if (M < 1 || M > MATVEC_MAX_M) throw new Error(`matvec: M = ${M} outside 1..${MATVEC_MAX_M}`);
-  return variant.kind === 'lanes' ? lanesWgsl(format, M, variant.sg, variant.rowsets) : splitWgsl(format, M, variant.subgroups);
+  return variant.kind === 'lanes' ? lanesWgsl(format, M, variant.sg, variant.rowsets, fusion) : splitWgsl(format, M, variant.subgroups, fusion);
 }
 
 const indent = (lines: string[], n: number): string => lines.map((l) => ' '.repeat(n) + l).join('\n');
@@ -109,17 +144,91 @@ const indent = (lines: string[], n: number): string => lines.map((l) => ' '.repe
 /** Kp: K padded to whole blocks (the octet formats' row length in the layout). */
 const kpLine = (KB: number): string => `let Kp = (p.K4 * 4u + ${KB - 1}u) / ${KB}u * ${KB}u;`;
 
-function lanesWgsl(format: WeightFormat, M: number, SG: number, ROWSETS: number): string {
+const paired = (fu: MatvecFusion): boolean => fu.epilogue === 'swiglu' || fu.epilogue === 'rope';
+
+/** The bindings and helper functions of a fused kernel (after w at binding 4). */
+function fusionDecls(fu: MatvecFusion): string {
+  const out: string[] = [];
+  if (fu.norm) out.push('@group(0) @binding(5) var<storage, read> g: array<vec4<f32>>;     // (K) RMSNorm weight');
+  if (fu.epilogue === 'rope') {
+    const kv = fu.kv ?? 'f32';
+    out.push(
+      '@group(0) @binding(6) var<storage, read> pos: array<u32>;          // (M) positions',
+      '@group(0) @binding(7) var<storage, read> slot: array<u32>;         // (M) KV slots',
+      '@group(0) @binding(8) var<storage, read> blockTable: array<u32>;   // (nSlots, maxBlocks)',
+      '@group(0) @binding(9) var<storage, read> cs: array<vec2<f32>>;     // (context, D/2) (cos, sin)',
+      `@group(0) @binding(10) var<storage, read_write> kCache: array<${kv}>; // (nBlocks*blockSize, nKvHeads*D)`,
+      `@group(0) @binding(11) var<storage, read_write> vCache: array<${kv}>; // (nBlocks*blockSize, nKvHeads*D)`,
+      CACHE_ROW_WGSL,
+      `// Pair q of this chunk = rows (i, i + D/2) of head h, values a and b: stores the wanted halves.
+fn storeRope(t: u32, q: u32, a: f32, b: f32, wantA: bool, wantB: bool) {
+  let h = q / p.half;
+  let i = q % p.half;
+  let hq = p.headBase + h;
+  let D = 2u * p.half;
+  let ps = pos[t];
+  if (hq >= p.nHeads + p.nKvHeads) { // v: copied
+    let dst = cacheRow(slot[t], ps) * p.nKvHeads * D + (hq - p.nHeads - p.nKvHeads) * D + i;
+    if (wantA) { vCache[dst] = ${kv}(a); }
+    if (wantB) { vCache[dst + p.half] = ${kv}(b); }
+    return;
+  }
+  let c = cs[ps * p.half + i];
+  let ra = a * c.x - b * c.y;
+  let rb = b * c.x + a * c.y;
+  if (hq < p.nHeads) { // q: into Y
+    let o = t * p.ldy + p.rowOffset + h * D + i;
+    if (wantA) { y[o] = ra; }
+    if (wantB) { y[o + p.half] = rb; }
+    return;
+  }
+  let dst = cacheRow(slot[t], ps) * p.nKvHeads * D + (hq - p.nHeads) * D + i;
+  if (wantA) { kCache[dst] = ${kv}(ra); }
+  if (wantB) { kCache[dst + p.half] = ${kv}(rb); }
+}`,
+    );
+  }
+  if (fu.epilogue === 'swiglu') out.push('fn silu(a: f32) -> f32 { return a / (1.0 + exp(-a)); }');
+  return out.join('\n');
+}
+
+/** WGSL: the row of W that slot computes for pair `q` (its first row, or second when `isB`). */
+function pairRow(fu: MatvecFusion, q0: string, isB: string): string {
+  const q = `(${q0})`;
+  return fu.epilogue === 'swiglu'
+    ? `${q} + select(0u, p.N / 2u, ${isB})`
+    : `(${q} / p.half) * 2u * p.half + ${q} % p.half + select(0u, p.half, ${isB})`;
+}
+
+/** WGSL statements of a pair's epilogue for row m of X: a, b the pair's two results. */
+function pairStore(fu: MatvecFusion, m: number, q: string, a: string, b: string, wantA: string, wantB: string): string {
+  return fu.epilogue === 'swiglu'
+    ? `if (${wantA}) { y[(m0 + ${m}u) * p.ldy + p.rowOffset + ${q}] = silu(${a}) * ${b}; }`
+    : `storeRope(m0 + ${m}u, ${q}, ${a}, ${b}, ${wantA}, ${wantB});`;
+}
+
+function lanesWgsl(format: WeightFormat, M: number, SG: number, ROWSETS: number, fu: MatvecFusion = {}): string {
   const bc = blockCode(format);
+  const pair = paired(fu);
+  if (pair && !(ROWSETS % 2 === 0 || (ROWSETS === 1 && SG % 2 === 0))) throw new Error(`matvec: a paired epilogue needs an even number of rowsets or lanes`);
   const rs = [...Array(ROWSETS).keys()];
   const L: string[] = [];
   // Rows of this lane: (wg * ROWSETS + r) * SG + lane; loads use the row clamped into the chunk (the
   // clamped lanes compute a duplicate and do not write), so every lane stays active for the broadcasts.
+  // Paired: one rowset, lanes l < SG/2 take the first rows of pairs wg * SG/2 + l, lanes l + SG/2 the
+  // second; or an even number of rowsets, the first half of them the first rows and the rest the second.
+  const H = ROWSETS === 1 ? 1 : ROWSETS / 2;
   for (const r of rs) {
-    L.push(`let row${r} = (wg * ${ROWSETS}u + ${r}u) * ${SG}u + lane;`);
+    if (!pair) L.push(`let row${r} = (wg * ${ROWSETS}u + ${r}u) * ${SG}u + lane;`);
+    else if (ROWSETS === 1) {
+      L.push(`let isB = lane >= ${SG / 2}u;`, `let q0 = wg * ${SG / 2}u + lane % ${SG / 2}u;`, `let row0 = ${pairRow(fu, 'q0', 'isB')};`);
+    } else {
+      L.push(`let q${r} = (wg * ${H}u + ${r % H}u) * ${SG}u + lane;`, `let row${r} = ${pairRow(fu, `q${r}`, r >= H ? 'true' : 'false')};`);
+    }
     L.push(`let rc${r} = min(row${r}, p.N - 1u);`);
   }
   for (const r of rs) for (const m of ms(M)) L.push(`var acc${r}_${m} = vec4<f32>(0.0);`);
+  if (fu.norm) for (const m of ms(M)) L.push(`var ss${m} = 0.0;`);
   L.push(`for (var b = 0u; b < nB; b++) {`);
   const body: string[] = [];
   for (const r of rs) body.push(`let base${r} = ${bc.rowBlockBase(`rc${r}`, 'b')};`);
@@ -127,9 +236,15 @@ function lanesWgsl(format: WeightFormat, M: number, SG: number, ROWSETS: number)
   // Sub-blocks of 32 k in a loop (unrolling them made LLVM take seconds per pipeline on lavapipe).
   const sb: string[] = [];
   // X of sub-block j: lane l loads vec4 l % 8 of its 32 values (zero past K), then all 8 are broadcast.
+  if (fu.norm) sb.push(`let gv = g[min(b * ${bc.KB / 4}u + j * 8u + lane % 8u, p.K4 - 1u)];`);
   for (const m of ms(M)) {
     sb.push(`let xi${m} = b * ${bc.KB / 4}u + j * 8u + lane % 8u;`);
-    sb.push(`let xv${m} = select(vec4<f32>(0.0), x[(m0 + ${m}u) * p.K4 + xi${m}], xi${m} < p.K4);`);
+    if (fu.norm) {
+      // The norm prologue: squares summed once per vec4 (lanes 0..7), x scaled by the norm weight.
+      sb.push(`let xr${m} = select(vec4<f32>(0.0), x[(m0 + ${m}u) * p.K4 + xi${m}], xi${m} < p.K4);`);
+      sb.push(`ss${m} += select(dot(xr${m}, xr${m}), 0.0, lane >= 8u);`);
+      sb.push(`let xv${m} = xr${m} * gv;`);
+    } else sb.push(`let xv${m} = select(vec4<f32>(0.0), x[(m0 + ${m}u) * p.K4 + xi${m}], xi${m} < p.K4);`);
     // subgroupShuffle with a constant lane measured 2x cheaper than subgroupBroadcast on lavapipe.
     for (let c = 0; c < 8; c++) sb.push(`let xb${m}_${c} = subgroupShuffle(xv${m}, ${c}u);`);
     if (format === 'q4') sb.push(`let sx${m} = subgroupAdd(dot(xv${m}, vec4<f32>(select(1.0, 0.0, lane >= 8u))));`);
@@ -138,14 +253,33 @@ function lanesWgsl(format: WeightFormat, M: number, SG: number, ROWSETS: number)
   for (const r of rs) sb.push('{', ...bc.body(r, 'j', M, (i) => `w[base${r} + ${u32(i)} * ${bc.stride}u]`, `base${r}`).map((s) => '  ' + s), '}');
   body.push(...subLoop(bc), ...sb.map((s) => '  ' + s), '}');
   L.push(...body.map((s) => '  ' + s), '}');
-  for (const r of rs) {
-    L.push(`if (row${r} < p.N) {`);
+  // The row's result: the accumulator's lanes summed (times the norm's scale).
+  if (fu.norm) for (const m of ms(M)) L.push(`let rs${m} = inverseSqrt(subgroupAdd(ss${m}) / f32(p.K4 * 4u) + p.eps);`);
+  const tv = (r: number, m: number) => `dot(acc${r}_${m}, vec4<f32>(1.0))${fu.norm ? ` * rs${m}` : ''}`;
+  if (!pair) {
+    for (const r of rs) {
+      L.push(`if (row${r} < p.N) {`);
+      for (const m of ms(M)) {
+        L.push(`  if (m0 + ${m}u < Mrt) { let i = (m0 + ${m}u) * p.ldy + p.rowOffset + row${r}; let t = ${tv(r, m)}; y[i] = select(t, y[i] + t, p.accumulate == 1u); }`);
+      }
+      L.push(`}`);
+    }
+  } else if (ROWSETS === 1) {
+    // The partner's result from lane ^ SG/2; each lane stores its own row (rope) or the first lane both (swiglu).
+    for (const m of ms(M)) L.push(`let t${m} = ${tv(0, m)};`, `let o${m} = subgroupShuffleXor(t${m}, ${SG / 2}u);`);
+    L.push(`if (q0 < p.N / 2u) {`);
     for (const m of ms(M)) {
-      L.push(`  if (m0 + ${m}u < Mrt) { let i = (m0 + ${m}u) * p.ldy + p.rowOffset + row${r}; let t = dot(acc${r}_${m}, vec4<f32>(1.0)); y[i] = select(t, y[i] + t, p.accumulate == 1u); }`);
+      L.push(`  if (m0 + ${m}u < Mrt) { ${pairStore(fu, m, 'q0', `select(t${m}, o${m}, isB)`, `select(o${m}, t${m}, isB)`, fu.epilogue === 'swiglu' ? '!isB' : '!isB', 'isB')} }`);
     }
     L.push(`}`);
+  } else {
+    for (let r = 0; r < H; r++) {
+      L.push(`if (q${r} < p.N / 2u) {`);
+      for (const m of ms(M)) L.push(`  if (m0 + ${m}u < Mrt) { ${pairStore(fu, m, `q${r}`, tv(r, m), tv(r + H, m), 'true', 'true')} }`);
+      L.push(`}`);
+    }
   }
-  return /* wgsl */ `enable subgroups;
+  return /* wgsl */ `enable subgroups;${fu.epilogue === 'rope' && fu.kv === 'f16' ? '\nenable f16;' : ''}
 ${STEP_WGSL}
 ${PARAMS_WGSL}
 @group(0) @binding(0) var<uniform> step: Step;
@@ -153,8 +287,9 @@ ${PARAMS_WGSL}
 @group(0) @binding(2) var<storage, read> x: array<vec4<f32>>;     // (M, K)
 @group(0) @binding(3) var<storage, read_write> y: array<f32>;     // (M, ldy)
 @group(0) @binding(4) var<storage, read> w: array<${bc.elem}>;     // the chunk, ${format}
+${fusionDecls(fu)}
 ${bc.fns ?? ''}
-// lanes: ${SG} rows per rowset, ${ROWSETS} rowsets per workgroup, ${M} row(s) of X.
+// lanes: ${SG} rows per rowset, ${ROWSETS} rowsets per workgroup, ${M} row(s) of X${fu.norm || pair ? `, fused: ${fusionName(fu)}` : ''}.
 @compute @workgroup_size(${SG})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(subgroup_invocation_id) lane: u32) {
@@ -170,18 +305,26 @@ ${indent(L, 2)}
 const SPLIT_WG = 64;
 const SPLIT_SLICES = SPLIT_WG / OCTET;
 
-function splitWgsl(format: WeightFormat, M: number, subgroups: boolean): string {
+function splitWgsl(format: WeightFormat, M: number, subgroups: boolean, fu: MatvecFusion = {}): string {
   const bc = blockCode(format);
+  const pair = paired(fu);
+  const fused = pair || fu.norm === true;
   const L: string[] = [];
   for (const m of ms(M)) L.push(`var acc0_${m} = vec4<f32>(0.0);`);
+  if (fu.norm) L.push(`var ss = vec4<f32>(0.0); // per row of X: sum of squares of this slice's blocks`);
   L.push(`for (var b = slice; b < nB; b += ${SPLIT_SLICES}u) {`);
   const body: string[] = [`let base0 = ${bc.rowBlockBase('rc', 'b')};`, ...bc.head(0, (i) => `w[base0 + ${u32(i)} * ${bc.stride}u]`)];
   const sb: string[] = [];
   // X of sub-block j, read directly: the 8 invocations of a slice read the same addresses (a broadcast).
+  const xIdx = (c: number) => `b * ${bc.KB / 4}u + j * 8u + ${c}u`;
   for (const m of ms(M)) {
     for (let c = 0; c < 8; c++) {
-      sb.push(`let xb${m}_${c} = select(vec4<f32>(0.0), x[(m0 + ${m}u) * p.K4 + b * ${bc.KB / 4}u + j * 8u + ${c}u], b * ${bc.KB / 4}u + j * 8u + ${c}u < p.K4);`);
+      if (fu.norm) {
+        sb.push(`let xr${m}_${c} = select(vec4<f32>(0.0), x[(m0 + ${m}u) * p.K4 + ${xIdx(c)}], ${xIdx(c)} < p.K4);`);
+        sb.push(`let xb${m}_${c} = xr${m}_${c} * g[min(${xIdx(c)}, p.K4 - 1u)];`);
+      } else sb.push(`let xb${m}_${c} = select(vec4<f32>(0.0), x[(m0 + ${m}u) * p.K4 + ${xIdx(c)}], ${xIdx(c)} < p.K4);`);
     }
+    if (fu.norm) sb.push(`ss[${m}] += ${tree([...Array(8).keys()].map((c) => `dot(xr${m}_${c}, xr${m}_${c})`))};`);
     if (format === 'q4') sb.push(`let sx${m} = ${[...Array(8).keys()].map((c) => `dot(xb${m}_${c}, vec4<f32>(1.0))`).join(' + ')};`);
   }
   sb.push(...bc.xprep(M));
@@ -196,7 +339,42 @@ function splitWgsl(format: WeightFormat, M: number, subgroups: boolean): string 
     `}`,
   ];
   let reduce: string;
-  if (subgroups) {
+  if (fused) {
+    // The partial sums (and the norm's squares) of slices reduced into invocations 0..7 without an early
+    // return (the paired epilogue's barrier needs uniform control flow), then scaled and stored.
+    const red = (v: string, s: string) => subgroups
+      ? `
+  var v${s} = ${v};
+  for (var o = 8u; o < min(sgSize, ${SPLIT_WG}u); o <<= 1u) { v${s} += subgroupShuffleXor(v${s}, o); }
+  if (sgLane < 8u) { part${s}[lid] = v${s}; }`
+      : `
+  part${s}[lid] = ${v};`;
+    const sum = (s: string) => subgroups
+      ? `for (var s = 0u; s < ${SPLIT_WG}u; s += sgSize) { total${s} += part${s}[s + lid]; }`
+      : `for (var s = 0u; s < ${SPLIT_SLICES}u; s++) { total${s} += part${s}[s * 8u + lid]; }`;
+    const pairLines = pair ? [
+      `let isB = r >= 4u;`,
+      `let q = oct * 4u + r % 4u;`,
+      `if (q < p.N / 2u) {`,
+      ...ms(M).map((m) => `  if (m0 + ${m}u < Mrt) { ${pairStore(fu, m, 'q', `select(total[${m}], other[${m}], isB)`, `select(other[${m}], total[${m}], isB)`, '!isB', 'isB')} }`),
+      `}`,
+    ] : [];
+    reduce = `${red(accVec, '')}${fu.norm ? red('ss', 'S') : ''}
+  workgroupBarrier();
+  var total = vec4<f32>(0.0);${fu.norm ? '\n  var totalS = vec4<f32>(0.0);' : ''}
+  if (lid < 8u) {
+    ${sum('')}${fu.norm ? `\n    ${sum('S')}\n    total *= inverseSqrt(totalS / f32(p.K4 * 4u) + p.eps);` : ''}
+  }${pair ? `
+  if (lid < 8u) { tot[lid] = total; }
+  workgroupBarrier();
+  if (lid < 8u) {
+    let other = tot[lid ^ 4u];
+${indent(pairLines, 4)}
+  }` : `
+  if (lid < 8u) {
+${indent(write, 4)}
+  }`}`;
+  } else if (subgroups) {
     // Invocations l and l ^ 8, l ^ 16, l ^ 32 hold the same row: fold the slices inside each subgroup
     // (subgroups of a 1-D workgroup are runs of consecutive local indices, aligned to their size, on every
     // adapter we know; WGSL does not promise it, which is why the shared variant exists and is tested too),
@@ -227,17 +405,19 @@ ${indent(write, 4)}
 ${indent(write, 4)}
   }`;
   }
-  return /* wgsl */ `${subgroups ? 'enable subgroups;\n' : ''}${STEP_WGSL}
+  const f16 = fu.epilogue === 'rope' && fu.kv === 'f16';
+  return /* wgsl */ `${subgroups ? 'enable subgroups;\n' : ''}${f16 ? 'enable f16;\n' : ''}${STEP_WGSL}
 ${PARAMS_WGSL}
 @group(0) @binding(0) var<uniform> step: Step;
 @group(0) @binding(1) var<uniform> p: Params;
 @group(0) @binding(2) var<storage, read> x: array<vec4<f32>>;     // (M, K)
 @group(0) @binding(3) var<storage, read_write> y: array<f32>;     // (M, ldy)
 @group(0) @binding(4) var<storage, read> w: array<${bc.elem}>;     // the chunk, ${format}
+${fusionDecls(fu)}
 ${bc.fns ?? ''}
-var<workgroup> part: array<vec4<f32>, ${SPLIT_WG}>; // partial sums, one vec4 lane per row of X
+var<workgroup> part: array<vec4<f32>, ${SPLIT_WG}>; // partial sums, one vec4 lane per row of X${fu.norm ? `\nvar<workgroup> partS: array<vec4<f32>, ${SPLIT_WG}>; // partial sums of squares of X` : ''}${pair ? '\nvar<workgroup> tot: array<vec4<f32>, 8>; // the 8 rows\' results, for the pairs\' exchange' : ''}
 
-// split: one octet per workgroup, ${SPLIT_SLICES} slices of K per row, ${M} row(s) of X.
+// split: one octet per workgroup, ${SPLIT_SLICES} slices of K per row, ${M} row(s) of X${fused ? `, fused: ${fusionName(fu)}` : ''}.
 @compute @workgroup_size(${SPLIT_WG})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) lid: u32${subgroups ? ',\n        @builtin(subgroup_size) sgSize: u32, @builtin(subgroup_invocation_id) sgLane: u32' : ''}) {
@@ -248,7 +428,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   let nB = Kp / ${bc.KB}u;
   let r = lid % 8u;
   let slice = lid / 8u;
-  let rc = min(oct * 8u + r, p.N - 1u);
+  let rc = min(${pair ? pairRow(fu, 'oct * 4u + r % 4u', 'r >= 4u') : 'oct * 8u + r'}, p.N - 1u);
 ${indent(L, 2)}
 ${reduce}
 }`;
@@ -333,10 +513,23 @@ export interface MatmulParams {
   ldy: number;
   accumulate: boolean;
   useOut: boolean;
+  eps?: number; // norm prologue
+  rope?: RopeParams; // rope epilogue
+}
+
+/** The rope epilogue's shape: the chunk's first head in q | k | v, and the cache's addressing. */
+export interface RopeParams {
+  headDim: number;
+  headBase: number;
+  nHeads: number;
+  nKvHeads: number;
+  blockSize: number;
+  maxBlocks: number;
 }
 
 export function packMatmulParams(q: MatmulParams): ArrayBuffer {
   if (q.K % 4 !== 0) throw new Error(`matmul: K = ${q.K} must be a multiple of 4`);
+  const r = q.rope;
   return packParams([
     [q.N, 'u32'],
     [q.K / 4, 'u32'],
@@ -344,6 +537,13 @@ export function packMatmulParams(q: MatmulParams): ArrayBuffer {
     [q.ldy, 'u32'],
     [q.accumulate ? 1 : 0, 'u32'],
     [q.useOut ? 1 : 0, 'u32'],
+    [q.eps ?? 0, 'f32'],
+    [r ? r.headDim / 2 : 0, 'u32'],
+    [r?.headBase ?? 0, 'u32'],
+    [r?.nHeads ?? 0, 'u32'],
+    [r?.nKvHeads ?? 0, 'u32'],
+    [r?.blockSize ?? 0, 'u32'],
+    [r?.maxBlocks ?? 0, 'u32'],
   ]);
 }
 
@@ -355,13 +555,17 @@ export function packMatmulParams(q: MatmulParams): ArrayBuffer {
  */
 export type PrefillKind = 'tiled' | 'matvec';
 
-/** The pipelines of one weight format on one device: matvec[M - 1] for M = 1..4, and the tiled one. */
+/**
+ * The pipelines of one weight format on one device: matvec[M - 1] for M = 1..4, and the tiled one (null
+ * for a fused matvec, which has no tiled form: a step that needs the tiled kernel uses the unfused dispatches).
+ */
 export interface MatmulPipelines {
   format: WeightFormat;
   variant: MatvecVariant;
   prefill: PrefillKind;
+  fusion: MatvecFusion;
   matvec: GPUComputePipeline[];
-  tiled: GPUComputePipeline;
+  tiled: GPUComputePipeline | null;
 }
 
 export interface MatmulChoice {
@@ -369,46 +573,57 @@ export interface MatmulChoice {
   prefill?: PrefillKind; // force a prefill path
 }
 
-export async function matmulPipelines(ctx: MatvecDevice, format: WeightFormat, choice: MatmulChoice = {}): Promise<MatmulPipelines> {
+export async function matmulPipelines(ctx: MatvecDevice, format: WeightFormat, choice: MatmulChoice = {}, fusion: MatvecFusion = {}): Promise<MatmulPipelines> {
   const variant = matvecVariant(ctx, format, choice.variant);
   const name = variantName(variant);
+  const plain = !fusion.norm && (fusion.epilogue ?? 'none') === 'none';
+  const fname = plain ? '' : `-${fusionName(fusion)}`;
   const [tiled, ...matvec] = await Promise.all([
-    getPipeline(ctx.device, `tiled-${format}`, tiledWgsl(format)),
-    ...[1, 2, 3, 4].map((M) => getPipeline(ctx.device, `matvec-${format}-${name}-m${M}`, matvecWgsl(format, M, variant))),
+    plain ? getPipeline(ctx.device, `tiled-${format}`, tiledWgsl(format)) : null,
+    ...[1, 2, 3, 4].map((M) => getPipeline(ctx.device, `matvec-${format}-${name}-m${M}${fname}`, matvecWgsl(format, M, variant, fusion))),
   ]);
   const prefill = choice.prefill ?? (variant.kind === 'lanes' ? 'matvec' : 'tiled');
-  return { format, variant, prefill, matvec, tiled: tiled! };
+  return { format, variant, prefill, fusion, matvec: matvec as GPUComputePipeline[], tiled };
 }
 
 /** The recorded dispatches of one weight chunk (made at load); encode picks by M. */
 export interface MatmulDispatch {
   matvec: Dispatch[]; // [M - 1]
   matvecGrid: [number, number];
-  tiled: Dispatch;
+  tiled: Dispatch | null; // null: a fused matvec
   prefill: PrefillKind;
   N: number;
 }
 
-/** Records the dispatches of y (+)= x · chunk^T with their bind groups and Params uniform. */
+/**
+ * Records the dispatches of y (+)= x · chunk^T with their bind groups and Params uniform. `extra`: the fused
+ * kernels' further bindings from 5 on (the norm weight, then the rope epilogue's; MatvecFusion).
+ */
 export function recordMatmul(
   device: GPUDevice, pipes: MatmulPipelines, step: GPUBuffer, q: MatmulParams, x: GPUBuffer, y: GPUBuffer, w: GPUBuffer, label: string,
+  extra: GPUBuffer[] = [],
 ): MatmulDispatch {
+  if (extra.length !== fusionStorageBuffers(pipes.fusion) - 3) throw new Error(`${label}: ${fusionName(pipes.fusion)} matvec binds ${fusionStorageBuffers(pipes.fusion) - 3} extra buffers, got ${extra.length}`);
   const params = uniformBuffer(device, `${label}.params`, packMatmulParams(q));
-  const bufs = [step, params, x, y, w];
+  const bufs = [step, params, x, y, w, ...extra];
   const d = (pipeline: GPUComputePipeline, l: string): Dispatch => ({ pipeline, label: l, bindGroup: bindGroup(device, pipeline, l, bufs) });
   return {
     N: q.N,
     matvec: pipes.matvec.map((p, i) => d(p, `${label}.matvec${i + 1}`)),
     matvecGrid: matvecGrid(pipes.variant, q.N),
-    tiled: d(pipes.tiled, `${label}.tiled`),
+    tiled: pipes.tiled ? d(pipes.tiled, `${label}.tiled`) : null,
     prefill: pipes.prefill,
   };
 }
 
+/** Whether a step of M rows runs `d` as a matvec (the only form a fused matvec has). */
+export const usesMatvec = (d: Pick<MatmulDispatch, 'prefill'>, M: number): boolean => M <= MATVEC_MAX_M || d.prefill === 'matvec';
+
 export function encodeMatmul(pass: GPUComputePassEncoder, d: MatmulDispatch, M: number): void {
   if (M <= MATVEC_MAX_M) encodeDispatch(pass, d.matvec[M - 1]!, d.matvecGrid[0], d.matvecGrid[1]);
   else if (d.prefill === 'matvec') encodeDispatch(pass, d.matvec[PREFILL_SLICE - 1]!, d.matvecGrid[0], d.matvecGrid[1], Math.ceil(M / PREFILL_SLICE));
-  else encodeDispatch(pass, d.tiled, ...tiledGrid(d.N, M));
+  else if (d.tiled) encodeDispatch(pass, d.tiled, ...tiledGrid(d.N, M));
+  else throw new Error('a fused matvec cannot run a tiled prefill step');
 }
 
 /** CPU reference: y (M, N) = x (M, K) · w (N, K)^T, accumulated in f64. */
@@ -422,4 +637,16 @@ export function matmulRef(x: Float32Array, w: Float32Array, M: number, N: number
     }
   }
   return y;
+}
+
+/** CPU reference of the norm prologue: y (M, N) = rmsnorm(x, g) (M, K) · w (N, K)^T, in f64. */
+export function normMatmulRef(x: Float32Array, g: Float32Array, eps: number, w: Float32Array, M: number, N: number, K: number): Float32Array {
+  const xn = new Float32Array(M * K);
+  for (let m = 0; m < M; m++) {
+    let ss = 0;
+    for (let k = 0; k < K; k++) ss += x[m * K + k]! ** 2;
+    const r = 1 / Math.sqrt(ss / K + eps);
+    for (let k = 0; k < K; k++) xn[m * K + k] = x[m * K + k]! * r * g[k]!;
+  }
+  return matmulRef(xn, w, M, N, K);
 }

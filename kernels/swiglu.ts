@@ -21,16 +21,19 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
 }`;
 
 /**
- * The same over the fused gate/up projection: gu (nTokens, 2 hidden) holds gate in columns [0, hidden) and
- * up in [hidden, 2 hidden); out (nTokens, hidden) = silu(gate) * up. Grid: grid1d(nTokens * hidden, 64).
+ * The same over the fused gate/up projection: gu (nTokens, 2 hidden) holds, per chunk c of chunkRows hidden
+ * units (the last one may be shorter), its gate columns then its up columns (runtime/forward.ts fuses w1 | w3
+ * chunk by chunk so that a chunk of the fused matrix holds both halves of its units); with one chunk
+ * (chunkRows = hidden) that is gate in [0, hidden) and up in [hidden, 2 hidden). out (nTokens, hidden) =
+ * silu(gate) * up. Grid: grid1d(nTokens * hidden, 64).
  */
 export const SWIGLU_CAT_WGSL = /* wgsl */ `
 ${STEP_WGSL}
 ${LINEAR_INDEX_WGSL}
-struct Params { hidden: u32 }
+struct Params { hidden: u32, chunkRows: u32 }
 @group(0) @binding(0) var<uniform> step: Step;
 @group(0) @binding(1) var<uniform> p: Params;
-@group(0) @binding(2) var<storage, read> gu: array<f32>;         // (nTokens, 2 hidden): gate | up
+@group(0) @binding(2) var<storage, read> gu: array<f32>;         // (nTokens, 2 hidden): gate | up per chunk
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;  // (nTokens, hidden)
 
 @compute @workgroup_size(64)
@@ -38,13 +41,17 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   let i = linearIndex(gid, nwg, 64u);
   if (i >= step.nTokens * p.hidden) { return; }
   let t = i / p.hidden;
-  let c = i % p.hidden;
-  let a = gu[t * 2u * p.hidden + c];
-  out[i] = a / (1.0 + exp(-a)) * gu[t * 2u * p.hidden + p.hidden + c];
+  let c = (i % p.hidden) / p.chunkRows;
+  let l = (i % p.hidden) % p.chunkRows;
+  let rows = min(p.chunkRows, p.hidden - c * p.chunkRows); // this chunk's units
+  let g = t * 2u * p.hidden + 2u * c * p.chunkRows + l;
+  let a = gu[g];
+  out[i] = a / (1.0 + exp(-a)) * gu[g + rows];
 }`;
 
-export function packSwigluParams(hidden: number): ArrayBuffer {
-  return packParams([[hidden, 'u32']]);
+/** chunkRows: SWIGLU_CAT_WGSL's hidden units per chunk of gate | up (default: one chunk). */
+export function packSwigluParams(hidden: number, chunkRows = hidden): ArrayBuffer {
+  return packParams([[hidden, 'u32'], [chunkRows, 'u32']]);
 }
 
 export function swigluRef(g: Float32Array, u: Float32Array): Float32Array {

@@ -7,9 +7,9 @@
 
 import type { GpuContext } from './device.ts';
 import type { LlamaConfig } from '../checkpoint/config.ts';
-import type { GpuWeights, WeightMatrix } from './weights.ts';
+import type { GpuWeights, LayerWeights, WeightMatrix } from './weights.ts';
 import { bindGroup, getPipeline, grid1d, packParams, storageBuffer, uniformBuffer, uploadBuffer, encodeDispatch, type Dispatch } from '../kernels/common.ts';
-import { matmulPipelines, recordMatmul, encodeMatmul, type MatmulDispatch } from '../kernels/matmul.ts';
+import { matmulPipelines, recordMatmul, encodeMatmul, usesMatvec, fusionName, fusionStorageBuffers, type MatmulDispatch, type MatmulPipelines, type MatmulParams, type MatvecFusion, type MatmulChoice } from '../kernels/matmul.ts';
 import { embeddingWgsl, embeddingGrid, packEmbeddingParams } from '../kernels/embedding.ts';
 import { RMSNORM_WGSL, packRmsnormParams } from '../kernels/rmsnorm.ts';
 import { ropeTable } from '../kernels/rope.ts';
@@ -36,6 +36,19 @@ export interface ForwardOptions {
    * w1|w3) for one matmul; default: when the fused buffer fits one storage binding. false: never.
    */
   canFuse?: false | ((kind: 'qkv' | 'gate_up', parts: WeightMatrix[]) => boolean);
+  /**
+   * Chunks the fused w1 | w3 is split into (each chunk holds the gate and up rows of its hidden units);
+   * default: as few as fit one storage binding each. q | k | v fuse only into one chunk.
+   */
+  fuseChunks?: (kind: 'gate_up', parts: WeightMatrix[]) => number;
+  /**
+   * Fused decode dispatches (default true): RMSNorm in the prologue of the q|k|v and gate|up matvecs, SwiGLU in
+   * the gate|up matvec's epilogue, RoPE and the KV-cache write in the q|k|v matvec's epilogue, wherever the
+   * step runs matvecs (decode; prefill on CPU adapters). false: the separate kernels (a reference to compare).
+   */
+  fuseDecode?: boolean;
+  /** Force a matvec design or prefill path (tests, benchmarks); default: the device's own. */
+  matmulChoice?: MatmulChoice;
 }
 
 /** Decode rows (one per slot) whose attention is split across workgroups (flash-decoding). */
@@ -67,6 +80,12 @@ export interface RunState {
 }
 
 interface LayerOps {
+  // The matvec steps' dispatches (empty with fuseDecode false): norm folded in, rope/swiglu where the flags say.
+  qkvFused: MatmulDispatch[]; // norm(x) · (wq|wk|wv)^T, + RoPE and the KV-cache write when ropeFused
+  ropeFused: boolean;
+  gateUpFused: MatmulDispatch[]; // norm(x) · (w1|w3)^T: silu(gate) * up into hb when swigluFused, else into hb2
+  swigluFused: boolean;
+  // The separate kernels (a tiled prefill step, or fuseDecode false).
   attentionNorm: Dispatch;
   qkv: MatmulDispatch[]; // one matmul over wq|wk|wv when fused, else one per matrix (chunk)
   ropeKv: Dispatch; // RoPE of q (in place) and k, k and v into the cache
@@ -142,7 +161,7 @@ export async function createForward(ctx: GpuContext, cfg: LlamaConfig, w: GpuWei
   // Matmul pipelines per weight format in use (a matrix whose K the format cannot hold is stored as f16).
   const matrices = [...w.layers.flatMap((L) => [L.wq, L.wk, L.wv, L.wo, L.w1, L.w2, L.w3]), ...(w.output ? [w.output] : [])];
   const formats = [...new Set(matrices.map((m) => m.format))];
-  const mmPipes = new Map(await Promise.all(formats.map(async (f) => [f, await matmulPipelines(ctx, f)] as const)));
+  const mmPipes = new Map(await Promise.all(formats.map(async (f) => [f, await matmulPipelines(ctx, f, opts.matmulChoice)] as const)));
   const [pEmbed, pNorm, pRopeKv, pAtt, pCombine, pSwiglu, pArgmax, pPrefill] = await Promise.all([
     getPipeline(device, `embedding-${fmt}`, embeddingWgsl(fmt)),
     getPipeline(device, 'rmsnorm', RMSNORM_WGSL),
@@ -163,21 +182,68 @@ export async function createForward(ctx: GpuContext, cfg: LlamaConfig, w: GpuWei
     m.chunks.map((c) => recordMatmul(device, mmPipes.get(m.format)!, rs.step,
       { N: c.rows, K: m.cols, rowOffset: col0 + c.rowStart, ldy, accumulate, useOut }, x, y, c.buffer, `${m.name}[${c.rowStart}]`));
   // Several matrices into consecutive columns of y: one matmul over their fused rows when allowed.
+  const cap = Math.min(ctx.maxBindingBytes, ctx.maxBufferBytes);
   const canFuse = opts.canFuse === false ? () => false
-    : (opts.canFuse ?? ((_: string, parts: WeightMatrix[]) => fusedBytes(parts) <= Math.min(ctx.maxBindingBytes, ctx.maxBufferBytes)));
-  const concat = (kind: 'qkv' | 'gate_up', parts: WeightMatrix[], x: GPUBuffer, y: GPUBuffer): MatmulDispatch[] => {
-    const fused = fuseRows(device, kind, parts, canFuse);
+    : (opts.canFuse ?? ((kind: string, parts: WeightMatrix[]) => kind === 'gate_up' || fusedBytes(parts) <= cap));
+  const fuseChunks = opts.fuseChunks ?? ((_: 'gate_up', parts: WeightMatrix[]) => Math.ceil(fusedBytes(parts) / cap));
+  const qkvParts = w.layers.map((L) => { const f = fuseRows(device, 'qkv', [L.wq, L.wk, L.wv], canFuse, () => 1); return f ? [f] : [L.wq, L.wk, L.wv]; });
+  const gateUps = w.layers.map((L) => fuseRows(device, 'gate_up', [L.w1, L.w3], canFuse, fuseChunks));
+  const concat = (parts: WeightMatrix[], x: GPUBuffer, y: GPUBuffer): MatmulDispatch[] => {
     const ld = parts.reduce((a, m) => a + m.rows, 0);
-    if (fused) return matmul(fused, x, y, false);
     let col = 0;
     return parts.flatMap((m) => { const d = matmul(m, x, y, false, false, col, ld); col += m.rows; return d; });
+  };
+
+  // The fused decode dispatches (kernels/matmul.ts, MatvecFusion). RoPE + KV write in the q|k|v matvec's epilogue
+  // needs every chunk to hold whole heads and the adapter to bind its 10 storage buffers; else rope_kv runs.
+  const fuse = opts.fuseDecode !== false;
+  const maxStorage = device.limits.maxStorageBuffersPerShaderStage;
+  const ropeNorm: MatvecFusion = { norm: true, epilogue: 'rope', kv: kvDtype };
+  const headBases = [0, cfg.nHeads, cfg.nHeads + cfg.nKvHeads];
+  const ropeOk = qkvParts.map((parts) => D % 2 === 0 && fusionStorageBuffers(ropeNorm) <= maxStorage
+    && parts.every((m) => m.chunks.every((c) => c.rowStart % D === 0 && c.rows % D === 0)));
+  const fusions = new Map<string, [WeightMatrix['format'], MatvecFusion]>();
+  const want = (m: WeightMatrix, fu: MatvecFusion) => fusions.set(`${m.format}:${fusionName(fu)}`, [m.format, fu]);
+  if (fuse) {
+    w.layers.forEach((L, l) => {
+      for (const m of qkvParts[l]!) want(m, ropeOk[l] ? ropeNorm : { norm: true });
+      if (gateUps[l]) want(gateUps[l]!, { norm: true, epilogue: 'swiglu' });
+      else for (const m of [L.w1, L.w3]) want(m, { norm: true });
+    });
+  }
+  const fusedPipes = new Map<string, MatmulPipelines>(await Promise.all([...fusions].map(async ([k, [f, fu]]) => [k, await matmulPipelines(ctx, f, opts.matmulChoice, fu)] as const)));
+  const fusedMatvec = (m: WeightMatrix, fu: MatvecFusion, x: GPUBuffer, y: GPUBuffer, col0: number, ldy: number, extra: GPUBuffer[],
+    chunkParams: (c: WeightMatrix['chunks'][number]) => Partial<MatmulParams> = () => ({})): MatmulDispatch[] =>
+    m.chunks.map((c) => recordMatmul(device, fusedPipes.get(`${m.format}:${fusionName(fu)}`)!, rs.step,
+      { N: c.rows, K: m.cols, rowOffset: col0 + c.rowStart, ldy, accumulate: false, useOut: false, eps: cfg.normEps, ...chunkParams(c) },
+      x, y, c.buffer, `${m.name}[${c.rowStart}].${fusionName(fu)}`, extra));
+  const qkvFused = (l: number, L: LayerWeights): MatmulDispatch[] => {
+    if (!fuse) return [];
+    const parts = qkvParts[l]!;
+    if (!ropeOk[l]) return parts.flatMap((m, i) => fusedMatvec(m, { norm: true }, rs.x, rs.qkv, parts.length === 1 ? 0 : [0, qDim, qDim + kvDim][i]!, qkvDim, [L.attentionNorm]));
+    const extra = [L.attentionNorm, rs.pos, rs.slot, rs.blockTable, rs.ropeCs, rs.kCache[l]!, rs.vCache[l]!];
+    return parts.flatMap((m, i) => fusedMatvec(m, ropeNorm, rs.x, rs.qkv, 0, qkvDim, extra, (c) => ({
+      rowOffset: c.rowStart, // q's columns of qkv; k and v go to the cache
+      rope: { headDim: D, headBase: headBases[parts.length === 1 ? 0 : i]! + c.rowStart / D, nHeads: cfg.nHeads, nKvHeads: cfg.nKvHeads, blockSize: opts.blockSize, maxBlocks: opts.maxBlocksPerSeq },
+    })));
+  };
+  const gateUpFused = (l: number, L: LayerWeights): MatmulDispatch[] => {
+    if (!fuse) return [];
+    const gu = gateUps[l];
+    // A chunk of the fused w1|w3 holds the gate then the up rows of its hidden units c.rowStart / 2 ..
+    if (gu) return fusedMatvec(gu, { norm: true, epilogue: 'swiglu' }, rs.x, rs.hb, 0, cfg.hiddenDim, [L.ffnNorm], (c) => ({ rowOffset: c.rowStart / 2 }));
+    return [L.w1, L.w3].flatMap((m, i) => fusedMatvec(m, { norm: true }, rs.x, rs.hb2, i * cfg.hiddenDim, 2 * cfg.hiddenDim, [L.ffnNorm]));
   };
 
   const embed = (w.tokEmbeddings?.chunks ?? []).map((c) =>
     dispatch(pEmbed, `embed[${c.rowStart}]`, packEmbeddingParams(cfg.dim, c.rowStart, c.rows), [rs.ids, rs.x, c.buffer]));
   const layers: LayerOps[] = w.layers.map((L, l) => ({ // l: local index; names use the global layer
+    qkvFused: qkvFused(l, L),
+    ropeFused: fuse && ropeOk[l]!,
+    gateUpFused: gateUpFused(l, L),
+    swigluFused: fuse && gateUps[l] !== null,
     attentionNorm: dispatch(pNorm, `${l}.attention_norm`, packRmsnormParams(cfg.dim, cfg.normEps, false), [rs.x, L.attentionNorm, rs.xb]),
-    qkv: concat('qkv', [L.wq, L.wk, L.wv], rs.xb, rs.qkv),
+    qkv: concat(qkvParts[l]!, rs.xb, rs.qkv),
     ropeKv: dispatch(pRopeKv, `${l}.rope_kv`, packRopeKvParams(cfg.nHeads, cfg.nKvHeads, D, opts.blockSize, opts.maxBlocksPerSeq),
       [rs.qkv, rs.pos, rs.slot, rs.blockTable, rs.ropeCs, rs.kCache[l]!, rs.vCache[l]!]),
     attention: dispatch(pAtt, `${l}.attention`, packAttentionParams(cfg.nHeads, cfg.nKvHeads, D, opts.blockSize, opts.maxBlocksPerSeq,
@@ -193,8 +259,9 @@ export async function createForward(ctx: GpuContext, cfg: LlamaConfig, w: GpuWei
       [rs.qkv, rs.kCache[l]!, rs.vCache[l]!, rs.pos, rs.slot, rs.blockTable, rs.att]) : null,
     wo: matmul(L.wo, rs.att, rs.x, true),
     ffnNorm: dispatch(pNorm, `${l}.ffn_norm`, packRmsnormParams(cfg.dim, cfg.normEps, false), [rs.x, L.ffnNorm, rs.xb]),
-    gateUp: concat('gate_up', [L.w1, L.w3], rs.xb, rs.hb2),
-    swiglu: dispatch(pSwiglu, `${l}.swiglu`, packSwigluParams(cfg.hiddenDim), [rs.hb2, rs.hb]),
+    gateUp: gateUps[l] ? matmul(gateUps[l]!, rs.xb, rs.hb2, false) : concat([L.w1, L.w3], rs.xb, rs.hb2),
+    // gate | up per chunk of the fused matrix (its chunks' hidden units), or gate then up.
+    swiglu: dispatch(pSwiglu, `${l}.swiglu`, packSwigluParams(cfg.hiddenDim, gateUps[l] ? gateUps[l]!.chunks[0]!.rows / 2 : cfg.hiddenDim), [rs.hb2, rs.hb]),
     w2: matmul(L.w2, rs.hb, rs.x, true),
   }));
   const finalNorm = w.norm ? dispatch(pNorm, 'norm', packRmsnormParams(cfg.dim, cfg.normEps, true), [rs.xOut, w.norm, rs.xOutNorm]) : null;
@@ -223,11 +290,15 @@ export function encodeForward(f: Forward, enc: GPUCommandEncoder, nTokens: numbe
 
   let pass = dedupPipelines(enc.beginComputePass({ label: 'layers' }));
   for (const e of f.embed) run(pass, e, ...embeddingGrid(nTokens));
+  const fused = (ds: MatmulDispatch[]) => ds.length > 0 && ds.every((d) => usesMatvec(d, nTokens));
   for (const L of f.layers) {
     // h = x + attention(norm(x))
-    run(pass, L.attentionNorm, nTokens);
-    mm(pass, L.qkv, nTokens);
-    run(pass, L.ropeKv, ...grid1d((nTokens * (c.nHeads + 2 * c.nKvHeads) * c.headDim) / 2, 64));
+    if (fused(L.qkvFused)) mm(pass, L.qkvFused, nTokens); // norm folded in
+    else {
+      run(pass, L.attentionNorm, nTokens);
+      mm(pass, L.qkv, nTokens);
+    }
+    if (!(L.ropeFused && fused(L.qkvFused))) run(pass, L.ropeKv, ...grid1d((nTokens * (c.nHeads + 2 * c.nKvHeads) * c.headDim) / 2, 64));
     if (split && L.attentionSplit && L.attentionCombine) {
       run(pass, L.attentionSplit, ...attentionGrid(c.nHeads, nTokens, splits));
       run(pass, L.attentionCombine, ...attentionCombineGrid(c.nHeads, nTokens));
@@ -235,9 +306,14 @@ export function encodeForward(f: Forward, enc: GPUCommandEncoder, nTokens: numbe
     else run(pass, L.attention, ...attentionGrid(c.nHeads, nTokens));
     mm(pass, L.wo, nTokens); // x += att · wo^T
     // out = h + ffn(norm(h)), ffn = w2(silu(w1 x) * w3 x)
-    run(pass, L.ffnNorm, nTokens);
-    mm(pass, L.gateUp, nTokens);
-    run(pass, L.swiglu, ...grid1d(nTokens * c.hiddenDim, 64));
+    if (fused(L.gateUpFused)) {
+      mm(pass, L.gateUpFused, nTokens); // norm folded in
+      if (!L.swigluFused) run(pass, L.swiglu, ...grid1d(nTokens * c.hiddenDim, 64));
+    } else {
+      run(pass, L.ffnNorm, nTokens);
+      mm(pass, L.gateUp, nTokens);
+      run(pass, L.swiglu, ...grid1d(nTokens * c.hiddenDim, 64));
+    }
     mm(pass, L.w2, nTokens); // x += hb · w2^T
   }
   pass.end();
@@ -287,34 +363,68 @@ const ROW_STACKABLE = new Set<string>(['f32', 'f16', 'q8', 'q4']);
 const fusedOf = new WeakMap<WeightMatrix, WeightMatrix>();
 
 /**
- * wq|wk|wv or w1|w3 as one matrix: the parts' rows copied, in order, into one buffer (a format's buffer of n
- * rows is its rows' blocks in order, so stacking whole row groups is concatenating bytes), and the parts'
- * buffers freed: the parts' chunks then name the fused buffer (destroyWeights frees it). Null when the parts
- * differ in format or K, are split into chunks, or `allow` refuses.
+ * wq|wk|wv or w1|w3 as one matrix, and the parts' buffers freed: the parts' chunks then name the fused buffers
+ * (destroyWeights frees them). q|k|v: the parts' rows in order, one chunk. gate|up: `chunks(kind, parts)`
+ * chunks, chunk c holding rows [r0, r0 + n) of every part in turn (n = the rows per chunk, a multiple of the
+ * format's row group; the last chunk may be shorter), so one chunk has the gate and up rows of its hidden units;
+ * with one chunk that is the parts' rows in order. A format's buffer of n rows is its row groups' blocks in
+ * order, so copying whole row groups is copying bytes. Null when the parts differ in format, K or rows (gate|up),
+ * are not whole row groups, are split into chunks (q|k|v), or `allow` refuses.
  */
-function fuseRows(device: GPUDevice, kind: 'qkv' | 'gate_up', parts: WeightMatrix[], allow: (kind: 'qkv' | 'gate_up', parts: WeightMatrix[]) => boolean): WeightMatrix | null {
+function fuseRows(device: GPUDevice, kind: 'qkv' | 'gate_up', parts: WeightMatrix[], allow: (kind: 'qkv' | 'gate_up', parts: WeightMatrix[]) => boolean,
+  chunks: (kind: 'gate_up', parts: WeightMatrix[]) => number): WeightMatrix | null {
   const done = fusedOf.get(parts[0]!);
   if (done) return done;
   const { format, cols } = parts[0]!;
   const spec = formatSpec(format);
-  const exact = (m: WeightMatrix) => m.chunks.length === 1 && m.rows % spec.rowAlign === 0 && m.chunks[0]!.buffer.size === spec.bufferBytes(m.rows, cols);
-  if (!ROW_STACKABLE.has(format) || parts.some((m) => m.format !== format || m.cols !== cols || !exact(m)) || !allow(kind, parts)) return null;
-  const rows = parts.reduce((a, m) => a + m.rows, 0);
+  const whole = (m: WeightMatrix) => m.rows % spec.rowAlign === 0
+    && m.chunks.every((c) => c.rows % spec.rowAlign === 0 && c.buffer.size >= spec.bufferBytes(c.rows, cols));
+  if (!ROW_STACKABLE.has(format) || parts.some((m) => m.format !== format || m.cols !== cols || !whole(m))) return null;
+  if (kind === 'qkv' ? parts.some((m) => m.chunks.length !== 1) : parts.some((m) => m.rows !== parts[0]!.rows)) return null;
+  if (!allow(kind, parts)) return null;
+  const total = parts.reduce((a, m) => a + m.rows, 0);
   const name = parts[0]!.name.replace(/[^.]*$/, kind);
-  const buffer = storageBuffer(device, name, spec.bufferBytes(rows, cols));
+  // Rows of each part per chunk.
+  const n = kind === 'qkv' ? total
+    : Math.ceil(Math.ceil(parts[0]!.rows / Math.max(1, chunks('gate_up', parts))) / spec.rowAlign) * spec.rowAlign;
   const enc = device.createCommandEncoder();
-  let off = 0;
-  for (const m of parts) {
-    const src = m.chunks[0]!.buffer;
-    enc.copyBufferToBuffer(src, 0, buffer, off, src.size);
-    off += src.size;
+  const out: WeightMatrix['chunks'] = [];
+  // Copies rows [r0, r1) of m (whole row groups, possibly across its chunks) to buffer at byte `off`.
+  const copyRows = (m: WeightMatrix, r0: number, r1: number, buffer: GPUBuffer, off: number): number => {
+    for (const c of m.chunks) {
+      const a = Math.max(r0, c.rowStart), b = Math.min(r1, c.rowStart + c.rows);
+      if (a >= b) continue;
+      const src = spec.bufferBytes(a - c.rowStart, cols), bytes = spec.bufferBytes(b - a, cols);
+      enc.copyBufferToBuffer(c.buffer, src, buffer, off, bytes);
+      off += bytes;
+    }
+    return off;
+  };
+  if (kind === 'qkv') {
+    const buffer = storageBuffer(device, name, spec.bufferBytes(total, cols));
+    let off = 0;
+    for (const m of parts) off = copyRows(m, 0, m.rows, buffer, off);
+    out.push({ buffer, rowStart: 0, rows: total });
+  } else {
+    const H = parts[0]!.rows;
+    for (let r0 = 0; r0 < H; r0 += n) {
+      const r1 = Math.min(H, r0 + n);
+      const buffer = storageBuffer(device, `${name}[${r0 * parts.length}]`, spec.bufferBytes((r1 - r0) * parts.length, cols));
+      let off = 0;
+      for (const m of parts) off = copyRows(m, r0, r1, buffer, off);
+      out.push({ buffer, rowStart: r0 * parts.length, rows: (r1 - r0) * parts.length });
+    }
   }
   device.queue.submit([enc.finish()]);
+  // The parts' old buffers are freed once the copies have run; their chunks now name the fused buffers, each
+  // fused buffer named at least once (so destroyWeights frees it; a part then lists a chunk of no rows).
+  let k = 0;
   for (const m of parts) {
-    m.chunks[0]!.buffer.destroy(); // freed once the copy has run
-    m.chunks[0]!.buffer = buffer;
+    for (const c of m.chunks) c.buffer.destroy();
+    m.chunks = m.chunks.map((c) => ({ ...c, buffer: out[k++ % out.length]!.buffer }));
   }
-  const fused: WeightMatrix = { name, format, rows, cols, chunks: [{ buffer, rowStart: 0, rows }] };
+  for (; k < out.length; k++) parts[0]!.chunks.push({ buffer: out[k]!.buffer, rowStart: parts[0]!.rows, rows: 0 });
+  const fused: WeightMatrix = { name, format, rows: total, cols, chunks: out };
   fusedOf.set(parts[0]!, fused);
   return fused;
 }

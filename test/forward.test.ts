@@ -15,7 +15,7 @@ import { openHfModel, validateHfModel } from '../checkpoint/hf-model.ts';
 import { hfProvider } from '../checkpoint/hf-provider.ts';
 import { mapDir } from '../checkpoint/byte-source.ts';
 import { roundTrip } from '../kernels/weight-formats.ts';
-import { encodeForward } from '../runtime/forward.ts';
+import { createForward, destroyForward, encodeForward, type Forward } from '../runtime/forward.ts';
 
 let ctx: GpuContext | null = null;
 beforeAll(async () => {
@@ -120,38 +120,66 @@ describe('limits', () => {
   });
 });
 
-describe('decode step: fused projections and dispatch count', () => {
-  it('wq|wk|wv and w1|w3 as one matmul each give the same logits and tokens as separate matrices; 9 dispatches per layer', async (t) => {
+describe('decode step: fused dispatches', () => {
+  it('5 dispatches per layer (norm, rope + kv write and swiglu folded into the matvecs); the same tokens as the separate kernels, split bindings and a tiled prefill', async (t) => {
     if (!ctx) return t.skip();
     const cfg = TEST_CONFIGS.gqa;
     const weights = randomWeights(cfg, 31);
-    // 48 KiB per binding: the fused q|k|v (160 x 96 f32 = 60 KiB) and the (256, 96) w1 and w3 no longer fit one binding.
+    // 48 KiB per binding: the fused q|k|v (160 x 96 f32 = 60 KiB) no longer fits one binding (three matvecs, each with
+    // the norm and rope), the fused w1|w3 (2 x 96 KiB) is split into 4 chunks of gate and up rows, w2 into 2.
     const small = await createGpuContext({ maxBindingBytes: 48 * 1024 });
     const fused = await LlamaModel.fromProvider(memoryProvider(cfg, weights), { gpu: ctx, dtype: 'f32', context: 128, prefillChunk: 16 });
     const apart = await LlamaModel.fromProvider(memoryProvider(cfg, weights), { gpu: small, dtype: 'f32', context: 128, prefillChunk: 16 });
+    // The same weights through the separate kernels (norm, rope_kv, swiglu), and with a tiled prefill (GPUs' path)
+    // over the chunked w1|w3: the swiglu kernel then reads gate | up chunk by chunk.
+    const separate = await createForward(ctx, cfg, fused.weights, { ...fused.fwd.opts, fuseDecode: false });
+    const tiled = await createForward(small, cfg, apart.weights, { ...apart.fwd.opts, matmulChoice: { prefill: 'tiled' } });
+    const stage = (m: LlamaModel) => (m as unknown as { stages: { fwd: Forward }[] }).stages[0]!;
     try {
-      const count = (m: LlamaModel) => {
+      const count = (f: Forward, nTokens = 1) => {
         let n = 0, pipelines = 0;
         const pass = { setPipeline: () => void pipelines++, setBindGroup: () => undefined, dispatchWorkgroups: () => void n++, end: () => undefined };
-        encodeForward(m.fwd, { beginComputePass: () => pass, copyBufferToBuffer: () => undefined } as unknown as GPUCommandEncoder, 1, [0], 'decode', 64);
+        encodeForward(f, { beginComputePass: () => pass, copyBufferToBuffer: () => undefined } as unknown as GPUCommandEncoder, nTokens, [0], nTokens > 1 ? 'prefill' : 'decode', 64);
         return { n, pipelines };
       };
-      // Per layer: norm, q|k|v, rope + kv write, attention, wo, norm, w1|w3, swiglu, w2; plus embedding, final norm, head, argmax.
-      expect(count(fused).n).toBe(9 * cfg.nLayers + 4);
-      expect(count(apart).n).toBeGreaterThan(count(fused).n);
+      // Dispatches per layer (the embedding and head chunks, final norm and argmax taken out).
+      const perLayer = (f: Forward, nTokens = 1) => (count(f, nTokens).n - count({ ...f, layers: [] }, nTokens).n) / cfg.nLayers;
+      // Per layer: q|k|v (+ norm, rope, kv write), attention, wo, w1|w3 (+ norm, swiglu), w2; plus embedding, final norm, head, argmax.
+      expect(count(fused.fwd).n).toBe(5 * cfg.nLayers + 4);
+      // Apart: wq, wk, wv, attention, wo, 4 chunks of w1|w3, 2 of w2.
+      expect(perLayer(apart.fwd)).toBe(11);
+      // The separate kernels: norm, q|k|v, rope_kv, attention, wo, norm, w1|w3, swiglu, w2.
+      expect(perLayer(separate)).toBe(9);
+      // A tiled prefill step runs the separate kernels: norm, wq, wk, wv, rope_kv, attention, wo, norm, 4 w1|w3, swiglu, 2 w2.
+      expect(perLayer(tiled, 16)).toBe(15);
       // A pipeline already set is not set again (consecutive matvecs over chunks or separate matrices share one).
-      expect(count(apart).pipelines).toBeLessThan(count(apart).n);
+      expect(count(apart.fwd).pipelines).toBeLessThan(count(apart.fwd).n);
       const toks = randomPromptIds(20, 13);
-      const a = await fused.logitsAll(toks);
-      const b = await apart.logitsAll(toks);
-      expect(maxRelErr(a, b)).toBe(0);
       const ref = new ReferenceModel(cfg, weights, { kvDtype: fused.fwd.kvDtype });
-      expect(maxRelErr(a, ref.forward(toks, 0))).toBeLessThan(1e-4);
+      const want = ref.forward(toks, 0);
       const p = randomPromptIds(9, 17);
-      const want = new ReferenceModel(cfg, weights, { kvDtype: fused.fwd.kvDtype }).generateGreedy(p, 12);
-      expect(await collect(fused.generateGreedy(p, 12))).toEqual(want);
-      expect(await collect(apart.generateGreedy(p, 12))).toEqual(want);
+      const wantTokens = new ReferenceModel(cfg, weights, { kvDtype: fused.fwd.kvDtype }).generateGreedy(p, 12);
+      const check = async (m: LlamaModel, label: string) => {
+        expect(maxRelErr(await m.logitsAll(toks), want), label).toBeLessThan(1e-4);
+        expect(await collect(m.generateGreedy(p, 12)), label).toEqual(wantTokens);
+      };
+      const a = await fused.logitsAll(toks);
+      // Row by row the same sums whatever the chunking: the split-binding model gives the same logits, bit for bit.
+      expect(maxRelErr(a, await apart.logitsAll(toks))).toBe(0);
+      await check(fused, 'fused');
+      await check(apart, 'apart');
+      for (const [m, f, label] of [[fused, separate, 'separate kernels'], [apart, tiled, 'tiled prefill']] as const) {
+        const own = stage(m).fwd;
+        stage(m).fwd = f;
+        try {
+          await check(m, label);
+        } finally {
+          stage(m).fwd = own;
+        }
+      }
     } finally {
+      destroyForward(separate);
+      destroyForward(tiled);
       fused.destroy();
       apart.destroy();
       small.destroy();

@@ -263,16 +263,25 @@ describe('fused rope + kv write, swiglu over gate | up', () => {
     });
   }
 
-  it('swiglu over gate | up rows', async (t) => {
+  it('swiglu over gate | up rows, in one chunk and chunk by chunk', async (t) => {
     if (!ctx) return t.skip();
     const { device } = ctx;
     const T = 3, H = 172;
-    const gu = randomArray(T * 2 * H, 81, 4);
-    const out = storageBuffer(device, 'out', T * H * 4);
-    await runKernel(ctx, SWIGLU_CAT_WGSL, packSwigluParams(H), [uploadBuffer(device, 'gu', gu), out], grid1d(T * H, 64), { nTokens: T });
-    const g = new Float32Array(T * H), u = new Float32Array(T * H);
-    for (let r = 0; r < T; r++) { g.set(gu.subarray(r * 2 * H, r * 2 * H + H), r * H); u.set(gu.subarray(r * 2 * H + H, (r + 1) * 2 * H), r * H); }
-    expect(maxAbsDiff(await f32(out, T * H), swigluRef(g, u))).toBeLessThan(1e-5);
+    // chunkRows C: per chunk c of hidden units [cC, cC + n) (n = C, the last one shorter), n gate then n up columns.
+    for (const C of [H, 48]) {
+      const gu = randomArray(T * 2 * H, 81 + C, 4);
+      const out = storageBuffer(device, 'out', T * H * 4);
+      await runKernel(ctx, SWIGLU_CAT_WGSL, packSwigluParams(H, C), [uploadBuffer(device, 'gu', gu), out], grid1d(T * H, 64), { nTokens: T });
+      const g = new Float32Array(T * H), u = new Float32Array(T * H);
+      for (let r = 0; r < T; r++) {
+        for (let c0 = 0; c0 < H; c0 += C) {
+          const n = Math.min(C, H - c0), base = r * 2 * H + 2 * c0;
+          g.set(gu.subarray(base, base + n), r * H + c0);
+          u.set(gu.subarray(base + n, base + 2 * n), r * H + c0);
+        }
+      }
+      expect(maxAbsDiff(await f32(out, T * H), swigluRef(g, u)), `chunkRows ${C}`).toBeLessThan(1e-5);
+    }
   });
 });
 
