@@ -11,16 +11,13 @@
 //   - optionally the tokenizer (tokenizer.ggml.*) from an HF tokenizer.json (gguf-tokenizer.ts).
 
 import type { LlamaConfig } from './config.ts';
+import { nodeFs } from './node-fs.ts';
 import { GGUF_FIXED_SIZES, GGUF_MAGIC, GGUF_VALUE_TYPES, type GgufEntry, type GgufScalarType } from './gguf.ts';
 import { GGML_TYPES, ggmlRowBytes, ggmlTensorBytes, ggmlTypeByName, quantizeQ4_0, quantizeQ8_0 } from './gguf-quants.ts';
 import { ggufTokenizerEntries } from './gguf-tokenizer.ts';
 import { f32ToF16 } from '../kernels/half.ts';
 import { expectedTensors, permuteQk, qkHeads, toGgufName } from './keymap.ts';
 import type { TensorProvider } from './tensor-provider.ts';
-
-// node:fs in Node and Deno. A variable specifier keeps bundlers from resolving it in browser builds, where
-// models come as Blobs or URLs and the code that uses it never runs.
-const NODE_FS = 'node:fs/promises';
 
 /** A tensor to write: its dims innermost first, its ggml type id and its data size. */
 export interface GgufTensorSpec {
@@ -233,7 +230,7 @@ export function encodeGguf(cfg: LlamaConfig, weights: Map<string, Float32Array>,
  * one tensor at a time, so host memory holds one tensor, never the whole model.
  */
 export async function writeGgufFile(path: string, src: TensorProvider, opts: EncodeGgufOptions): Promise<void> {
-  const fs: typeof import('node:fs/promises') = await import(/* @vite-ignore */ NODE_FS);
+  const fs = await nodeFs();
   const cfg = src.config;
   const { entries, tensors } = plan(cfg, opts);
   const { header, offsets, dataSize } = encodeGgufHeader(entries, tensors.map((t) => t.spec), opts.alignment);

@@ -4,13 +4,10 @@
 // ops and exact float arithmetic (no Math.log/cos, whose last bits differ between JS engines).
 
 import { toHfConfig, type LlamaConfig } from './config.ts';
+import { nodeFs } from './node-fs.ts';
 import { f32ToBf16, f32ToF16 } from '../kernels/half.ts';
 import { expectedTensors, toHfName } from './keymap.ts';
 import { encodeSafetensors } from './safetensors.ts';
-
-// node:fs in Node and Deno. A variable specifier keeps bundlers from resolving it in browser builds, where
-// models come as Blobs or URLs and the code that uses it never runs.
-const NODE_FS = 'node:fs/promises';
 
 /** murmur3's 32-bit finalizer: a bijective avalanche mix. */
 function mix32(x: number): number {
@@ -174,7 +171,7 @@ export function encodeHfModel(cfg: LlamaConfig, weights: Map<string, Float32Arra
 
 /** Node/Deno only (node:fs): writes `files` into directory `path`, creating it (mkdir -p). */
 export async function writeModelDir(path: string, files: Record<string, Uint8Array>): Promise<void> {
-  const fs: typeof import('node:fs/promises') = await import(/* @vite-ignore */ NODE_FS);
+  const fs = await nodeFs();
   await fs.mkdir(path, { recursive: true });
   const base = path.replace(/\/$/, '');
   for (const [file, bytes] of Object.entries(files)) await fs.writeFile(`${base}/${file}`, bytes);

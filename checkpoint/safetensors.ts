@@ -8,11 +8,8 @@
 // Reading goes through a ByteSource, so only the header and one tensor at a time are in host memory.
 
 import type { ByteSource } from './byte-source.ts';
+import { nodeFs } from './node-fs.ts';
 import { bf16ToF32, f16ToF32 } from '../kernels/half.ts';
-
-// node:fs in Node and Deno. A variable specifier keeps bundlers from resolving it in browser builds, where
-// models come as Blobs or URLs and the code that uses it never runs.
-const NODE_FS = 'node:fs/promises';
 
 /** Bytes per element of each dtype we accept (packed/quantized data can ride in the integer types). */
 export const DTYPE_SIZES: Readonly<Record<string, number>> = {
@@ -226,7 +223,7 @@ export async function writeSafetensorsFile(
   getData: (name: string) => Promise<Uint8Array>,
   metadata?: Record<string, string>,
 ): Promise<void> {
-  const fs: typeof import('node:fs/promises') = await import(/* @vite-ignore */ NODE_FS);
+  const fs = await nodeFs();
   const head = encodeHeader(tensors, metadata);
   const handle = await fs.open(path, 'w');
   const writeAll = async (bytes: Uint8Array): Promise<void> => {
