@@ -15,7 +15,7 @@ import { nodeFs } from './node-fs.ts';
 import { GGUF_FIXED_SIZES, GGUF_MAGIC, GGUF_VALUE_TYPES, type GgufEntry, type GgufScalarType } from './gguf.ts';
 import { GGML_TYPES, ggmlRowBytes, ggmlTensorBytes, ggmlTypeByName, quantizeQ4_0, quantizeQ8_0 } from './gguf-quants.ts';
 import { ggufTokenizerEntries } from './gguf-tokenizer.ts';
-import { f32ToF16 } from '../kernels/half.ts';
+import { encodeFloats } from './float-dtypes.ts';
 import { expectedTensors, permuteQk, qkHeads, toGgufName } from './keymap.ts';
 import type { TensorProvider } from './tensor-provider.ts';
 
@@ -193,10 +193,9 @@ function encodeTensor(cfg: LlamaConfig, p: Planned, data: Float32Array): Uint8Ar
   if (data.length !== n) throw new Error(`GGUF writer: tensor "${p.name}" has ${data.length} values, shape [${p.shape.join(', ')}] needs ${n}`);
   const heads = qkHeads(p.name, cfg);
   const x = heads > 0 ? permuteQk(data, heads, p.shape[1]!, true) : data;
-  const bytes = (v: ArrayBufferView): Uint8Array => new Uint8Array(v.buffer, v.byteOffset, v.byteLength);
   switch (p.type) {
-    case 'F32': return bytes(x);
-    case 'F16': return bytes(f32ToF16(x));
+    case 'F32':
+    case 'F16': return encodeFloats(x, p.type);
     case 'Q8_0': return quantizeQ8_0(x);
     case 'Q4_0': return quantizeQ4_0(x);
     default: throw new Error(`GGUF writer: cannot write type ${p.type}`);

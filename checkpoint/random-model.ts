@@ -5,7 +5,7 @@
 
 import { toHfConfig, type LlamaConfig } from './config.ts';
 import { nodeFs } from './node-fs.ts';
-import { f32ToBf16, f32ToF16 } from '../kernels/half.ts';
+import { encodeFloats, type FileDtype } from './float-dtypes.ts';
 import { expectedTensors, toHfName } from './keymap.ts';
 import { encodeSafetensors } from './safetensors.ts';
 
@@ -91,8 +91,6 @@ export function randomProvider(cfg: LlamaConfig, seed: number): { config: LlamaC
   };
 }
 
-/** A tensor's dtype in the safetensors files written here (a file's, not a GPU weight format: kernels/weight-formats.ts). */
-export type FileDtype = 'F32' | 'F16' | 'BF16';
 
 export interface EncodeHfOptions {
   dtype: FileDtype;
@@ -102,11 +100,6 @@ export interface EncodeHfOptions {
 }
 
 const TORCH_DTYPE: Record<FileDtype, string> = { F32: 'float32', F16: 'float16', BF16: 'bfloat16' };
-
-function toBytes(data: Float32Array, dtype: FileDtype): Uint8Array {
-  const v = dtype === 'F32' ? data : dtype === 'F16' ? f32ToF16(data) : f32ToBf16(data);
-  return new Uint8Array(v.buffer, v.byteOffset, v.byteLength);
-}
 
 /**
  * The files of an HF model directory holding `weights` (our names) in `opts.dtype`: config.json,
@@ -131,7 +124,7 @@ export function encodeHfModel(cfg: LlamaConfig, weights: Map<string, Float32Arra
     const n = shape.reduce((a, b) => a * b, 1);
     if (!w) throw new Error(`encodeHfModel: missing tensor "${name}"`);
     if (w.length !== n) throw new Error(`encodeHfModel: tensor "${name}" has ${w.length} values, shape [${shape.join(', ')}] needs ${n}`);
-    return { name: toHfName(name), dtype: opts.dtype, shape, data: toBytes(w, opts.dtype) };
+    return { name: toHfName(name), dtype: opts.dtype, shape, data: encodeFloats(w, opts.dtype) };
   });
   const meta = { format: 'pt' }; // what transformers writes; some loaders check it
 
