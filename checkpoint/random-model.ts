@@ -7,6 +7,7 @@ import { toHfConfig, type LlamaConfig } from './config.ts';
 import { nodeFs } from './node-fs.ts';
 import { encodeFloats, type FileDtype } from './float-dtypes.ts';
 import { expectedTensors, toHfName } from './keymap.ts';
+import type { TensorProvider } from './tensor-provider.ts';
 import { encodeSafetensors } from './safetensors.ts';
 
 /** murmur3's 32-bit finalizer: a bijective avalanche mix. */
@@ -76,7 +77,7 @@ function randomTensor(cfg: LlamaConfig, seed: number, name: string, shape: numbe
  * The same weights as randomWeights(cfg, seed), generated lazily one tensor at a time (the benchmarks'
  * billion-parameter models never exist whole in host memory). Returns a TensorProvider.
  */
-export function randomProvider(cfg: LlamaConfig, seed: number): { config: LlamaConfig; readRowsF32(name: string, rowStart: number, rows: number): Promise<Float32Array> } {
+export function randomProvider(cfg: LlamaConfig, seed: number): TensorProvider {
   const shapes = expectedTensors(cfg);
   let last: { name: string; data: Float32Array } | null = null;
   return {
