@@ -2,9 +2,7 @@
 // or a file on disk (node:fs, which Deno also provides). Weights are read tensor by tensor through these,
 // so host memory stays bounded by the largest tensor, not the model.
 
-// node:fs in Node and Deno. A variable specifier keeps bundlers from resolving it in browser builds, where
-// models come as Blobs or URLs and the code that uses it never runs.
-const NODE_FS = 'node:fs/promises';
+import { nodeFs } from './node-fs.ts';
 
 export interface ByteSource {
   readonly name: string; // file name, for error messages
@@ -49,7 +47,7 @@ export function blobSource(name: string, blob: Blob): ByteSource {
 
 /** A file on disk, read with node:fs (Node and Deno). */
 export async function fileSource(path: string): Promise<ByteSource> {
-  const fs: typeof import('node:fs/promises') = await import(/* @vite-ignore */ NODE_FS);
+  const fs = await nodeFs();
   const handle = await fs.open(path, 'r');
   const { size } = await handle.stat();
   return checkedSource(path, size, async (offset, length) => {
@@ -68,7 +66,7 @@ export function nodeDir(path: string): ModelDir {
   return {
     name: path,
     async open(file) {
-      const fs: typeof import('node:fs/promises') = await import(/* @vite-ignore */ NODE_FS);
+      const fs = await nodeFs();
       const full = path.replace(/\/$/, '') + '/' + file;
       // stat, not access: Deno's node:fs access() also asks for --allow-sys (it reads the uid)
       if (!(await fs.stat(full).catch(() => null))?.isFile()) return null;

@@ -12,6 +12,7 @@
 // Row chunks that start at a multiple of the format's rowAlign are byte ranges of the packed tensor.
 
 import type { HfModel } from './hf-model.ts';
+import { nodeFs } from './node-fs.ts';
 import type { TensorProvider } from './tensor-provider.ts';
 import { expectedTensors, tensorSetProblems, toHfName } from './keymap.ts';
 import { readTensorAsF32, type TensorInfo } from './safetensors.ts';
@@ -19,10 +20,6 @@ import { formatSpec, isDtypeFormat, isGgmlFormat, type Dtype, type WeightFormat 
 import { matrixFormats } from './tensor-provider.ts';
 
 const isFormat = (f: string): f is WeightFormat => isDtypeFormat(f) || isGgmlFormat(f);
-
-// node:fs in Node and Deno. A variable specifier keeps bundlers from resolving it in browser builds, where
-// models come as Blobs or URLs and the code that uses it never runs.
-const NODE_FS = 'node:fs/promises';
 
 export const CONVERTED_KEY = 'llama2_webgpu.format';
 export const CONVERTED_VERSION = '1';
@@ -102,7 +99,7 @@ export async function writeConverted(
   outDir: string, src: TensorProvider, format: Dtype, extraFiles: Record<string, string>,
   onTensor?: (name: string, done: number, total: number) => void,
 ): Promise<void> {
-  const fs: typeof import('node:fs/promises') = await import(/* @vite-ignore */ NODE_FS);
+  const fs = await nodeFs();
   const { writeSafetensorsFile } = await import('./safetensors.ts');
   const { toHfConfig } = await import('./config.ts');
   await fs.mkdir(outDir, { recursive: true });

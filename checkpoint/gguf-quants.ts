@@ -11,7 +11,8 @@
 //         qs[j] low nibble holds element j, high nibble element j + 16; `max` is the signed value of
 //         largest magnitude, so the extreme maps to q = 0 exactly and the other side gets 8 levels.
 
-import { bf16ToF32, f16ToF32, f32ToF16 } from '../kernels/half.ts';
+import { f32ToF16 } from '../kernels/half.ts';
+import { decodeFloats } from './float-dtypes.ts';
 import { GGML_BLOCKS, decodeBlocks, isGgmlBlockType } from '../kernels/ggml-blocks.ts';
 import type { WeightFormat } from '../kernels/weight-formats.ts';
 
@@ -154,16 +155,10 @@ export function dequantizeQ4_0(src: Uint8Array, n: number, dst = new Float32Arra
 /** `n` values of type `t` stored in `bytes` -> f32. Throws for the types we only recognise. */
 export function dequantize(t: GgmlType, bytes: Uint8Array, n: number): Float32Array {
   switch (t.name) {
-    case 'F32': {
-      const b = bytes.byteOffset % 4 === 0 ? bytes : bytes.slice(); // views need element alignment
-      return new Float32Array(b.buffer, b.byteOffset, n);
-    }
+    case 'F32':
     case 'F16':
-    case 'BF16': {
-      const b = bytes.byteOffset % 2 === 0 ? bytes : bytes.slice();
-      const h = new Uint16Array(b.buffer, b.byteOffset, n);
-      return t.name === 'F16' ? f16ToF32(h) : bf16ToF32(h);
-    }
+    case 'BF16':
+      return decodeFloats(t.name, bytes, n);
     default:
       if (READABLE_TYPES.has(t.name) && isGgmlBlockType(t.name)) return decodeBlocks(GGML_BLOCKS[t.name], bytes, n);
       throw new Error(`ggml type ${t.name} cannot be decoded (supported: ${[...READABLE_TYPES].join(', ')})`);

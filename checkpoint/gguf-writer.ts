@@ -11,16 +11,13 @@
 //   - optionally the tokenizer (tokenizer.ggml.*) from an HF tokenizer.json (gguf-tokenizer.ts).
 
 import type { LlamaConfig } from './config.ts';
+import { nodeFs } from './node-fs.ts';
 import { GGUF_FIXED_SIZES, GGUF_MAGIC, GGUF_VALUE_TYPES, type GgufEntry, type GgufScalarType } from './gguf.ts';
 import { GGML_TYPES, ggmlRowBytes, ggmlTensorBytes, ggmlTypeByName, quantizeQ4_0, quantizeQ8_0 } from './gguf-quants.ts';
 import { ggufTokenizerEntries } from './gguf-tokenizer.ts';
-import { f32ToF16 } from '../kernels/half.ts';
+import { encodeFloats } from './float-dtypes.ts';
 import { expectedTensors, permuteQk, qkHeads, toGgufName } from './keymap.ts';
 import type { TensorProvider } from './tensor-provider.ts';
-
-// node:fs in Node and Deno. A variable specifier keeps bundlers from resolving it in browser builds, where
-// models come as Blobs or URLs and the code that uses it never runs.
-const NODE_FS = 'node:fs/promises';
 
 /** A tensor to write: its dims innermost first, its ggml type id and its data size. */
 export interface GgufTensorSpec {
@@ -196,10 +193,9 @@ function encodeTensor(cfg: LlamaConfig, p: Planned, data: Float32Array): Uint8Ar
   if (data.length !== n) throw new Error(`GGUF writer: tensor "${p.name}" has ${data.length} values, shape [${p.shape.join(', ')}] needs ${n}`);
   const heads = qkHeads(p.name, cfg);
   const x = heads > 0 ? permuteQk(data, heads, p.shape[1]!, true) : data;
-  const bytes = (v: ArrayBufferView): Uint8Array => new Uint8Array(v.buffer, v.byteOffset, v.byteLength);
   switch (p.type) {
-    case 'F32': return bytes(x);
-    case 'F16': return bytes(f32ToF16(x));
+    case 'F32':
+    case 'F16': return encodeFloats(x, p.type);
     case 'Q8_0': return quantizeQ8_0(x);
     case 'Q4_0': return quantizeQ4_0(x);
     default: throw new Error(`GGUF writer: cannot write type ${p.type}`);
@@ -233,7 +229,7 @@ export function encodeGguf(cfg: LlamaConfig, weights: Map<string, Float32Array>,
  * one tensor at a time, so host memory holds one tensor, never the whole model.
  */
 export async function writeGgufFile(path: string, src: TensorProvider, opts: EncodeGgufOptions): Promise<void> {
-  const fs: typeof import('node:fs/promises') = await import(/* @vite-ignore */ NODE_FS);
+  const fs = await nodeFs();
   const cfg = src.config;
   const { entries, tensors } = plan(cfg, opts);
   const { header, offsets, dataSize } = encodeGgufHeader(entries, tensors.map((t) => t.spec), opts.alignment);

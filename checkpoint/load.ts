@@ -2,6 +2,7 @@
 // ModelDir (browser folder pick, URL). Everything is validated before anything is allocated on the GPU.
 
 import { nodeDir, fileSource, type ByteSource, type ModelDir } from './byte-source.ts';
+import { nodeFs } from './node-fs.ts';
 import { openGgufModel } from './gguf-provider.ts';
 import type { LlamaConfig } from './config.ts';
 import { openHfModel, validateHfModel } from './hf-model.ts';
@@ -11,10 +12,6 @@ import type { TensorProvider } from './tensor-provider.ts';
 import { DEFAULT_MODEL_NAME, defaultModelDir } from './default-model.ts';
 import { TINY_RANDOM_MODEL_NAME, tinyRandomModelDir } from './tiny-random-model.ts';
 import { describeSamplingDefaults, samplingDefaultsFromGenerationConfig, samplingDefaultsFromGguf, type ModelSamplingDefaults } from './generation-defaults.ts';
-
-// node:fs in Node and Deno. A variable specifier keeps bundlers from resolving it in browser builds, where
-// models come as Blobs or URLs and the code that uses it never runs.
-const NODE_FS = 'node:fs/promises';
 
 export interface ModelSource {
   name: string; // what the API reports as the model id
@@ -62,7 +59,7 @@ export async function openModelSource(spec: string | ModelDir | ByteSource): Pro
     if (spec === 'default' || spec === DEFAULT_MODEL_NAME) dir = defaultModelDir();
     else if (spec === TINY_RANDOM_MODEL_NAME) dir = tinyRandomModelDir();
     else {
-      const fs: typeof import('node:fs/promises') = await import(/* @vite-ignore */ NODE_FS);
+      const fs = await nodeFs();
       const st = await fs.stat(spec).catch(() => null);
       if (!st) throw new Error(`model not found: ${spec} (give an HF model directory, a .gguf file, or "default" for the embedded model, "tiny-random-llama-2" for the random-weights test model)`);
       if (!st.isDirectory()) {

@@ -4,13 +4,11 @@
 // ops and exact float arithmetic (no Math.log/cos, whose last bits differ between JS engines).
 
 import { toHfConfig, type LlamaConfig } from './config.ts';
-import { f32ToBf16, f32ToF16 } from '../kernels/half.ts';
+import { nodeFs } from './node-fs.ts';
+import { encodeFloats, type FileDtype } from './float-dtypes.ts';
 import { expectedTensors, toHfName } from './keymap.ts';
+import type { TensorProvider } from './tensor-provider.ts';
 import { encodeSafetensors } from './safetensors.ts';
-
-// node:fs in Node and Deno. A variable specifier keeps bundlers from resolving it in browser builds, where
-// models come as Blobs or URLs and the code that uses it never runs.
-const NODE_FS = 'node:fs/promises';
 
 /** murmur3's 32-bit finalizer: a bijective avalanche mix. */
 function mix32(x: number): number {
@@ -79,7 +77,7 @@ function randomTensor(cfg: LlamaConfig, seed: number, name: string, shape: numbe
  * The same weights as randomWeights(cfg, seed), generated lazily one tensor at a time (the benchmarks'
  * billion-parameter models never exist whole in host memory). Returns a TensorProvider.
  */
-export function randomProvider(cfg: LlamaConfig, seed: number): { config: LlamaConfig; readRowsF32(name: string, rowStart: number, rows: number): Promise<Float32Array> } {
+export function randomProvider(cfg: LlamaConfig, seed: number): TensorProvider {
   const shapes = expectedTensors(cfg);
   let last: { name: string; data: Float32Array } | null = null;
   return {
@@ -94,8 +92,6 @@ export function randomProvider(cfg: LlamaConfig, seed: number): { config: LlamaC
   };
 }
 
-/** A tensor's dtype in the safetensors files written here (a file's, not a GPU weight format: kernels/weight-formats.ts). */
-export type FileDtype = 'F32' | 'F16' | 'BF16';
 
 export interface EncodeHfOptions {
   dtype: FileDtype;
@@ -105,11 +101,6 @@ export interface EncodeHfOptions {
 }
 
 const TORCH_DTYPE: Record<FileDtype, string> = { F32: 'float32', F16: 'float16', BF16: 'bfloat16' };
-
-function toBytes(data: Float32Array, dtype: FileDtype): Uint8Array {
-  const v = dtype === 'F32' ? data : dtype === 'F16' ? f32ToF16(data) : f32ToBf16(data);
-  return new Uint8Array(v.buffer, v.byteOffset, v.byteLength);
-}
 
 /**
  * The files of an HF model directory holding `weights` (our names) in `opts.dtype`: config.json,
@@ -134,7 +125,7 @@ export function encodeHfModel(cfg: LlamaConfig, weights: Map<string, Float32Arra
     const n = shape.reduce((a, b) => a * b, 1);
     if (!w) throw new Error(`encodeHfModel: missing tensor "${name}"`);
     if (w.length !== n) throw new Error(`encodeHfModel: tensor "${name}" has ${w.length} values, shape [${shape.join(', ')}] needs ${n}`);
-    return { name: toHfName(name), dtype: opts.dtype, shape, data: toBytes(w, opts.dtype) };
+    return { name: toHfName(name), dtype: opts.dtype, shape, data: encodeFloats(w, opts.dtype) };
   });
   const meta = { format: 'pt' }; // what transformers writes; some loaders check it
 
@@ -174,7 +165,7 @@ export function encodeHfModel(cfg: LlamaConfig, weights: Map<string, Float32Arra
 
 /** Node/Deno only (node:fs): writes `files` into directory `path`, creating it (mkdir -p). */
 export async function writeModelDir(path: string, files: Record<string, Uint8Array>): Promise<void> {
-  const fs: typeof import('node:fs/promises') = await import(/* @vite-ignore */ NODE_FS);
+  const fs = await nodeFs();
   await fs.mkdir(path, { recursive: true });
   const base = path.replace(/\/$/, '');
   for (const [file, bytes] of Object.entries(files)) await fs.writeFile(`${base}/${file}`, bytes);

@@ -8,11 +8,8 @@
 // Reading goes through a ByteSource, so only the header and one tensor at a time are in host memory.
 
 import type { ByteSource } from './byte-source.ts';
-import { bf16ToF32, f16ToF32 } from '../kernels/half.ts';
-
-// node:fs in Node and Deno. A variable specifier keeps bundlers from resolving it in browser builds, where
-// models come as Blobs or URLs and the code that uses it never runs.
-const NODE_FS = 'node:fs/promises';
+import { nodeFs } from './node-fs.ts';
+import { decodeFloats, isFileDtype } from './float-dtypes.ts';
 
 /** Bytes per element of each dtype we accept (packed/quantized data can ride in the integer types). */
 export const DTYPE_SIZES: Readonly<Record<string, number>> = {
@@ -142,24 +139,13 @@ export async function readTensorBytes(src: ByteSource, t: TensorInfo): Promise<U
   return src.read(t.offset, t.byteLength);
 }
 
-/**
- * One F32/F16/BF16 tensor as f32 values, row-major. An aligned F32 tensor is returned as a view of
- * the bytes read (no copy; for in-memory sources that is a view of the file's own buffer); unaligned
- * data is copied first, since typed-array views need element alignment.
- */
+/** One F32/F16/BF16 tensor as f32 values, row-major (float-dtypes.ts: an aligned F32 tensor is a view of the bytes read). */
 export async function readTensorAsF32(src: ByteSource, t: TensorInfo): Promise<Float32Array> {
   const n = numel(t.shape);
-  if (t.dtype !== 'F32' && t.dtype !== 'F16' && t.dtype !== 'BF16') {
+  if (!isFileDtype(t.dtype)) {
     throw new Error(`${src.name}: tensor "${t.name}" has dtype ${t.dtype}; only F32, F16 and BF16 can be read as f32`);
   }
-  let bytes = await readTensorBytes(src, t);
-  if (t.dtype === 'F32') {
-    if (bytes.byteOffset % 4 !== 0) bytes = bytes.slice();
-    return new Float32Array(bytes.buffer, bytes.byteOffset, n);
-  }
-  if (bytes.byteOffset % 2 !== 0) bytes = bytes.slice();
-  const halves = new Uint16Array(bytes.buffer, bytes.byteOffset, n);
-  return t.dtype === 'F16' ? f16ToF32(halves) : bf16ToF32(halves);
+  return decodeFloats(t.dtype, await readTensorBytes(src, t), n);
 }
 
 /** What the writer needs to know of a tensor before its data. */
@@ -226,7 +212,7 @@ export async function writeSafetensorsFile(
   getData: (name: string) => Promise<Uint8Array>,
   metadata?: Record<string, string>,
 ): Promise<void> {
-  const fs: typeof import('node:fs/promises') = await import(/* @vite-ignore */ NODE_FS);
+  const fs = await nodeFs();
   const head = encodeHeader(tensors, metadata);
   const handle = await fs.open(path, 'w');
   const writeAll = async (bytes: Uint8Array): Promise<void> => {
