@@ -167,7 +167,7 @@ export async function benchHost(ctx: GpuContext, model: string, format: WeightFo
     return formatSpec(storedFormat(format, real.dim)).bufferBytes(rows, real.dim) <= Math.min(ctx.maxBindingBytes, ctx.maxBufferBytes);
   };
   const f = await createForward(ctx, small, w, {
-    maxTokens: 1, maxOut: 1, blockSize: 16, nBlocks: 1, nSlots: 1, maxBlocksPerSeq: 1, canFuse: (kind) => realFused(kind),
+    maxRows: 1, maxOut: 1, blockSize: 16, nBlocks: 1, nSlots: 1, maxBlocksPerSeq: 1, canFuse: (kind) => realFused(kind),
   });
   try {
     const full = countStep(f);

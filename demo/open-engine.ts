@@ -192,7 +192,7 @@ export async function openEngine(
   for (const shape of expectedTensors(model.cfg).values()) params += shape.reduce((a, b) => a * b, 1);
   const info: LoadedModelInfo = {
     modelName: llama.engine.modelName,
-    adapter: model.gpu.adapterName,
+    adapter: model.adapterName,
     dtype: model.format,
     weightBytes: model.weightBytes,
     params,
@@ -200,5 +200,5 @@ export async function openEngine(
     loadSeconds: (performance.now() - t0) / 1000,
     source: spec.kind === 'builtin' ? 'builtin' : spec.kind === 'url' ? (log.downloads === 0 && log.hits > 0 ? 'cache' : 'network') : 'files',
   };
-  return { llama, info, lost: model.gpu.lost, close: () => llama.close() };
+  return { llama, info, lost: model.stages[0]!.gpu.lost, close: () => llama.close() };
 }

@@ -77,7 +77,7 @@ for (const kind of ['mha', 'gqa'] as const) {
       const model = await LlamaModel.fromProvider(hfProvider(hf), { gpu: ctx, dtype: 'f16', prefillChunk: 32, maxOut: 8 });
       try {
         // The default KV cache: f16 where the adapter has shader-f16; the oracle rounds K and V the same way.
-        const kvDtype = model.fwd.kvDtype;
+        const kvDtype = model.kvDtype;
         expect(kvDtype).toBe(ctx.hasF16 ? 'f16' : 'f32');
         const rounded = new Map([...weights].map(([k, v]) => [k, roundTrip('f16', v)]));
         const p = prompt(12, 3);
@@ -103,7 +103,7 @@ describe('limits', () => {
     const small = await createGpuContext({ maxBindingBytes: 256 * 1024 });
     const model = await LlamaModel.fromProvider(memoryProvider(cfg, weights), { gpu: small, dtype: 'f32', context: 128 });
     try {
-      expect(model.weights.tokEmbeddings.chunks.length).toBe(Math.ceil((32000 * 96 * 4) / (256 * 1024)));
+      expect(model.stages[0]!.weights.tokEmbeddings.chunks.length).toBe(Math.ceil((32000 * 96 * 4) / (256 * 1024)));
       const p = prompt(10, 11);
       expect(await collect(model.generateGreedy(p, 12))).toEqual(new ReferenceModel(cfg, weights).generateGreedy(p, 12));
     } finally {
@@ -143,7 +143,7 @@ describe('decode step: fused projections and dispatch count', () => {
       const count = (m: LlamaModel) => {
         let n = 0, pipelines = 0;
         const pass = { setPipeline: () => void pipelines++, setBindGroup: () => undefined, dispatchWorkgroups: () => void n++, end: () => undefined };
-        encodeForward(m.fwd, { beginComputePass: () => pass, copyBufferToBuffer: () => undefined } as unknown as GPUCommandEncoder, 1, [0], 'decode', 64);
+        encodeForward(m.stages[0]!.fwd, { beginComputePass: () => pass, copyBufferToBuffer: () => undefined } as unknown as GPUCommandEncoder, 1, [0], 'decode', 64);
         return { n, pipelines };
       };
       // Per layer: norm, q|k|v, rope + kv write, attention, wo, norm, w1|w3, swiglu, w2; plus embedding, final norm, head, argmax.
@@ -155,10 +155,10 @@ describe('decode step: fused projections and dispatch count', () => {
       const a = await fused.logitsAll(toks);
       const b = await apart.logitsAll(toks);
       expect(maxRelErr(a, b)).toBe(0);
-      const ref = new ReferenceModel(cfg, weights, { kvDtype: fused.fwd.kvDtype });
+      const ref = new ReferenceModel(cfg, weights, { kvDtype: fused.kvDtype });
       expect(maxRelErr(a, ref.forward(toks, 0))).toBeLessThan(1e-4);
       const p = prompt(9, 17);
-      const want = new ReferenceModel(cfg, weights, { kvDtype: fused.fwd.kvDtype }).generateGreedy(p, 12);
+      const want = new ReferenceModel(cfg, weights, { kvDtype: fused.kvDtype }).generateGreedy(p, 12);
       expect(await collect(fused.generateGreedy(p, 12))).toEqual(want);
       expect(await collect(apart.generateGreedy(p, 12))).toEqual(want);
     } finally {

@@ -201,7 +201,7 @@ describe('quantized models end to end', () => {
             const shape = shapes.get(name)!;
             return [name, shape.length === 2 ? roundTrip(storedFormat(dtype, shape[1]!), v) : v] as const;
           }));
-          expect(model.weights.layers[0]!.w2.format).toBe(storedFormat(dtype, cfg.hiddenDim));
+          expect(model.stages[0]!.weights.layers[0]!.w2.format).toBe(storedFormat(dtype, cfg.hiddenDim));
           const toks = [1, ...Array.from({ length: 23 }, (_, i) => 3 + ((i * 7919) % 31000))]; // 2 prefill chunks
           const want = new ReferenceModel(cfg, rounded).forward(toks, 0);
           const got = await model.logitsAll(toks);

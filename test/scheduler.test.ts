@@ -67,9 +67,12 @@ describe('scheduler', () => {
     const turn1 = promptOf(40, 77);
     const a = await collect(sched.generate({ promptTokens: turn1, maxTokens: 5, sampler: greedy() }));
     const turn2 = [...turn1, ...a, 29871, 13, 500, 600];
-    const req = { promptTokens: turn2, maxTokens: 5, sampler: greedy() };
+    const req = { promptTokens: turn2, maxTokens: 5, sampler: greedy(), stats: {} as { cachedTokens?: number } };
+    const hitsBefore = sched.metrics().prefixHitTokens;
     const b = await collect(sched.generate(req));
-    expect(sched.cachedTokensOf.get(req)).toBe(Math.floor((turn1.length + a.length - 1) / 16) * 16);
+    const reused = Math.floor((turn1.length + a.length - 1) / 16) * 16;
+    expect(req.stats.cachedTokens).toBe(reused); // what the API reports as usage.prompt_tokens_details.cached_tokens
+    expect(sched.metrics().prefixHitTokens - hitsBefore).toBe(reused);
     expect(b).toEqual(oracle(turn2, 5));
   });
 
