@@ -48,7 +48,21 @@ export interface Stage {
   stagingX: GPUBuffer; // (maxRows, dim) f32: activations leaving this device (all but the last stage)
   stagingLogits: GPUBuffer; // (maxOut, vocab) f32 (last stage)
   stagingBest: GPUBuffer; // (maxOut) u32 (last stage)
+  stagingIds: GPUBuffer; // (residentSteps, maxOut) u32: the tokens of a resident decode run (single-stage models)
 }
+
+/**
+ * Picks each decode row's next token on the GPU, after a step's head has written the rows' logits
+ * (fwd.rs.logits): records its dispatches into `enc` and returns the buffer that then holds the ids (nRows u32).
+ * `step` counts the steps of the run (for a sampler's random stream). Greedy is ARGMAX_PICKER; a GPU
+ * sampler (temperature, top-k/p, penalties, a seeded generator) is another picker.
+ */
+export interface GpuPicker {
+  encode(enc: GPUCommandEncoder, fwd: Forward, nRows: number, step: number): GPUBuffer;
+}
+
+/** Greedy: the argmax that encodeForward already records after the head, into rs.best. */
+export const ARGMAX_PICKER: GpuPicker = { encode: (_enc, fwd) => fwd.rs.best };
 
 /** Splits nLayers into `devices` runs of consecutive layers, as even as possible. */
 export function evenLayerSplit(nLayers: number, devices: number): [number, number][] {
@@ -79,6 +93,7 @@ export class LlamaModel implements GenerationBackend, StepModel {
     /** KV cache elements (the same on every device). */
     readonly kvDtype: KvDtype,
   ) {
+    if (stages.length === 1) this.decodeResident = (rows, steps, picker) => this.residentSteps(rows, steps, picker);
     this.modelInfo = { vocabSize: cfg.vocabSize, contextLength: context, bosTokenId: cfg.bosTokenId, eosTokenId: cfg.eosTokenId };
     // Device loss is observed once per device, here. Racing each readback against `lost` instead would
     // attach a reaction to a promise that never settles, per readback, for the life of the process.
@@ -178,6 +193,7 @@ export class LlamaModel implements GenerationBackend, StepModel {
         stagingX: map('stagingX', fwd.rs.x.size),
         stagingLogits: map('stagingLogits', part.head ? fwd.rs.logits.size : 16),
         stagingBest: map('stagingBest', part.head ? fwd.rs.best.size : 16),
+        stagingIds: map('stagingIds', gpus.length === 1 ? RUNTIME_DEFAULTS.residentSteps * fwd.rs.best.size : 16),
       });
     }
     return new LlamaModel(stages, cfg, new KvPool(nBlocks, blockSize, nSlots, maxBlocksPerSeq), context, kvDtype);
@@ -237,6 +253,45 @@ export class LlamaModel implements GenerationBackend, StepModel {
     throw new Error('unreachable: a model has at least one stage');
   }
 
+  /**
+   * The GPU-resident decode loop: `steps` decode steps of the batch `rows` (row i: token, pos, slot), where
+   * step j's input ids are step j-1's picks, copied on the GPU (best -> ids in the same command buffer), so
+   * each step is recorded and submitted without waiting for the one before; the picks of all steps come
+   * back in one readback, (steps, rows.length) u32. Row i of step j is at position rows[i].pos + j: the
+   * caller reserves those KV positions. Single-device models only (undefined when sharded: there the
+   * residual stream crosses devices through the host at every step anyway).
+   */
+  readonly decodeResident?: (rows: StepRow[], steps: number, picker?: GpuPicker) => Promise<Uint32Array>;
+
+  private async residentSteps(rows: StepRow[], steps: number, picker: GpuPicker = ARGMAX_PICKER): Promise<Uint32Array> {
+    const B = rows.length;
+    const st = this.stages[0]!;
+    if (B < 1 || B > this.maxOut) throw new Error(`resident decode of ${B} rows (1..${this.maxOut})`);
+    if (!Number.isInteger(steps) || steps < 1 || steps > RUNTIME_DEFAULTS.residentSteps) throw new Error(`resident decode of ${steps} steps (1..${RUNTIME_DEFAULTS.residentSteps})`);
+    for (const r of rows) {
+      if (!Number.isInteger(r.token) || r.token < 0 || r.token >= this.cfg.vocabSize) throw new Error(`token id ${r.token} is outside the vocabulary (0..${this.cfg.vocabSize - 1})`);
+      if (r.pos + steps > this.context) throw new ContextOverflowError(`position ${r.pos + steps - 1} is past the context length ${this.context}`);
+    }
+    const { device } = st.gpu;
+    const rs = st.fwd.rs;
+    const all = Array.from(rows, (_, i) => i);
+    device.queue.writeBuffer(rs.ids, 0, Uint32Array.from(rows, (r) => r.token));
+    device.queue.writeBuffer(rs.slot, 0, Uint32Array.from(rows, (r) => r.slot));
+    device.queue.writeBuffer(rs.step, 0, packParams([[B, 'u32'], [B, 'u32'], [0, 'u32'], [0, 'u32']]));
+    const bytes = B * 4;
+    for (let j = 0; j < steps; j++) {
+      // Written in queue order: after step j-1's commands, before step j's.
+      device.queue.writeBuffer(rs.pos, 0, Uint32Array.from(rows, (r) => r.pos + j));
+      const enc = device.createCommandEncoder();
+      encodeForward(st.fwd, enc, B, all, 'decode', rows.reduce((a, r) => Math.max(a, r.pos + j + 1), 0));
+      const picked = picker.encode(enc, st.fwd, B, j);
+      enc.copyBufferToBuffer(picked, 0, rs.ids, 0, bytes); // the next step's input
+      enc.copyBufferToBuffer(picked, 0, st.stagingIds, j * bytes, bytes);
+      device.queue.submit([enc.finish()]);
+    }
+    return new Uint32Array(await this.readStaging(st.stagingIds, steps * bytes));
+  }
+
   private async readStaging(staging: GPUBuffer, bytes: number): Promise<ArrayBuffer> {
     if (this.lostError) throw this.lostError;
     await new Promise<void>((resolve, reject) => {
@@ -290,6 +345,7 @@ export class LlamaModel implements GenerationBackend, StepModel {
       st.stagingX.destroy();
       st.stagingLogits.destroy();
       st.stagingBest.destroy();
+      st.stagingIds.destroy();
     }
   }
 }

@@ -40,6 +40,12 @@ export interface StepModel {
   step(rows: StepRow[], outRows: number[], mode: 'logits' | 'argmax', kind: StepKind): Promise<Float32Array | Uint32Array>;
   /** Makes the slot's block table (after its blocks changed) visible to the next steps. */
   writeTable(slot: number): void;
+  /**
+   * Optional, the GPU-resident decode loop: `steps` greedy decode steps of the batch `rows`, each step's
+   * input being the previous step's argmax, with no host round trip between steps; returns the picks,
+   * (steps, rows.length). Row i of step j is at position rows[i].pos + j (the loop reserves those positions).
+   */
+  decodeResident?(rows: StepRow[], steps: number): Promise<Uint32Array>;
 }
 
 export interface SchedulerOptions {
@@ -47,6 +53,12 @@ export interface SchedulerOptions {
   maxQueue?: number; // waiting requests before new ones are refused (default RUNTIME_DEFAULTS.maxQueue)
   prefillChunk?: number; // prompt tokens of one sequence per step (default: the model's maxRows)
   prefixCaching?: boolean; // default true
+  /**
+   * Greedy decode steps run on the GPU before their tokens are read back, where the model offers it and no
+   * sequence of the batch needs the host to pick (a logit mask, logprobs, sampling); default
+   * RUNTIME_DEFAULTS.residentSteps. 1: every step is read back before the next (the serial path).
+   */
+  residentSteps?: number;
 }
 
 export class QueueFullError extends Error {
@@ -64,6 +76,7 @@ interface Seq {
   computed: number; // positions of `tokens` whose KV is in the cache
   out: Channel<number>;
   cancelled: boolean;
+  done: boolean; // finished: takes no more tokens
   admittedOnce: boolean;
   tEnqueued: number;
   /** A scoring sequence (score()): the logits of every prompt position, (promptLen, vocab); it generates nothing. */
@@ -111,6 +124,7 @@ export class Scheduler implements GenerationBackend {
   private readonly maxBatch: number;
   private readonly maxQueue: number;
   private readonly prefillChunk: number;
+  private readonly residentSteps: number;
   readonly prefixCaching: boolean;
   readonly stats: SchedulerMetrics = {
     running: 0, waiting: 0, kvBlocksUsed: 0, kvBlocksFree: 0, kvBlocksCached: 0, prefixHitTokens: 0, prefixLookupTokens: 0,
@@ -123,6 +137,7 @@ export class Scheduler implements GenerationBackend {
     this.maxQueue = opts.maxQueue ?? RUNTIME_DEFAULTS.maxQueue;
     this.prefillChunk = Math.min(opts.prefillChunk ?? model.maxRows, model.maxRows);
     this.prefixCaching = opts.prefixCaching ?? true;
+    this.residentSteps = model.decodeResident ? Math.max(1, Math.min(opts.residentSteps ?? RUNTIME_DEFAULTS.residentSteps, RUNTIME_DEFAULTS.residentSteps)) : 1;
   }
 
   metrics(): SchedulerMetrics {
@@ -204,7 +219,7 @@ export class Scheduler implements GenerationBackend {
   private enqueue(req: GenerateRequest, scores?: Float32Array): Seq {
     const seq: Seq = {
       req, tokens: [...req.promptTokens], promptLen: req.promptTokens.length, generated: 0, slot: null,
-      computed: 0, out: new Channel<number>(), cancelled: false, admittedOnce: false, tEnqueued: performance.now(), scores,
+      computed: 0, out: new Channel<number>(), cancelled: false, done: false, admittedOnce: false, tEnqueued: performance.now(), scores,
     };
     this.waiting.push(seq);
     this.kick();
@@ -322,6 +337,8 @@ export class Scheduler implements GenerationBackend {
     if (!live.length) return;
     const rows = live.map((s) => ({ token: s.tokens[s.tokens.length - 1]!, pos: s.tokens.length - 1, slot: s.slot! }));
     const greedy = live.every((s) => s.req.sampler.greedy === true && !s.req.allowedTokens);
+    const steps = greedy ? this.residentRun(live) : 1;
+    if (steps > 1 && (await this.residentStep(live, rows, steps))) return;
     const t0 = performance.now();
     const out = await this.model.step(rows, live.map((_, i) => i), greedy ? 'argmax' : 'logits', 'decode');
     this.stats.decodeSeconds += (performance.now() - t0) / 1000;
@@ -334,9 +351,59 @@ export class Scheduler implements GenerationBackend {
     });
   }
 
+  /**
+   * Steps a greedy batch may run on the GPU before reading back: at most residentSteps, none past any
+   * sequence's last token (max_tokens, the context), and only when the pool has every block they need now
+   * (else 1: the serial step, which preempts). Reserves the blocks.
+   */
+  private residentRun(live: Seq[]): number {
+    if (this.residentSteps < 2) return 1;
+    const ctx = this.modelInfo.contextLength;
+    let steps = this.residentSteps;
+    for (const s of live) steps = Math.min(steps, Math.min(s.req.maxTokens, contextLeft(ctx, s.promptLen)) - s.generated);
+    if (steps < 2) return 1;
+    const pool = this.model.pool;
+    // Positions tokens.length - 1 .. tokens.length + steps - 2 of each sequence.
+    const extra = live.reduce((a, s) => a + Math.max(0, Math.ceil((s.tokens.length + steps - 1) / pool.blockSize) - pool.blocks(s.slot!).length), 0);
+    if (extra > pool.availableBlocks) return 1;
+    for (const s of live) {
+      if (!pool.reserve(s.slot!, s.tokens.length + steps - 1)) throw new Error('KV pool: internal error, a counted block was not there');
+      this.model.writeTable(s.slot!);
+    }
+    return steps;
+  }
+
+  /**
+   * `steps` greedy decode steps on the GPU, then their tokens, step by step, as if each had been read back
+   * at once: a sequence that stops (EOS, max_tokens, its consumer gone) takes none of the later ones, and its
+   * `computed` ends where the serial path leaves it, so the pool (and the prefixes it publishes) end the same.
+   * False when the run failed: nothing was taken from it, and the caller takes the serial step instead (which
+   * delivers the tokens before a failing step and then fails as the serial path does).
+   */
+  private async residentStep(live: Seq[], rows: StepRow[], steps: number): Promise<boolean> {
+    const t0 = performance.now();
+    let ids: Uint32Array;
+    try {
+      ids = await this.model.decodeResident!(rows, steps);
+    } catch {
+      return false;
+    }
+    this.stats.decodeSeconds += (performance.now() - t0) / 1000;
+    for (let j = 0; j < steps; j++) {
+      live.forEach((s, i) => {
+        // Step j's row fed the token emitted at step j-1: only a sequence that took it has that position.
+        if (s.done || s.computed !== s.tokens.length - 1) return;
+        s.computed++;
+        this.stats.decodeTokens++;
+        this.emit(s, null, ids[j * live.length + i]!);
+      });
+    }
+    return true;
+  }
+
   /** Samples (or takes) the next token of `s`, hands it to the consumer, and ends the sequence when due. */
   private emit(s: Seq, logits: Float32Array | null, token?: number): void {
-    if (s.cancelled) return;
+    if (s.cancelled || s.done) return;
     let t: number;
     try {
       if (logits) {
@@ -368,6 +435,7 @@ export class Scheduler implements GenerationBackend {
   }
 
   private finish(s: Seq, error?: unknown): void {
+    s.done = true;
     const i = this.running.indexOf(s);
     if (i >= 0) this.running.splice(i, 1);
     if (s.slot !== null) {

@@ -135,7 +135,7 @@ export interface FakeBackendOptions {
  * Scheduler) runs over, as it runs over a LlamaModel. A row's "KV cache" is its token, kept per slot, so the
  * logits of an output row can be a function of the tokens generated so far.
  */
-class FakeStepModel implements StepModel {
+export class FakeStepModel implements StepModel {
   readonly pool: KvPool;
   readonly maxRows = RUNTIME_DEFAULTS.prefillChunk;
   readonly maxOut = 64;
@@ -169,6 +169,19 @@ class FakeStepModel implements StepModel {
       for (let t = 1; t < V; t++) if (l[t]! > l[best[i]!]!) best[i] = t;
     });
     return mode === 'argmax' ? best : logits;
+  }
+
+  /** The resident decode loop's contract on the CPU: each step's input is the previous step's argmax. */
+  async decodeResident(rows: StepRow[], steps: number): Promise<Uint32Array> {
+    const out = new Uint32Array(steps * rows.length);
+    const all = rows.map((_, i) => i);
+    let tokens = rows.map((r) => r.token);
+    for (let j = 0; j < steps; j++) {
+      const best = (await this.step(rows.map((r, i) => ({ token: tokens[i]!, pos: r.pos + j, slot: r.slot })), all, 'argmax', 'decode')) as Uint32Array;
+      out.set(best, j * rows.length);
+      tokens = Array.from(best);
+    }
+    return out;
   }
 }
 
