@@ -48,7 +48,7 @@ export interface Stage {
   stagingX: GPUBuffer; // (maxRows, dim) f32: activations leaving this device (all but the last stage)
   stagingLogits: GPUBuffer; // (maxOut, vocab) f32 (last stage)
   stagingBest: GPUBuffer; // (maxOut) u32 (last stage)
-  stagingIds: GPUBuffer; // (residentSteps, maxOut) u32: the tokens of a resident decode run (single-stage models)
+  stagingIds: GPUBuffer[]; // a ring of 2, (residentSteps, maxOut) u32: the tokens of resident decode runs (single-stage models)
 }
 
 /**
@@ -93,7 +93,7 @@ export class LlamaModel implements GenerationBackend, StepModel {
     /** KV cache elements (the same on every device). */
     readonly kvDtype: KvDtype,
   ) {
-    if (stages.length === 1) this.decodeResident = (rows, steps, picker) => this.residentSteps(rows, steps, picker);
+    if (stages.length === 1) this.decodeResident = (rows, steps, continues, picker) => this.residentSteps(rows, steps, continues, picker);
     this.modelInfo = { vocabSize: cfg.vocabSize, contextLength: context, bosTokenId: cfg.bosTokenId, eosTokenId: cfg.eosTokenId };
     // Device loss is observed once per device, here. Racing each readback against `lost` instead would
     // attach a reaction to a promise that never settles, per readback, for the life of the process.
@@ -193,7 +193,7 @@ export class LlamaModel implements GenerationBackend, StepModel {
         stagingX: map('stagingX', fwd.rs.x.size),
         stagingLogits: map('stagingLogits', part.head ? fwd.rs.logits.size : 16),
         stagingBest: map('stagingBest', part.head ? fwd.rs.best.size : 16),
-        stagingIds: map('stagingIds', gpus.length === 1 ? RUNTIME_DEFAULTS.residentSteps * fwd.rs.best.size : 16),
+        stagingIds: [0, 1].map((i) => map(`stagingIds.${i}`, gpus.length === 1 ? RUNTIME_DEFAULTS.residentSteps * fwd.rs.best.size : 16)),
       });
     }
     return new LlamaModel(stages, cfg, new KvPool(nBlocks, blockSize, nSlots, maxBlocksPerSeq), context, kvDtype);
@@ -258,24 +258,30 @@ export class LlamaModel implements GenerationBackend, StepModel {
    * step j's input ids are step j-1's picks, copied on the GPU (best -> ids in the same command buffer), so
    * each step is recorded and submitted without waiting for the one before; the picks of all steps come
    * back in one readback, (steps, rows.length) u32. Row i of step j is at position rows[i].pos + j: the
-   * caller reserves those KV positions. Single-device models only (undefined when sharded: there the
-   * residual stream crosses devices through the host at every step anyway).
+   * caller reserves those KV positions. `continues`: the run goes on from the previous run of the same rows,
+   * whose last picks are already the input ids on the GPU (rows[i].token is not used), so it can be submitted
+   * before that run is read back; at most two runs are in flight (a ring of two staging buffers).
+   * Single-device models only (undefined when sharded: there the residual stream crosses devices through the
+   * host at every step anyway).
    */
-  readonly decodeResident?: (rows: StepRow[], steps: number, picker?: GpuPicker) => Promise<Uint32Array>;
+  readonly decodeResident?: (rows: StepRow[], steps: number, continues?: boolean, picker?: GpuPicker) => Promise<Uint32Array>;
+  private runs = 0; // resident runs so far: run r reads back through stagingIds[r % 2]
 
-  private async residentSteps(rows: StepRow[], steps: number, picker: GpuPicker = ARGMAX_PICKER): Promise<Uint32Array> {
+  private async residentSteps(rows: StepRow[], steps: number, continues = false, picker: GpuPicker = ARGMAX_PICKER): Promise<Uint32Array> {
     const B = rows.length;
     const st = this.stages[0]!;
     if (B < 1 || B > this.maxOut) throw new Error(`resident decode of ${B} rows (1..${this.maxOut})`);
     if (!Number.isInteger(steps) || steps < 1 || steps > RUNTIME_DEFAULTS.residentSteps) throw new Error(`resident decode of ${steps} steps (1..${RUNTIME_DEFAULTS.residentSteps})`);
     for (const r of rows) {
-      if (!Number.isInteger(r.token) || r.token < 0 || r.token >= this.cfg.vocabSize) throw new Error(`token id ${r.token} is outside the vocabulary (0..${this.cfg.vocabSize - 1})`);
+      if (!continues && (!Number.isInteger(r.token) || r.token < 0 || r.token >= this.cfg.vocabSize)) throw new Error(`token id ${r.token} is outside the vocabulary (0..${this.cfg.vocabSize - 1})`);
       if (r.pos + steps > this.context) throw new ContextOverflowError(`position ${r.pos + steps - 1} is past the context length ${this.context}`);
     }
+    const staging = st.stagingIds[this.runs++ % 2]!;
+    if (staging.mapState !== 'unmapped') throw new Error('resident decode: more than two runs in flight');
     const { device } = st.gpu;
     const rs = st.fwd.rs;
     const all = Array.from(rows, (_, i) => i);
-    device.queue.writeBuffer(rs.ids, 0, Uint32Array.from(rows, (r) => r.token));
+    if (!continues) device.queue.writeBuffer(rs.ids, 0, Uint32Array.from(rows, (r) => r.token));
     device.queue.writeBuffer(rs.slot, 0, Uint32Array.from(rows, (r) => r.slot));
     device.queue.writeBuffer(rs.step, 0, packParams([[B, 'u32'], [B, 'u32'], [0, 'u32'], [0, 'u32']]));
     const bytes = B * 4;
@@ -286,10 +292,10 @@ export class LlamaModel implements GenerationBackend, StepModel {
       encodeForward(st.fwd, enc, B, all, 'decode', rows.reduce((a, r) => Math.max(a, r.pos + j + 1), 0));
       const picked = picker.encode(enc, st.fwd, B, j);
       enc.copyBufferToBuffer(picked, 0, rs.ids, 0, bytes); // the next step's input
-      enc.copyBufferToBuffer(picked, 0, st.stagingIds, j * bytes, bytes);
+      enc.copyBufferToBuffer(picked, 0, staging, j * bytes, bytes);
       device.queue.submit([enc.finish()]);
     }
-    return new Uint32Array(await this.readStaging(st.stagingIds, steps * bytes));
+    return new Uint32Array(await this.readStaging(staging, steps * bytes));
   }
 
   private async readStaging(staging: GPUBuffer, bytes: number): Promise<ArrayBuffer> {
@@ -345,7 +351,7 @@ export class LlamaModel implements GenerationBackend, StepModel {
       st.stagingX.destroy();
       st.stagingLogits.destroy();
       st.stagingBest.destroy();
-      st.stagingIds.destroy();
+      for (const b of st.stagingIds) b.destroy();
     }
   }
 }

@@ -44,8 +44,10 @@ export interface StepModel {
    * Optional, the GPU-resident decode loop: `steps` greedy decode steps of the batch `rows`, each step's
    * input being the previous step's argmax, with no host round trip between steps; returns the picks,
    * (steps, rows.length). Row i of step j is at position rows[i].pos + j (the loop reserves those positions).
+   * `continues`: the run goes on from the previous run's last picks (rows[i].token unused), and may be
+   * started before that run has been read back (at most two runs in flight).
    */
-  decodeResident?(rows: StepRow[], steps: number): Promise<Uint32Array>;
+  decodeResident?(rows: StepRow[], steps: number, continues?: boolean): Promise<Uint32Array>;
 }
 
 export interface SchedulerOptions {
@@ -352,53 +354,80 @@ export class Scheduler implements GenerationBackend {
   }
 
   /**
-   * Steps a greedy batch may run on the GPU before reading back: at most residentSteps, none past any
-   * sequence's last token (max_tokens, the context), and only when the pool has every block they need now
-   * (else 1: the serial step, which preempts). Reserves the blocks.
+   * Steps a greedy batch may run on the GPU before reading back, after `ahead` steps already submitted and not
+   * yet taken: at most residentSteps, none past any sequence's last token (max_tokens, the context), and only
+   * when the pool has every block they need now (else 1: the serial step, which preempts). Reserves the blocks.
    */
-  private residentRun(live: Seq[]): number {
+  private residentRun(live: Seq[], ahead = 0): number {
     if (this.residentSteps < 2) return 1;
     const ctx = this.modelInfo.contextLength;
     let steps = this.residentSteps;
-    for (const s of live) steps = Math.min(steps, Math.min(s.req.maxTokens, contextLeft(ctx, s.promptLen)) - s.generated);
+    for (const s of live) steps = Math.min(steps, Math.min(s.req.maxTokens, contextLeft(ctx, s.promptLen)) - s.generated - ahead);
     if (steps < 2) return 1;
     const pool = this.model.pool;
-    // Positions tokens.length - 1 .. tokens.length + steps - 2 of each sequence.
-    const extra = live.reduce((a, s) => a + Math.max(0, Math.ceil((s.tokens.length + steps - 1) / pool.blockSize) - pool.blocks(s.slot!).length), 0);
+    // Positions tokens.length - 1 + ahead .. tokens.length + ahead + steps - 2 of each sequence.
+    const end = (s: Seq) => s.tokens.length + ahead + steps - 1;
+    const extra = live.reduce((a, s) => a + Math.max(0, Math.ceil(end(s) / pool.blockSize) - pool.blocks(s.slot!).length), 0);
     if (extra > pool.availableBlocks) return 1;
     for (const s of live) {
-      if (!pool.reserve(s.slot!, s.tokens.length + steps - 1)) throw new Error('KV pool: internal error, a counted block was not there');
+      if (!pool.reserve(s.slot!, end(s))) throw new Error('KV pool: internal error, a counted block was not there');
       this.model.writeTable(s.slot!);
     }
     return steps;
   }
 
+  /** Nothing would change the batch before its next step: no one waits, prefills, stopped or left. */
+  private batchStays(live: Seq[]): boolean {
+    return this.waiting.length === 0 && this.running.length === live.length &&
+      live.every((s) => !s.done && !s.cancelled && !s.req.signal?.aborted);
+  }
+
   /**
-   * `steps` greedy decode steps on the GPU, then their tokens, step by step, as if each had been read back
-   * at once: a sequence that stops (EOS, max_tokens, its consumer gone) takes none of the later ones, and its
-   * `computed` ends where the serial path leaves it, so the pool (and the prefixes it publishes) end the same.
-   * False when the run failed: nothing was taken from it, and the caller takes the serial step instead (which
+   * Greedy decode steps on the GPU in runs of `steps`; while the batch stays the same, the next run is
+   * submitted before this one is read back (it goes on from this run's last picks, on the GPU). The tokens
+   * of a run are taken step by step, as if each had been read back at once: a sequence that stops (EOS,
+   * max_tokens, its consumer gone) takes none of the later ones, and its `computed` ends where the serial
+   * path leaves it, so the pool (and the prefixes it publishes) end the same.
+   * False when the first run failed: nothing was taken, and the caller takes the serial step instead (which
    * delivers the tokens before a failing step and then fails as the serial path does).
    */
   private async residentStep(live: Seq[], rows: StepRow[], steps: number): Promise<boolean> {
-    const t0 = performance.now();
-    let ids: Uint32Array;
-    try {
-      ids = await this.model.decodeResident!(rows, steps);
-    } catch {
-      return false;
+    const decode = (r: StepRow[], n: number, continues: boolean) => {
+      const p = this.model.decodeResident!(r, n, continues);
+      p.catch(() => undefined); // a run is awaited below, or dropped after an earlier run failed
+      return p;
+    };
+    let run = decode(rows, steps, false);
+    let first = true;
+    for (;;) {
+      const t0 = performance.now();
+      let next: Promise<Uint32Array> | null = null;
+      let nextSteps = 1;
+      if (this.batchStays(live)) nextSteps = this.residentRun(live, steps);
+      const nextRows = rows.map((r) => ({ ...r, pos: r.pos + steps }));
+      if (nextSteps > 1) next = decode(nextRows, nextSteps, true);
+      let ids: Uint32Array;
+      try {
+        ids = await run;
+      } catch (e) {
+        if (!first) throw e;
+        await next?.catch(() => undefined);
+        return false;
+      }
+      this.stats.decodeSeconds += (performance.now() - t0) / 1000;
+      first = false;
+      for (let j = 0; j < steps; j++) {
+        live.forEach((s, i) => {
+          // Step j's row fed the token emitted at step j-1: only a sequence that took it has that position.
+          if (s.done || s.computed !== s.tokens.length - 1) return;
+          s.computed++;
+          this.stats.decodeTokens++;
+          this.emit(s, null, ids[j * live.length + i]!);
+        });
+      }
+      if (!next) return true;
+      [run, rows, steps] = [next, nextRows, nextSteps];
     }
-    this.stats.decodeSeconds += (performance.now() - t0) / 1000;
-    for (let j = 0; j < steps; j++) {
-      live.forEach((s, i) => {
-        // Step j's row fed the token emitted at step j-1: only a sequence that took it has that position.
-        if (s.done || s.computed !== s.tokens.length - 1) return;
-        s.computed++;
-        this.stats.decodeTokens++;
-        this.emit(s, null, ids[j * live.length + i]!);
-      });
-    }
-    return true;
   }
 
   /** Samples (or takes) the next token of `s`, hands it to the consumer, and ends the sequence when due. */

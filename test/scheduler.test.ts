@@ -161,7 +161,12 @@ describe('resident decode', () => {
   const decodeSteps = (m: LlamaModel) => {
     const step = vi.spyOn(m, 'step');
     const resident = vi.spyOn(m as { decodeResident: NonNullable<LlamaModel['decodeResident']> }, 'decodeResident');
-    return { serial: () => step.mock.calls.filter((c) => c[3] === 'decode').length, runs: () => resident.mock.calls.length, restore: () => vi.restoreAllMocks() };
+    return {
+      serial: () => step.mock.calls.filter((c) => c[3] === 'decode').length,
+      runs: () => resident.mock.calls.length,
+      continued: () => resident.mock.calls.filter((c) => c[2] === true).length, // submitted before the previous run was read
+      restore: () => vi.restoreAllMocks(),
+    };
   };
   /** Runs `reqs` concurrently on a fresh prefix cache, then a follow-up that reuses their prefixes; tokens and pool states. */
   async function run(m: LlamaModel, opts: SchedulerOptions, reqs: { p: number[]; n: number }[]) {
@@ -186,6 +191,7 @@ describe('resident decode', () => {
     const resident = await run(model, {}, reqs);
     expect(count.serial()).toBe(serialSteps); // no serial decode step
     expect(count.runs()).toBeGreaterThan(0);
+    expect(count.continued()).toBeGreaterThan(0);
     count.restore();
     reqs.forEach((r, i) => expect(resident.outs[i]).toEqual(oracle(r.p, r.n)));
     expect(resident).toEqual(serial);
@@ -229,16 +235,17 @@ describe('resident decode', () => {
       }
       return got;
     })();
-    expect(await left).toEqual(oracle(p1, 3));
-    expect(await aborted).toEqual(oracle(p2, 2)); // nothing after the abort
-    await new Promise((r) => setTimeout(r, 50));
+    const full = [p1, p2].map((p) => oracle(p, 26));
+    expect(await left).toEqual(full[0]!.slice(0, 3));
+    expect(await aborted).toEqual(full[1]!.slice(0, 2)); // nothing after the abort
+    for (let i = 0; i < 500 && !sched.idle; i++) await new Promise((r) => setTimeout(r, 10)); // the runs in flight end
     expect(sched.idle).toBe(true);
     expect(model.pool.usedBlocks).toBe(0);
     // Whatever prefixes those sequences published hold their tokens' KV: continuing from them gives the oracle's tokens.
-    for (const p of [p1, p2]) {
-      const cont = [...p, ...oracle(p, 20)];
+    for (const [i, p] of [p1, p2].entries()) {
+      const cont = [...p, ...full[i]!.slice(0, 20)];
       const req = { promptTokens: cont, maxTokens: 6, sampler: greedy(), stats: {} as { cachedTokens?: number } };
-      expect(await collect(sched.generate(req))).toEqual(oracle(cont, 6));
+      expect(await collect(sched.generate(req))).toEqual(full[i]!.slice(20));
       expect(req.stats.cachedTokens).toBeGreaterThan(0);
     }
   });

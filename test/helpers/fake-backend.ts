@@ -171,11 +171,23 @@ export class FakeStepModel implements StepModel {
     return mode === 'argmax' ? best : logits;
   }
 
+  private lastRun: Promise<Uint32Array> | null = null;
+
   /** The resident decode loop's contract on the CPU: each step's input is the previous step's argmax. */
-  async decodeResident(rows: StepRow[], steps: number): Promise<Uint32Array> {
+  decodeResident(rows: StepRow[], steps: number, continues = false): Promise<Uint32Array> {
+    const prev = continues ? this.lastRun : null;
+    this.lastRun = (async () => {
+      // A continuing run starts from the previous run's last picks.
+      const before = prev ? await prev : null;
+      return this.run(rows, steps, before ? Array.from(before.subarray(before.length - rows.length)) : rows.map((r) => r.token));
+    })();
+    return this.lastRun;
+  }
+
+  private async run(rows: StepRow[], steps: number, first: number[]): Promise<Uint32Array> {
     const out = new Uint32Array(steps * rows.length);
     const all = rows.map((_, i) => i);
-    let tokens = rows.map((r) => r.token);
+    let tokens = first;
     for (let j = 0; j < steps; j++) {
       const best = (await this.step(rows.map((r, i) => ({ token: tokens[i]!, pos: r.pos + j, slot: r.slot })), all, 'argmax', 'decode')) as Uint32Array;
       out.set(best, j * rows.length);
