@@ -248,7 +248,8 @@ export class Scheduler implements GenerationBackend {
       }
       const prefill = this.running.find((s) => s.computed < prefillTarget(s));
       try {
-        if (prefill) await this.prefillStep(prefill);
+        // A first token reaches its consumer before the next steps are recorded.
+        if (prefill && (await this.prefillStep(prefill))) await nextTurn();
         this.dropCancelled();
         const decoding = this.running.filter((s) => s.generated > 0 && s.computed === s.tokens.length - 1);
         if (decoding.length) await this.decodeStep(decoding.slice(0, this.maxBatch));
@@ -296,7 +297,8 @@ export class Scheduler implements GenerationBackend {
     }
   }
 
-  private async prefillStep(s: Seq): Promise<void> {
+  /** One prefill chunk of `s`; true when it gave the sequence its first token. */
+  private async prefillStep(s: Seq): Promise<boolean> {
     const end = prefillTarget(s);
     // A scoring sequence wants every row's logits, at most maxOut per step.
     const n = Math.min(s.scores ? Math.min(this.prefillChunk, this.model.maxOut) : this.prefillChunk, end - s.computed);
@@ -311,14 +313,15 @@ export class Scheduler implements GenerationBackend {
     if (s.scores) s.scores.set(logits, s.computed * this.modelInfo.vocabSize);
     s.computed += n;
     if (this.prefixCaching) this.model.pool.publish(s.slot!, s.tokens, s.computed);
-    if (!last) return;
+    if (!last) return false;
     if (s.scores) {
       this.finish(s);
-      return;
+      return false;
     }
     this.stats.ttftSecondsSum += (performance.now() - s.tEnqueued) / 1000;
     this.stats.ttftCount++;
     this.emit(s, logits);
+    return true;
   }
 
   private async decodeStep(batch: Seq[]): Promise<void> {
@@ -426,6 +429,7 @@ export class Scheduler implements GenerationBackend {
         });
       }
       if (!next) return true;
+      await nextTurn(); // the consumers take this run's tokens before the run after next is recorded
       [run, rows, steps] = [next, nextRows, nextSteps];
     }
   }
