@@ -342,7 +342,8 @@ export class Scheduler implements GenerationBackend {
     if (!live.length) return;
     const rows = live.map((s) => ({ token: s.tokens[s.tokens.length - 1]!, pos: s.tokens.length - 1, slot: s.slot! }));
     const greedy = live.every((s) => s.req.sampler.greedy === true && !s.req.allowedTokens);
-    const steps = greedy ? this.residentRun(live) : 1;
+    // Runs only while nothing else waits for a step (an admission, a prompt's next chunk): a run delays them.
+    const steps = greedy && this.batchStays(live) ? this.residentRun(live) : 1;
     if (steps > 1 && (await this.residentStep(live, rows, steps))) return;
     const t0 = performance.now();
     const out = await this.model.step(rows, live.map((_, i) => i), greedy ? 'argmax' : 'logits', 'decode');
@@ -379,9 +380,12 @@ export class Scheduler implements GenerationBackend {
     return steps;
   }
 
-  /** Nothing would change the batch before its next step: no one waits, prefills, stopped or left. */
+  /**
+   * Nothing would change the batch before its next step: no one could be admitted (nobody waits, or the
+   * batch is full), no one prefills, stopped or left.
+   */
   private batchStays(live: Seq[]): boolean {
-    return this.waiting.length === 0 && this.running.length === live.length &&
+    return (this.waiting.length === 0 || this.running.length >= this.maxBatch) && this.running.length === live.length &&
       live.every((s) => !s.done && !s.cancelled && !s.req.signal?.aborted);
   }
 
@@ -413,8 +417,8 @@ export class Scheduler implements GenerationBackend {
       try {
         ids = await run;
       } catch (e) {
+        await next?.catch(() => undefined); // nothing stays in flight
         if (!first) throw e;
-        await next?.catch(() => undefined);
         return false;
       }
       this.stats.decodeSeconds += (performance.now() - t0) / 1000;
