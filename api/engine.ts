@@ -12,7 +12,7 @@
 // token (EOS last when it ends the sequence), stops after maxTokens, and ends promptly when
 // `signal` aborts or when the consumer calls return() on its generator.
 
-import type { GenerationBackend, ModelInfo, TokenLogprob, TokenSampler } from '../runtime/generation-types.ts';
+import { contextLeft, type GenerationBackend, type ModelInfo, type TokenLogprob, type TokenSampler } from '../runtime/generation-types.ts';
 import { createSampler, MAX_SEED } from '../runtime/sampler.ts';
 import type { ChatTokenizer } from './chat-tokenizer.ts';
 import { APIUserAbortError, BadRequestError, NotFoundError } from './errors.ts';
@@ -282,7 +282,7 @@ export function createEngine(opts: EngineOptions): Engine {
         if (m.role === 'assistant') for (const c of m.toolCalls) bytes += utf8Length(c.function.arguments.trim());
       }
       const atLeast = Math.ceil(bytes / bound);
-      if (atLeast > ctx) throw tooLong(`at least ${atLeast}`);
+      if (contextLeft(ctx, atLeast) < 0) throw tooLong(`at least ${atLeast}`);
     }
     const messages = buildTemplateMessages(req);
     const hint = jsonInstruction(req);
@@ -292,8 +292,8 @@ export function createEngine(opts: EngineOptions): Engine {
     }
     await new Promise((r) => setTimeout(r, 0)); // let other requests' work run before tokenizing
     const promptTokens = tokenizer.formatChat(messages);
-    if (promptTokens.length > ctx) throw tooLong(String(promptTokens.length));
-    const left = ctx - promptTokens.length;
+    const left = contextLeft(ctx, promptTokens.length);
+    if (left < 0) throw tooLong(String(promptTokens.length));
     // max_tokens is an upper bound: capped at the room the context leaves.
     const maxTokens = Math.min(req.maxTokens ?? left, left);
     const choice = req.toolChoice;

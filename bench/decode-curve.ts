@@ -33,6 +33,6 @@ export async function decodeCurve(positions: number[], steps: number, extra: Par
     return out;
   } finally {
     model.destroy();
-    model.gpu.destroy();
+    model.stages[0]!.gpu.destroy();
   }
 }

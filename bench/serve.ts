@@ -76,7 +76,7 @@ export async function benchServe(o: BenchServeOptions): Promise<void> {
     llama.model.pool.clearCache();
     const warm = await lastTurnTtft(true);
     const result = {
-      model, adapter: llama.model.gpu.adapterName, concurrency: N, max_tokens: maxTokens,
+      model, adapter: llama.model.adapterName, concurrency: N, max_tokens: maxTokens,
       sequential_decode_tps: seqTokens / seqS, concurrent_decode_tps: concTokens / concS, batching_speedup: (concTokens / concS) / (seqTokens / seqS), lost_requests: lost,
       turns, last_turn_prompt_tokens: warm.promptTokens, ttft_ms_without_prefix_cache: cold.ttftMs, ttft_ms_with_prefix_cache: warm.ttftMs,
       prefix_cache_speedup: cold.ttftMs / warm.ttftMs, date: new Date().toISOString().slice(0, 10),

@@ -8,6 +8,7 @@ import { StreamDecoder } from '../tokenizer/stream-decoder.ts';
 import type { WeightFormat } from '../kernels/weight-formats.ts';
 import { createGpuContext, type GpuContext } from '../runtime/device.ts';
 import { UsageError, intArg, numArg, choiceArg, progressPrinter, parseCommandArgs, sizeArg } from './common.ts';
+import { RUNTIME_DEFAULTS } from '../runtime/defaults.ts';
 
 export const GENERATE_HELP = `llama2-webgpu generate [options]
   Raw completion of BOS + the prompt (no chat template), through WebGPU.
@@ -22,7 +23,7 @@ export const GENERATE_HELP = `llama2-webgpu generate [options]
                         values, else 1, 0 (off), 1)
   --seed S              seed of the sampler (default: random)
   --dtype q4|q8|f16|f32 weight format on the GPU (default: as stored for a GGUF or a converted model, else f16)
-  --context N           context length to allocate (default: the model's, at most 4096)
+  --context N           context length to allocate (default: the model's, at most ${RUNTIME_DEFAULTS.maxContext})
   --kv-dtype f16|f32    KV cache elements (default f16 where the adapter has shader-f16, else f32)
   --devices N           shard the layers over N WebGPU devices (default 1)
   --device-memory SIZE  memory of each device, e.g. 24GiB: a model that does not fit is refused before loading
@@ -104,7 +105,7 @@ export async function runGenerate(argv: string[]): Promise<void> {
   } finally {
     await src.close();
   }
-  process.stderr.write(`loaded ${src.name} (${model.format}, ${(model.weightBytes / 2 ** 20).toFixed(1)} MiB of weights) on ${devices > 1 ? `${devices} devices (${model.gpu.adapterName})` : model.gpu.adapterName} in ${((performance.now() - t0) / 1000).toFixed(1)} s\n`);
+  process.stderr.write(`loaded ${src.name} (${model.format}, ${(model.weightBytes / 2 ** 20).toFixed(1)} MiB of weights) on ${devices > 1 ? `${devices} devices (${model.adapterName})` : model.adapterName} in ${((performance.now() - t0) / 1000).toFixed(1)} s\n`);
 
   const prompt = tok.encode(values.prompt, { addBos: true });
   const sampler = createSampler({ ...sampling, minP: 0, presencePenalty: 0, frequencyPenalty: 0, seed }, prompt);

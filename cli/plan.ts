@@ -8,6 +8,7 @@ import { BUILTIN_MODEL_NAMES, builtinConfig } from '../checkpoint/builtin-config
 import { formatGiB, formatSizeFlag, parseSize, planModel, type DeviceBudget, type Plan } from '../runtime/planner.ts';
 import { FORMATS, type WeightFormat } from '../kernels/weight-formats.ts';
 import { UsageError, parseCommandArgs, intArg, choiceArg } from './common.ts';
+import { RUNTIME_DEFAULTS, defaultContext } from '../runtime/defaults.ts';
 
 // The WebGPU spec's default limits: every adapter offers at least these, so a plan made with them holds anywhere.
 const DEFAULT_MAX_BINDING = '128MiB';
@@ -19,12 +20,12 @@ export const PLAN_HELP = `llama2-webgpu plan [options]
   (consecutive layers per device), and whether that fits. Needs no GPU and allocates nothing.
   --model NAME|DIR        ${BUILTIN_MODEL_NAMES.join(', ')}, or an HF model directory (config.json) (required)
   --dtype ${PLAN_DTYPES.join('|')}   weight format (default f16)
-  --context N             positions per sequence (default: the model's, at most 4096)
+  --context N             positions per sequence (default: the model's, at most ${RUNTIME_DEFAULTS.maxContext})
   --devices N             number of devices (default 1, or the number of --device-memory sizes)
   --device-memory SIZE    memory of each device, e.g. 24GiB, 48GB, 512MiB; or one per device: 24GiB,8GiB (required)
   --kv-budget SIZE        KV cache of the whole batch, all layers (default: one full context)
   --kv-dtype f16|f32      KV cache elements (default f16, the runtime's default where the adapter has shader-f16)
-  --prefill-chunk N       token rows per prefill step (default 128)
+  --prefill-chunk N       token rows per prefill step (default ${RUNTIME_DEFAULTS.prefillChunk})
   --max-binding SIZE      maxStorageBufferBindingSize of each device (default ${DEFAULT_MAX_BINDING}, the WebGPU minimum)
   --max-buffer SIZE       maxBufferSize of each device (default ${DEFAULT_MAX_BUFFER}, the WebGPU minimum)
   --json                  print the plan as JSON on the last line
@@ -88,7 +89,7 @@ function planCommand(argv: string[]): number {
   if (!(PLAN_DTYPES as readonly string[]).includes(dtype)) throw new UsageError(`--dtype must be one of ${PLAN_DTYPES.join(', ')}, got "${dtype}"`);
   if (!(dtype in FORMATS)) throw new UsageError(`--dtype ${dtype} is not available in this build (have ${Object.keys(FORMATS).join(', ')})`);
   const { name, config } = loadConfig(values.model);
-  const context = intArg('context', values.context, Math.min(config.maxSeqLen, 4096), 1, config.maxSeqLen);
+  const context = intArg('context', values.context, defaultContext(config.maxSeqLen), 1, config.maxSeqLen);
   const memories = values['device-memory'].split(',').map((s) => size('device-memory', s));
   const nDevices = intArg('devices', values.devices, memories.length, 1, config.nLayers);
   if (memories.length > 1 && memories.length !== nDevices) {
@@ -101,7 +102,7 @@ function planCommand(argv: string[]): number {
   }));
   const kvDtype = choiceArg('kv-dtype', values['kv-dtype'], ['f16', 'f32'] as const);
   const kvBudgetBytes = values['kv-budget'] === undefined ? undefined : size('kv-budget', values['kv-budget']);
-  const prefillChunk = intArg('prefill-chunk', values['prefill-chunk'], 128, 1, 1 << 16);
+  const prefillChunk = intArg('prefill-chunk', values['prefill-chunk'], RUNTIME_DEFAULTS.prefillChunk, 1, 1 << 16);
 
   let plan: Plan;
   try {

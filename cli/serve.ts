@@ -7,6 +7,7 @@ import { startServer } from '../api/server.ts';
 import { DEFAULT_PRICES } from '../api/engine.ts';
 import { UsageError, intArg, numArg, choiceArg, progressPrinter, sizeArg, parseCommandArgs } from './common.ts';
 import { DTYPES } from './generate.ts';
+import { RUNTIME_DEFAULTS } from '../runtime/defaults.ts';
 
 export const SERVE_HELP = `llama2-webgpu serve [options]
   OpenAI-compatible chat completions over HTTP (POST /v1/openai/chat/completions, /v1/chat/completions),
@@ -22,12 +23,12 @@ export const SERVE_HELP = `llama2-webgpu serve [options]
                         pages from loopback origins (localhost, 127.0.0.1, [::1]) may call the server; others get 403
   --metrics-public      serve /metrics without the API key
   --dtype ${DTYPES.join('|')}   weight format on the GPU
-  --context N           context length per sequence (default: the model's, at most 4096)
+  --context N           context length per sequence (default: the model's, at most ${RUNTIME_DEFAULTS.maxContext})
   --kv-dtype f16|f32    KV cache elements (default f16 where the adapter has shader-f16, else f32)
-  --max-batch N         sequences decoding together (default 8)
-  --max-queue N         waiting requests before 429 (default 64; 0: no waiting, only the running batch)
+  --max-batch N         sequences decoding together (default ${RUNTIME_DEFAULTS.maxBatch})
+  --max-queue N         waiting requests before 429 (default ${RUNTIME_DEFAULTS.maxQueue}; 0: no waiting, only the running batch)
   --kv-budget SIZE      KV cache for all sequences, e.g. 2GiB (default: max-batch full contexts)
-  --prefill-chunk N     prompt tokens computed per step for one sequence (default 128)
+  --prefill-chunk N     prompt tokens computed per step for one sequence (default ${RUNTIME_DEFAULTS.prefillChunk})
   --no-prefix-cache     disable prefix caching
   --devices N           shard the layers over N WebGPU devices (default 1); each device is its own memory
                         space (requested from the adapter WebGPU offers)
@@ -81,10 +82,10 @@ export async function runServe(argv: string[]): Promise<void> {
     dtype,
     context,
     kvDtype: choiceArg('kv-dtype', values['kv-dtype'], ['f16', 'f32'] as const),
-    maxBatch: intArg('max-batch', values['max-batch'], 8, 1, 256),
-    maxQueue: intArg('max-queue', values['max-queue'], 64, 0, 100000),
+    maxBatch: intArg('max-batch', values['max-batch'], RUNTIME_DEFAULTS.maxBatch, 1, 256),
+    maxQueue: intArg('max-queue', values['max-queue'], RUNTIME_DEFAULTS.maxQueue, 0, 100000),
     kvBudgetBytes: sizeArg('kv-budget', values['kv-budget']),
-    prefillChunk: intArg('prefill-chunk', values['prefill-chunk'], 128, 1, 4096),
+    prefillChunk: intArg('prefill-chunk', values['prefill-chunk'], RUNTIME_DEFAULTS.prefillChunk, 1, 4096),
     prefixCaching: !values['no-prefix-cache'],
     devices: intArg('devices', values.devices, 1, 1, 64),
     deviceMemoryBytes: sizeArg('device-memory', values['device-memory']),
@@ -108,7 +109,7 @@ export async function runServe(argv: string[]): Promise<void> {
   }
   const m = llama.model;
   process.stderr.write(`loaded ${llama.engine.modelName} (${m.format}, ${(m.weightBytes / 2 ** 20).toFixed(1)} MiB of weights, ` +
-    `${m.pool.nBlocks * m.pool.blockSize} KV positions) on ${m.stages.length} device(s) (${m.gpu.adapterName}) in ${((performance.now() - t0) / 1000).toFixed(1)} s\n`);
+    `${m.pool.nBlocks * m.pool.blockSize} KV positions) on ${m.stages.length} device(s) (${m.adapterName}) in ${((performance.now() - t0) / 1000).toFixed(1)} s\n`);
   for (const line of llama.notes) process.stderr.write(`${line}\n`);
   await closeNet(hold.server);
   const server = await startServer({

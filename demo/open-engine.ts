@@ -83,7 +83,7 @@ export async function openEngine(
   const { model } = llama;
   const info: LoadedModelInfo = {
     modelName: llama.engine.modelName,
-    adapter: model.gpu.adapterName,
+    adapter: model.adapterName,
     dtype: model.format,
     weightBytes: model.weightBytes,
     params: llama.params,
@@ -91,5 +91,5 @@ export async function openEngine(
     loadSeconds: (performance.now() - t0) / 1000,
     source: spec.kind === 'builtin' ? 'builtin' : spec.kind === 'url' ? (files.downloads() === 0 && files.cacheHits() > 0 ? 'cache' : 'network') : 'files',
   };
-  return { llama, info, lost: model.gpu.lost, close: () => llama.close() };
+  return { llama, info, lost: model.stages[0]!.gpu.lost, close: () => llama.close() };
 }

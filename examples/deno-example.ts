@@ -5,7 +5,7 @@
 import { loadLlamaEngine } from '../index.ts'; // outside this repository: from 'npm:llama2-webgpu'
 
 const { engine, model, close } = await loadLlamaEngine({ model: 'default', maxBatch: 1 });
-console.error(`${engine.modelName} on ${model.gpu.adapterName}`);
+console.error(`${engine.modelName} on ${model.adapterName}`);
 
 const completion = await engine.chat.completions.create({
   model: engine.modelName,

@@ -24,7 +24,7 @@ import { SWIGLU_CAT_WGSL, packSwigluParams } from '../kernels/swiglu.ts';
 import { ARGMAX_WGSL, argmaxGrid, packArgmaxParams } from '../kernels/argmax.ts';
 
 export interface ForwardOptions {
-  maxTokens: number; // token rows per step (the prefill chunk)
+  maxRows: number; // token rows per step (the prefill chunk)
   maxOut: number; // rows of logits per step
   blockSize: number; // KV positions per cache block
   nBlocks: number; // KV blocks in the pool (per layer)
@@ -52,24 +52,24 @@ export interface ForwardOptions {
 }
 
 /** Decode rows (one per slot) whose attention is split across workgroups (flash-decoding). */
-export const splitAttentionRows = (o: Pick<ForwardOptions, 'maxTokens' | 'nSlots'>): number => Math.min(o.maxTokens, Math.max(1, o.nSlots));
+export const splitAttentionRows = (o: Pick<ForwardOptions, 'maxRows' | 'nSlots'>): number => Math.min(o.maxRows, Math.max(1, o.nSlots));
 /** Splits per row of a decode step's attention at the full context. */
 export const attentionMaxSplits = (context: number): number => Math.max(1, Math.ceil(context / ATTENTION_SPLIT_LEN));
 
 /** Scratch buffers of one device. Shapes in (rows, cols); all f32 unless noted. */
 export interface RunState {
   step: GPUBuffer; // uniform Step {nTokens, nOut}
-  ids: GPUBuffer; // (maxTokens) u32 token ids
-  pos: GPUBuffer; // (maxTokens) u32 positions
-  slot: GPUBuffer; // (maxTokens) u32 KV slots
+  ids: GPUBuffer; // (maxRows) u32 token ids
+  pos: GPUBuffer; // (maxRows) u32 positions
+  slot: GPUBuffer; // (maxRows) u32 KV slots
   blockTable: GPUBuffer; // (nSlots, maxBlocksPerSeq) u32
   ropeCs: GPUBuffer; // (context, headDim/2) vec2 (cos, sin)
-  x: GPUBuffer; // (maxTokens, dim) residual stream
-  xb: GPUBuffer; // (maxTokens, dim) normed input of attention / FFN
-  qkv: GPUBuffer; // (maxTokens, (nHeads + 2 nKvHeads) * headDim): q | k | v of each row; q rotated in place
-  att: GPUBuffer; // (maxTokens, nHeads*headDim) attention output
-  hb: GPUBuffer; // (maxTokens, hiddenDim) silu(gate)*up
-  hb2: GPUBuffer; // (maxTokens, 2 * hiddenDim) gate | up of each row
+  x: GPUBuffer; // (maxRows, dim) residual stream
+  xb: GPUBuffer; // (maxRows, dim) normed input of attention / FFN
+  qkv: GPUBuffer; // (maxRows, (nHeads + 2 nKvHeads) * headDim): q | k | v of each row; q rotated in place
+  att: GPUBuffer; // (maxRows, nHeads*headDim) attention output
+  hb: GPUBuffer; // (maxRows, hiddenDim) silu(gate)*up
+  hb2: GPUBuffer; // (maxRows, 2 * hiddenDim) gate | up of each row
   xOut: GPUBuffer; // (maxOut, dim) rows whose logits are wanted
   xOutNorm: GPUBuffer; // (maxOut, dim)
   logits: GPUBuffer; // (maxOut, vocab)
@@ -118,7 +118,7 @@ export async function createForward(ctx: GpuContext, cfg: LlamaConfig, w: GpuWei
   const D = cfg.headDim;
   const qDim = cfg.nHeads * D;
   const kvDim = cfg.nKvHeads * D;
-  const T = opts.maxTokens;
+  const T = opts.maxRows;
   const f = 4; // bytes per f32
   const kvDtype: KvDtype = opts.kvDtype ?? (ctx.hasF16 ? 'f16' : 'f32');
   if (kvDtype === 'f16' && !ctx.hasF16) throw new Error('an f16 KV cache needs the adapter feature shader-f16');

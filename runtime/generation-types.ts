@@ -51,8 +51,20 @@ export interface GenerateRequest {
   capacityChecked?: boolean;
 }
 
-export interface GenerateStep {
-  token: number;
+/** A prompt that does not fit a model's context (at least one generated token must fit after it). */
+export class ContextOverflowError extends Error {}
+
+/**
+ * The context rule, in one place: the completion tokens a context of `contextLength` positions leaves after a
+ * prompt of `promptLength` tokens (negative when the prompt alone does not fit).
+ */
+export const contextLeft = (contextLength: number, promptLength: number): number => contextLength - promptLength;
+
+/** Throws ContextOverflowError unless a prompt of `promptLength` tokens leaves room for a generated token. */
+export function assertPromptFits(contextLength: number, promptLength: number): void {
+  if (contextLeft(contextLength, promptLength) < 1) {
+    throw new ContextOverflowError(`prompt of ${promptLength} tokens leaves no room in the context length ${contextLength}`);
+  }
 }
 
 /** A loaded model that turns prompts into token streams. EOS is yielded as the last token when it ends the sequence. */

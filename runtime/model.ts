@@ -1,5 +1,6 @@
-// A loaded Llama-2 model on one WebGPU device: weights, forward pass, KV pool, and generation.
-// Generation is small functions: prefill (batched, in chunks), decode one token, sample.
+// A loaded Llama-2 model on one or more WebGPU devices: weights, forward pass and KV pool, offering forward
+// steps over token rows (the StepModel of scheduler.ts). Generation is the scheduler's loop over those steps;
+// generate() and logitsAll() here are that loop, for a model used on its own.
 
 import { createGpuContext, type GpuContext } from './device.ts';
 import type { LlamaConfig } from '../checkpoint/config.ts';
@@ -11,15 +12,20 @@ import { planModel } from './planner.ts';
 import { packParams } from '../kernels/common.ts';
 import type { WeightFormat } from '../kernels/weight-formats.ts';
 import { kvBytesPerElement, type KvDtype } from '../kernels/kv-cache.ts';
-import type { GenerateRequest, GenerationBackend, ModelInfo } from './generation-types.ts';
+import { ContextOverflowError, type GenerateRequest, type GenerationBackend, type ModelInfo } from './generation-types.ts';
+import { Scheduler, type StepKind, type StepModel, type StepRow } from './scheduler.ts';
+import { RUNTIME_DEFAULTS, defaultContext } from './defaults.ts';
+
+export { ContextOverflowError };
+export type { StepRow };
 
 export interface ModelOptions {
   dtype?: WeightFormat; // default: f16 where the adapter has shader-f16, else f32
-  context?: number; // positions per sequence; default min(max_position_embeddings, 4096)
-  prefillChunk?: number; // token rows per prefill step; default 128
-  maxOut?: number; // logits rows per step; default 8
-  nSlots?: number; // sequences holding KV cache at once; default 1
-  blockSize?: number; // KV positions per block; default 16
+  context?: number; // positions per sequence; default min(max_position_embeddings, RUNTIME_DEFAULTS.maxContext)
+  prefillChunk?: number; // token rows per step (a prompt is prefilled in chunks of this); default RUNTIME_DEFAULTS.prefillChunk
+  maxOut?: number; // logits rows per step; default RUNTIME_DEFAULTS.maxOut
+  nSlots?: number; // sequences holding KV cache at once; default RUNTIME_DEFAULTS.nSlots
+  blockSize?: number; // KV positions per block; default RUNTIME_DEFAULTS.blockSize
   kvBudgetBytes?: number; // bytes of KV cache (all layers, K and V); default: nSlots full contexts
   /** KV cache elements; default f16 where every device has shader-f16, else f32 (asking for f16 without it falls back with a warning). */
   kvDtype?: KvDtype;
@@ -34,29 +40,29 @@ export interface ModelOptions {
   onProgress?: (p: LoadProgress) => void;
 }
 
-export interface StepRow {
-  token: number;
-  pos: number;
-  slot: number;
-}
-
-/**
- * Prefill steps and decode steps use fixed matmul kernels (tiled and matvec), whatever their row count, so a
- * sequence's numbers do not depend on what it is batched with.
- */
-export type StepKind = 'prefill' | 'decode';
-
-export class ContextOverflowError extends Error {}
-
 /** One device's share of the model: consecutive layers, plus the embedding (first) or the head (last). */
 export interface Stage {
   gpu: GpuContext;
   weights: GpuWeights;
   fwd: Forward;
-  stagingX: GPUBuffer; // (maxTokens, dim) f32: activations leaving this device (all but the last stage)
+  stagingX: GPUBuffer; // (maxRows, dim) f32: activations leaving this device (all but the last stage)
   stagingLogits: GPUBuffer; // (maxOut, vocab) f32 (last stage)
   stagingBest: GPUBuffer; // (maxOut) u32 (last stage)
+  stagingIds: GPUBuffer[]; // a ring of 2, (residentSteps, maxOut) u32: the tokens of resident decode runs (single-stage models)
 }
+
+/**
+ * Picks each decode row's next token on the GPU, after a step's head has written the rows' logits
+ * (fwd.rs.logits): records its dispatches into `enc` and returns the buffer that then holds the ids (nRows u32).
+ * `step` counts the steps of the run (for a sampler's random stream). Greedy is ARGMAX_PICKER; a GPU
+ * sampler (temperature, top-k/p, penalties, a seeded generator) is another picker.
+ */
+export interface GpuPicker {
+  encode(enc: GPUCommandEncoder, fwd: Forward, nRows: number, step: number): GPUBuffer;
+}
+
+/** Greedy: the argmax that encodeForward already records after the head, into rs.best. */
+export const ARGMAX_PICKER: GpuPicker = { encode: (_enc, fwd) => fwd.rs.best };
 
 /** Splits nLayers into `devices` runs of consecutive layers, as even as possible. */
 export function evenLayerSplit(nLayers: number, devices: number): [number, number][] {
@@ -70,9 +76,10 @@ export function evenLayerSplit(nLayers: number, devices: number): [number, numbe
   return out;
 }
 
-export class LlamaModel implements GenerationBackend {
+export class LlamaModel implements GenerationBackend, StepModel {
   readonly modelInfo: ModelInfo;
-  private queue: Promise<unknown> = Promise.resolve();
+  /** The loop of generate() and logitsAll(), made on first use (a served model has its own scheduler). */
+  private runner: Scheduler | null = null;
   /** Set once any device is lost: every later readback fails with it. */
   private lostError: Error | null = null;
   /** Rejecters of the readbacks in flight, failed together when a device is lost. */
@@ -83,7 +90,10 @@ export class LlamaModel implements GenerationBackend {
     readonly cfg: LlamaConfig,
     readonly pool: KvPool,
     readonly context: number,
+    /** KV cache elements (the same on every device). */
+    readonly kvDtype: KvDtype,
   ) {
+    if (stages.length === 1) this.decodeResident = (rows, steps, continues, picker) => this.residentSteps(rows, steps, continues, picker);
     this.modelInfo = { vocabSize: cfg.vocabSize, contextLength: context, bosTokenId: cfg.bosTokenId, eosTokenId: cfg.eosTokenId };
     // Device loss is observed once per device, here. Racing each readback against `lost` instead would
     // attach a reaction to a promise that never settles, per readback, for the life of the process.
@@ -96,15 +106,17 @@ export class LlamaModel implements GenerationBackend {
     }
   }
 
-  /** The first device (the only one unless the model is sharded). */
-  get gpu(): GpuContext {
-    return this.stages[0]!.gpu;
+  /** Token rows of one step (the prefill chunk). */
+  get maxRows(): number {
+    return this.stages[0]!.fwd.opts.maxRows;
   }
-  get weights(): GpuWeights {
-    return this.stages[0]!.weights;
+  /** Rows of logits one step computes. */
+  get maxOut(): number {
+    return this.stages[0]!.fwd.opts.maxOut;
   }
-  get fwd(): Forward {
-    return this.stages[0]!.fwd;
+  /** The adapter of the first device (the only one unless the model is sharded). */
+  get adapterName(): string {
+    return this.stages[0]!.gpu.adapterName;
   }
   get format(): WeightFormat {
     return this.stages[0]!.weights.format;
@@ -119,21 +131,23 @@ export class LlamaModel implements GenerationBackend {
     if (gpus.length < 1) throw new Error('no devices given');
     if (gpus.length > cfg.nLayers) throw new Error(`${gpus.length} devices for ${cfg.nLayers} layers: at most one device per layer`);
     const dtype = opts.dtype ?? src.storedFormat ?? (gpus.every((g) => g.hasF16) ? 'f16' : 'f32');
-    const context = opts.context ?? Math.min(cfg.maxSeqLen, 4096);
+    const context = opts.context ?? defaultContext(cfg.maxSeqLen);
     if (!Number.isInteger(context) || context < 1 || context > cfg.maxSeqLen) {
       throw new Error(`context ${context} must be between 1 and the model's max_position_embeddings (${cfg.maxSeqLen})`);
     }
     if (cfg.dim % 4 !== 0 || cfg.hiddenDim % 4 !== 0 || cfg.headDim % 4 !== 0) {
       throw new Error(`dims must be multiples of 4 (dim ${cfg.dim}, intermediate ${cfg.hiddenDim}, head ${cfg.headDim})`);
     }
-    const blockSize = opts.blockSize ?? 16;
+    const blockSize = opts.blockSize ?? RUNTIME_DEFAULTS.blockSize;
+    const prefillChunk = opts.prefillChunk ?? RUNTIME_DEFAULTS.prefillChunk;
+    const maxOut = opts.maxOut ?? RUNTIME_DEFAULTS.maxOut;
     const allF16 = gpus.every((g) => g.hasF16);
     let kvDtype: KvDtype = opts.kvDtype ?? (allF16 ? 'f16' : 'f32');
     if (kvDtype === 'f16' && !allF16) {
       console.warn('note: the adapter lacks shader-f16, so the KV cache is f32');
       kvDtype = 'f32';
     }
-    const nSlots = opts.nSlots ?? 1;
+    const nSlots = opts.nSlots ?? RUNTIME_DEFAULTS.nSlots;
     const maxBlocksPerSeq = Math.ceil(context / blockSize);
     // One block holds blockSize positions of K and V, f16 or f32, for every layer.
     const blockLayerBytes = blockSize * cfg.nKvHeads * cfg.headDim * kvBytesPerElement(kvDtype);
@@ -154,7 +168,7 @@ export class LlamaModel implements GenerationBackend {
     if (opts.deviceMemoryBytes) {
       if (opts.deviceMemoryBytes.length !== gpus.length) throw new Error(`deviceMemoryBytes has ${opts.deviceMemoryBytes.length} entries for ${gpus.length} devices`);
       const plan = planModel({
-        config: cfg, dtype, formats: src.nativeFormats, context, nSlots, blockSize, prefillChunk: opts.prefillChunk ?? 128, maxOut: opts.maxOut ?? 8,
+        config: cfg, dtype, formats: src.nativeFormats, context, nSlots, blockSize, prefillChunk, maxOut,
         kvBudgetBytes: nBlocks * blockBytes, kvDtype,
         devices: gpus.map((g, i) => ({ memoryBytes: opts.deviceMemoryBytes![i]!, maxBindingBytes: g.maxBindingBytes, maxBufferBytes: g.maxBufferBytes })),
       });
@@ -165,7 +179,7 @@ export class LlamaModel implements GenerationBackend {
       split.some(([a, b], i) => b < a || (i > 0 && a !== split[i - 1]![1] + 1))) {
       throw new Error(`layer split ${JSON.stringify(split)} must cover layers 0..${cfg.nLayers - 1} in order, one run per device`);
     }
-    const fopts = { maxTokens: opts.prefillChunk ?? 128, maxOut: opts.maxOut ?? 8, blockSize, nBlocks, nSlots, maxBlocksPerSeq, kvDtype };
+    const fopts = { maxRows: prefillChunk, maxOut, blockSize, nBlocks, nSlots, maxBlocksPerSeq, kvDtype };
     const stages: Stage[] = [];
     for (let d = 0; d < gpus.length; d++) {
       const gpu = gpus[d]!;
@@ -179,9 +193,10 @@ export class LlamaModel implements GenerationBackend {
         stagingX: map('stagingX', fwd.rs.x.size),
         stagingLogits: map('stagingLogits', part.head ? fwd.rs.logits.size : 16),
         stagingBest: map('stagingBest', part.head ? fwd.rs.best.size : 16),
+        stagingIds: [0, 1].map((i) => map(`stagingIds.${i}`, gpus.length === 1 ? RUNTIME_DEFAULTS.residentSteps * fwd.rs.best.size : 16)),
       });
     }
-    return new LlamaModel(stages, cfg, new KvPool(nBlocks, blockSize, nSlots, maxBlocksPerSeq), context);
+    return new LlamaModel(stages, cfg, new KvPool(nBlocks, blockSize, nSlots, maxBlocksPerSeq), context, kvDtype);
   }
 
   /**
@@ -191,9 +206,8 @@ export class LlamaModel implements GenerationBackend {
    */
   async step(rows: StepRow[], outRows: number[], mode: 'logits' | 'argmax', kind: StepKind = 'prefill'): Promise<Float32Array | Uint32Array> {
     const T = rows.length;
-    const maxTokens = this.fwd.opts.maxTokens;
-    if (T < 1 || T > maxTokens) throw new Error(`step of ${T} rows (1..${maxTokens})`);
-    if (outRows.length > this.fwd.opts.maxOut) throw new Error(`${outRows.length} output rows > maxOut ${this.fwd.opts.maxOut}`);
+    if (T < 1 || T > this.maxRows) throw new Error(`step of ${T} rows (1..${this.maxRows})`);
+    if (outRows.length > this.maxOut) throw new Error(`${outRows.length} output rows > maxOut ${this.maxOut}`);
     for (const r of rows) {
       if (!Number.isInteger(r.token) || r.token < 0 || r.token >= this.cfg.vocabSize) throw new Error(`token id ${r.token} is outside the vocabulary (0..${this.cfg.vocabSize - 1})`);
       if (r.pos >= this.context) throw new ContextOverflowError(`position ${r.pos} is past the context length ${this.context}`);
@@ -239,6 +253,51 @@ export class LlamaModel implements GenerationBackend {
     throw new Error('unreachable: a model has at least one stage');
   }
 
+  /**
+   * The GPU-resident decode loop: `steps` decode steps of the batch `rows` (row i: token, pos, slot), where
+   * step j's input ids are step j-1's picks, copied on the GPU (best -> ids in the same command buffer), so
+   * each step is recorded and submitted without waiting for the one before; the picks of all steps come
+   * back in one readback, (steps, rows.length) u32. Row i of step j is at position rows[i].pos + j: the
+   * caller reserves those KV positions. `continues`: the run goes on from the previous run of the same rows,
+   * whose last picks are already the input ids on the GPU (rows[i].token is not used), so it can be submitted
+   * before that run is read back; at most two runs are in flight (a ring of two staging buffers).
+   * Single-device models only (undefined when sharded: there the residual stream crosses devices through the
+   * host at every step anyway).
+   */
+  readonly decodeResident?: (rows: StepRow[], steps: number, continues?: boolean, picker?: GpuPicker) => Promise<Uint32Array>;
+  private runs = 0; // resident runs so far: run r reads back through stagingIds[r % 2]
+
+  private async residentSteps(rows: StepRow[], steps: number, continues = false, picker: GpuPicker = ARGMAX_PICKER): Promise<Uint32Array> {
+    const B = rows.length;
+    const st = this.stages[0]!;
+    if (B < 1 || B > this.maxOut) throw new Error(`resident decode of ${B} rows (1..${this.maxOut})`);
+    if (!Number.isInteger(steps) || steps < 1 || steps > RUNTIME_DEFAULTS.residentSteps) throw new Error(`resident decode of ${steps} steps (1..${RUNTIME_DEFAULTS.residentSteps})`);
+    for (const r of rows) {
+      if (!continues && (!Number.isInteger(r.token) || r.token < 0 || r.token >= this.cfg.vocabSize)) throw new Error(`token id ${r.token} is outside the vocabulary (0..${this.cfg.vocabSize - 1})`);
+      if (r.pos + steps > this.context) throw new ContextOverflowError(`position ${r.pos + steps - 1} is past the context length ${this.context}`);
+    }
+    const staging = st.stagingIds[this.runs++ % 2]!;
+    if (staging.mapState !== 'unmapped') throw new Error('resident decode: more than two runs in flight');
+    const { device } = st.gpu;
+    const rs = st.fwd.rs;
+    const all = Array.from(rows, (_, i) => i);
+    if (!continues) device.queue.writeBuffer(rs.ids, 0, Uint32Array.from(rows, (r) => r.token));
+    device.queue.writeBuffer(rs.slot, 0, Uint32Array.from(rows, (r) => r.slot));
+    device.queue.writeBuffer(rs.step, 0, packParams([[B, 'u32'], [B, 'u32'], [0, 'u32'], [0, 'u32']]));
+    const bytes = B * 4;
+    for (let j = 0; j < steps; j++) {
+      // Written in queue order: after step j-1's commands, before step j's.
+      device.queue.writeBuffer(rs.pos, 0, Uint32Array.from(rows, (r) => r.pos + j));
+      const enc = device.createCommandEncoder();
+      encodeForward(st.fwd, enc, B, all, 'decode', rows.reduce((a, r) => Math.max(a, r.pos + j + 1), 0));
+      const picked = picker.encode(enc, st.fwd, B, j);
+      enc.copyBufferToBuffer(picked, 0, rs.ids, 0, bytes); // the next step's input
+      enc.copyBufferToBuffer(picked, 0, staging, j * bytes, bytes);
+      device.queue.submit([enc.finish()]);
+    }
+    return new Uint32Array(await this.readStaging(staging, steps * bytes));
+  }
+
   private async readStaging(staging: GPUBuffer, bytes: number): Promise<ArrayBuffer> {
     if (this.lostError) throw this.lostError;
     await new Promise<void>((resolve, reject) => {
@@ -256,104 +315,19 @@ export class LlamaModel implements GenerationBackend {
     for (const st of this.stages) st.gpu.device.queue.writeBuffer(st.fwd.rs.blockTable, slot * this.pool.maxBlocksPerSeq * 4, row);
   }
 
-  /**
-   * Prefills `tokens` at positions start.. of `slot` in chunks; returns the logits of the rows in
-   * `wantRows` (indices into tokens; default: the last one), (wantRows.length, vocab).
-   */
-  async prefill(slot: number, tokens: number[], start: number, wantRows?: number[]): Promise<Float32Array> {
-    const want = wantRows ?? [tokens.length - 1];
-    if (start + tokens.length > this.context) {
-      throw new ContextOverflowError(`prompt of ${start + tokens.length} tokens does not fit the context length ${this.context}`);
-    }
-    if (!this.pool.reserve(slot, start + tokens.length)) throw new Error('KV cache pool is full');
-    this.writeTable(slot);
-    const V = this.cfg.vocabSize;
-    const out = new Float32Array(want.length * V);
-    const chunk = this.fwd.opts.maxTokens;
-    const maxOut = this.fwd.opts.maxOut;
-    let filled = 0;
-    for (let c0 = 0; c0 < tokens.length; ) {
-      const n = Math.min(chunk, tokens.length - c0);
-      // rows of this chunk whose logits are wanted, at most maxOut per step (shorten the chunk if needed)
-      let outIdx = want.map((w, i) => [w, i] as const).filter(([w]) => w >= c0 && w < c0 + n);
-      let len = n;
-      if (outIdx.length > maxOut) {
-        len = outIdx[maxOut - 1]![0] - c0 + 1;
-        outIdx = outIdx.slice(0, maxOut);
-      }
-      const rows = tokens.slice(c0, c0 + len).map((token, i) => ({ token, pos: start + c0 + i, slot }));
-      const logits = (await this.step(rows, outIdx.map(([w]) => w - c0), 'logits')) as Float32Array;
-      outIdx.forEach(([, i], j) => out.set(logits.subarray(j * V, (j + 1) * V), i * V));
-      filled += outIdx.length;
-      c0 += len;
-    }
-    if (filled !== want.length) throw new Error('prefill: internal error, not every wanted row was computed');
-    return out;
+  /** The loop of generate() and logitsAll(): every slot of the model, no prefix caching, an unbounded queue. */
+  private get scheduler(): Scheduler {
+    return (this.runner ??= new Scheduler(this, { prefixCaching: false, maxQueue: Infinity }));
   }
 
-  /** Logits for every position of `tokens` from position 0 (tests, quality measurements). Serialized with generate(). */
+  /** Logits for every position of `tokens` from position 0 (tests, quality measurements), (tokens.length, vocab). */
   logitsAll(tokens: number[]): Promise<Float32Array> {
-    return this.exclusive(async () => {
-      const slot = this.pool.acquireSlot();
-      if (slot === null) throw new Error('no free KV slot');
-      try {
-        return await this.prefill(slot, tokens, 0, tokens.map((_, i) => i));
-      } finally {
-        this.pool.releaseSlot(slot);
-      }
-    });
-  }
-
-  /** Runs `fn` after every earlier exclusive call has finished (one sequence on the device at a time). */
-  private exclusive<T>(fn: () => Promise<T>): Promise<T> {
-    const run = this.queue.then(fn, fn);
-    this.queue = run.catch(() => undefined);
-    return run;
+    return this.scheduler.score(tokens);
   }
 
   /** Yields generated token ids; EOS is yielded last when it ends the sequence. */
-  async *generate(req: GenerateRequest): AsyncGenerator<number> {
-    const prompt = req.promptTokens;
-    if (prompt.length === 0) throw new Error('empty prompt');
-    if (prompt.length >= this.context) throw new ContextOverflowError(`prompt of ${prompt.length} tokens leaves no room in the context length ${this.context}`);
-    // Wait for our turn on the device.
-    let release!: () => void;
-    const turn = new Promise<void>((r) => (release = r));
-    const prev = this.queue;
-    this.queue = prev.then(() => turn);
-    await prev;
-    const slot = this.pool.acquireSlot();
-    try {
-      if (slot === null) throw new Error('no free KV slot');
-      if (req.signal?.aborted) return;
-      let logits: Float32Array | Uint32Array = await this.prefill(slot, prompt, 0);
-      const generated: number[] = [];
-      const maxTokens = Math.min(req.maxTokens, this.context - prompt.length);
-      // Greedy without a mask: take the argmax on the GPU and read back one id per step.
-      const onGpuArgmax = req.sampler.greedy === true && !req.allowedTokens;
-      while (generated.length < maxTokens) {
-        if (req.signal?.aborted) return;
-        let token: number;
-        if (logits instanceof Uint32Array) {
-          token = logits[0]!;
-        } else {
-          const mask = req.allowedTokens?.(generated) ?? null;
-          if (mask) for (let i = 0; i < logits.length; i++) if (!mask[i]) logits[i] = -Infinity;
-          token = req.sampler.sample(logits);
-        }
-        req.sampler.accept(token);
-        generated.push(token);
-        yield token;
-        if (token === this.cfg.eosTokenId || generated.length >= maxTokens) break;
-        const pos = prompt.length + generated.length - 1;
-        if (!this.pool.reserve(slot, pos + 1)) throw new Error('KV cache pool is full');
-        this.writeTable(slot);
-        logits = await this.step([{ token, pos, slot }], [0], onGpuArgmax ? 'argmax' : 'logits', 'decode');
-      }
-    } finally {
-      if (slot !== null) this.pool.releaseSlot(slot);
-      release();
-    }
+  generate(req: GenerateRequest): AsyncGenerator<number> {
+    return this.scheduler.generate(req);
   }
 
   /** Greedy decoding; after the prompt, the argmax runs on the GPU (4 bytes read back per token). */
@@ -377,6 +351,7 @@ export class LlamaModel implements GenerationBackend {
       st.stagingX.destroy();
       st.stagingLogits.destroy();
       st.stagingBest.destroy();
+      for (const b of st.stagingIds) b.destroy();
     }
   }
 }

@@ -24,6 +24,7 @@ import { expectedTensors } from '../checkpoint/keymap.ts';
 import { FORMATS, formatSpec, storedFormat, type Dtype, type WeightFormat } from '../kernels/weight-formats.ts';
 import { kvBytesPerElement, type KvDtype } from '../kernels/kv-cache.ts';
 import { ATTENTION_SPLIT_LEN } from '../kernels/attention.ts';
+import { RUNTIME_DEFAULTS } from './defaults.ts';
 
 /** What the planner needs to know about one device. Bytes. */
 export interface DeviceBudget {
@@ -39,10 +40,10 @@ export interface PlanInput {
   context: number; // positions per sequence
   devices: DeviceBudget[];
   kvBudgetBytes?: number; // KV cache of the whole batch (all layers, K and V); default: nSlots full contexts
-  prefillChunk?: number; // token rows per step; default 128
-  maxOut?: number; // logits rows per step; default 8
-  nSlots?: number; // sequences holding KV at once; default 1
-  blockSize?: number; // KV positions per block; default 16
+  prefillChunk?: number; // token rows per step; default RUNTIME_DEFAULTS.prefillChunk
+  maxOut?: number; // logits rows per step; default RUNTIME_DEFAULTS.maxOut
+  nSlots?: number; // sequences holding KV at once; default RUNTIME_DEFAULTS.nSlots
+  blockSize?: number; // KV positions per block; default RUNTIME_DEFAULTS.blockSize
   kvDtype?: KvDtype; // KV cache elements; default f16 (the runtime's default where the adapter has shader-f16)
 }
 
@@ -72,7 +73,7 @@ export interface Plan {
 }
 
 const F32 = 4; // bytes
-const DEFAULTS = { prefillChunk: 128, maxOut: 8, nSlots: 1, blockSize: 16 } as const;
+const DEFAULTS = RUNTIME_DEFAULTS;
 
 /** The size of a storage buffer of `bytes`, as kernels/common.ts storageBuffer allocates it. */
 export const paddedBytes = (bytes: number): number => Math.max(16, Math.ceil(bytes / 16) * 16);

@@ -14,6 +14,7 @@ import { Scheduler } from '../runtime/scheduler.ts';
 import type { LoadProgress } from '../runtime/weights.ts';
 import type { WeightFormat } from '../kernels/weight-formats.ts';
 import { LlamaTokenizer } from '../tokenizer/tokenizer.ts';
+import { RUNTIME_DEFAULTS } from '../runtime/defaults.ts';
 
 /** The hosted endpoint's model id, accepted too so that its documented calls work unchanged. */
 export const HOSTED_MODEL_ID = 'meta-llama/Llama-2-70b-chat-hf';
@@ -25,10 +26,10 @@ export interface LlamaEngineOptions {
   dtype?: WeightFormat;
   context?: number;
   kvDtype?: 'f16' | 'f32'; // KV cache elements (default f16 where the adapter has shader-f16)
-  maxBatch?: number; // sequences decoding together (default 8)
-  maxQueue?: number; // waiting requests before 429 (default 64)
+  maxBatch?: number; // sequences decoding together (default RUNTIME_DEFAULTS.maxBatch)
+  maxQueue?: number; // waiting requests before 429 (default RUNTIME_DEFAULTS.maxQueue)
   kvBudgetBytes?: number; // KV cache for all sequences (default: maxBatch full contexts, capped by the binding limit)
-  prefillChunk?: number; // prompt tokens per step (default 128)
+  prefillChunk?: number; // prompt tokens per step (default RUNTIME_DEFAULTS.prefillChunk)
   prefixCaching?: boolean; // default true
   devices?: number; // pipeline-shard the layers over this many devices (default 1)
   deviceMemoryBytes?: number; // memory of each device: plan and check the placement before allocating
@@ -70,7 +71,7 @@ export async function loadLlamaEngine(opts: LlamaEngineOptions = {}): Promise<Ll
     const chat = llamaChatTokenizer(tok); // compiles the chat template: a bad one fails before any GPU work
     const nDevices = opts.devices ?? 1;
     for (let i = 0; i < nDevices; i++) gpus.push(await createGpuContext(opts.deviceOptions));
-    const maxBatch = opts.maxBatch ?? 8;
+    const maxBatch = opts.maxBatch ?? RUNTIME_DEFAULTS.maxBatch;
     model = await LlamaModel.fromProvider(src.provider, {
       gpus,
       dtype: opts.dtype,
@@ -78,7 +79,7 @@ export async function loadLlamaEngine(opts: LlamaEngineOptions = {}): Promise<Ll
       kvDtype: opts.kvDtype,
       nSlots: maxBatch,
       maxOut: maxBatch,
-      prefillChunk: opts.prefillChunk ?? 128,
+      prefillChunk: opts.prefillChunk,
       kvBudgetBytes: opts.kvBudgetBytes,
       deviceMemoryBytes: opts.deviceMemoryBytes === undefined ? undefined : gpus.map(() => opts.deviceMemoryBytes!),
       onProgress: opts.onProgress,

@@ -67,7 +67,7 @@ for (const kind of ['mha', 'gqa'] as const) {
       const model = await LlamaModel.fromProvider(hfProvider(hf), { gpu: ctx, dtype: 'f16', prefillChunk: 32, maxOut: 8 });
       try {
         // The default KV cache: f16 where the adapter has shader-f16; the oracle rounds K and V the same way.
-        const kvDtype = model.fwd.kvDtype;
+        const kvDtype = model.kvDtype;
         expect(kvDtype).toBe(ctx.hasF16 ? 'f16' : 'f32');
         const rounded = new Map([...weights].map(([k, v]) => [k, roundTrip('f16', v)]));
         const p = randomPromptIds(12, 3);
@@ -93,7 +93,7 @@ describe('limits', () => {
     const small = await createGpuContext({ maxBindingBytes: 256 * 1024 });
     const model = await LlamaModel.fromProvider(memoryProvider(cfg, weights), { gpu: small, dtype: 'f32', context: 128 });
     try {
-      expect(model.weights.tokEmbeddings.chunks.length).toBe(Math.ceil((32000 * 96 * 4) / (256 * 1024)));
+      expect(model.stages[0]!.weights.tokEmbeddings!.chunks.length).toBe(Math.ceil((32000 * 96 * 4) / (256 * 1024)));
       const p = randomPromptIds(10, 11);
       expect(await collect(model.generateGreedy(p, 12))).toEqual(new ReferenceModel(cfg, weights).generateGreedy(p, 12));
     } finally {
@@ -132,8 +132,8 @@ describe('decode step: fused dispatches', () => {
     const apart = await LlamaModel.fromProvider(memoryProvider(cfg, weights), { gpu: small, dtype: 'f32', context: 128, prefillChunk: 16 });
     // The same weights through the separate kernels (norm, rope_kv, swiglu), and with a tiled prefill (GPUs' path)
     // over the chunked w1|w3: the swiglu kernel then reads gate | up chunk by chunk.
-    const separate = await createForward(ctx, cfg, fused.weights, { ...fused.fwd.opts, fuseDecode: false });
-    const tiled = await createForward(small, cfg, apart.weights, { ...apart.fwd.opts, matmulChoice: { prefill: 'tiled' } });
+    const separate = await createForward(ctx, cfg, fused.stages[0]!.weights, { ...fused.stages[0]!.fwd.opts, fuseDecode: false });
+    const tiled = await createForward(small, cfg, apart.stages[0]!.weights, { ...apart.stages[0]!.fwd.opts, matmulChoice: { prefill: 'tiled' } });
     const stage = (m: LlamaModel) => (m as unknown as { stages: { fwd: Forward }[] }).stages[0]!;
     try {
       const count = (f: Forward, nTokens = 1) => {
@@ -145,20 +145,20 @@ describe('decode step: fused dispatches', () => {
       // Dispatches per layer (the embedding and head chunks, final norm and argmax taken out).
       const perLayer = (f: Forward, nTokens = 1) => (count(f, nTokens).n - count({ ...f, layers: [] }, nTokens).n) / cfg.nLayers;
       // Per layer: q|k|v (+ norm, rope, kv write), attention, wo, w1|w3 (+ norm, swiglu), w2; plus embedding, final norm, head, argmax.
-      expect(count(fused.fwd).n).toBe(5 * cfg.nLayers + 4);
+      expect(count(fused.stages[0]!.fwd).n).toBe(5 * cfg.nLayers + 4);
       // Apart: wq, wk, wv, attention, wo, 4 chunks of w1|w3, 2 of w2.
-      expect(perLayer(apart.fwd)).toBe(11);
+      expect(perLayer(apart.stages[0]!.fwd)).toBe(11);
       // The separate kernels: norm, q|k|v, rope_kv, attention, wo, norm, w1|w3, swiglu, w2.
       expect(perLayer(separate)).toBe(9);
       // A tiled prefill step runs the separate kernels: norm, wq, wk, wv, rope_kv, attention, wo, norm, 4 w1|w3, swiglu, 2 w2.
       expect(perLayer(tiled, 16)).toBe(15);
       // A pipeline already set is not set again (consecutive matvecs over chunks or separate matrices share one).
-      expect(count(apart.fwd).pipelines).toBeLessThan(count(apart.fwd).n);
+      expect(count(apart.stages[0]!.fwd).pipelines).toBeLessThan(count(apart.stages[0]!.fwd).n);
       const toks = randomPromptIds(20, 13);
-      const ref = new ReferenceModel(cfg, weights, { kvDtype: fused.fwd.kvDtype });
+      const ref = new ReferenceModel(cfg, weights, { kvDtype: fused.kvDtype });
       const want = ref.forward(toks, 0);
       const p = randomPromptIds(9, 17);
-      const wantTokens = new ReferenceModel(cfg, weights, { kvDtype: fused.fwd.kvDtype }).generateGreedy(p, 12);
+      const wantTokens = new ReferenceModel(cfg, weights, { kvDtype: fused.kvDtype }).generateGreedy(p, 12);
       const check = async (m: LlamaModel, label: string) => {
         expect(maxRelErr(await m.logitsAll(toks), want), label).toBeLessThan(1e-4);
         expect(await collect(m.generateGreedy(p, 12)), label).toEqual(wantTokens);

@@ -54,7 +54,7 @@ describe('GGUF mixes quantized by llama.cpp', () => {
 
         native = await LlamaModel.fromProvider(g.provider, opts); // the default: as stored
         const shapes = expectedTensors(MIXES_CONFIG);
-        const w = native.weights;
+        const w = native.stages[0]!.weights;
         const mats = [w.tokEmbeddings!, w.output!, ...w.layers.flatMap((l) => [l.wq, l.wk, l.wv, l.wo, l.w1, l.w2, l.w3])];
         for (const m of mats) {
           const type = rec.types[toGgufName(m.name)]!;
@@ -127,8 +127,8 @@ describe('GGUF mixes quantized by llama.cpp', () => {
       const one = await LlamaModel.fromProvider(g.provider, { ...opts, gpu: ctx });
       const split = await LlamaModel.fromProvider(g.provider, { ...opts, gpu: small });
       try {
-        expect(split.weights.output!.chunks.length).toBe(Math.ceil(288 / Math.floor((16 * 1024) / 210)));
-        expect(split.weights.layers[0]!.wq.chunks.length).toBeGreaterThan(1);
+        expect(split.stages[0]!.weights.output!.chunks.length).toBe(Math.ceil(288 / Math.floor((16 * 1024) / 210)));
+        expect(split.stages[0]!.weights.layers[0]!.wq.chunks.length).toBeGreaterThan(1);
         expect(split.weightBytes).toBeGreaterThanOrEqual(one.weightBytes); // chunks pad to 16 bytes
         const toks = [...recorded.prompt, ...recorded.mixes[mix]!.tokens];
         expect(await split.logitsAll(toks)).toEqual(await one.logitsAll(toks));

@@ -4,7 +4,7 @@ import type { GpuContext } from '../runtime/device.ts';
 import { getPipeline } from '../kernels/common.ts';
 import { testGpu, runKernel, uploadBuffer, storageBuffer, readBuffer, randomArray, maxAbsDiff } from './helpers/gpu.ts';
 import { matvecWgsl, tiledWgsl, tiledGrid, matvecGrid, matvecVariant, packMatmulParams, matmulRef, MATVEC_MAX_M } from '../kernels/matmul.ts';
-import { FORMATS, formatSpec, roundTrip, type WeightFormat } from '../kernels/weight-formats.ts';
+import { FORMATS, formatSpec, roundTrip, type DtypeFormat } from '../kernels/weight-formats.ts';
 import { embeddingWgsl, embeddingGrid, packEmbeddingParams, embeddingRef } from '../kernels/embedding.ts';
 import { RMSNORM_WGSL, packRmsnormParams, rmsnormRef } from '../kernels/rmsnorm.ts';
 import { SWIGLU_WGSL, SWIGLU_CAT_WGSL, packSwigluParams, swigluRef } from '../kernels/swiglu.ts';
@@ -26,7 +26,7 @@ beforeAll(async () => {
 });
 const f32 = async (buf: GPUBuffer, n: number) => new Float32Array(await readBuffer(ctx!.device, buf, 0, n * 4));
 
-const formats = Object.keys(FORMATS) as WeightFormat[];
+const formats = Object.keys(FORMATS) as DtypeFormat[];
 
 describe('shaders compile without errors or warnings', () => {
   // The matvec variants of every format are compiled in test/quant.test.ts.
@@ -48,7 +48,7 @@ describe('shaders compile without errors or warnings', () => {
 describe('matmul (the device\'s matvec design; every design and format: quant.test.ts)', () => {
   // Shapes include ones that are not multiples of the tile (64) or row group (8).
   const shapes: [number, number, number][] = [[1, 37, 64], [3, 130, 96], [4, 5, 8], [7, 70, 132], [65, 129, 200], [130, 64, 36]];
-  for (const format of ['f32', 'f16'] as WeightFormat[]) {
+  for (const format of ['f32', 'f16'] as DtypeFormat[]) {
     for (const [M, N, K] of shapes) {
       it(`${format} M=${M} N=${N} K=${K}`, async (t) => {
         if (!ctx) return t.skip();

@@ -8,7 +8,7 @@ import { testGpu, runKernel, uploadBuffer, readBuffer, randomArray, maxAbsDiff }
 import {
   matvecWgsl, tiledWgsl, tiledGrid, matvecGrid, matvecVariant, variantName, packMatmulParams, matmulRef, type MatvecVariant,
 } from '../kernels/matmul.ts';
-import { FORMATS, formatSpec, roundTrip, storedFormat, type WeightFormat } from '../kernels/weight-formats.ts';
+import { FORMATS, formatSpec, roundTrip, storedFormat, type DtypeFormat, type WeightFormat } from '../kernels/weight-formats.ts';
 import { QGROUP } from '../kernels/quantize.ts';
 import { f16ToF32 } from '../kernels/half.ts';
 import { randomWeights } from '../checkpoint/random-model.ts';
@@ -23,7 +23,7 @@ beforeAll(async () => {
   ctx = await testGpu();
 });
 
-const formats = Object.keys(FORMATS) as WeightFormat[];
+const formats = Object.keys(FORMATS) as DtypeFormat[];
 const { pack: packQ8, unpack: unpackQ8 } = FORMATS.q8;
 const { pack: packQ4, unpack: unpackQ4 } = FORMATS.q4;
 
@@ -202,9 +202,9 @@ describe('quantized models end to end', () => {
           const shapes = expectedTensors(cfg);
           const rounded = new Map([...w].map(([name, v]) => {
             const shape = shapes.get(name)!;
-            return [name, shape.length === 2 ? roundTrip(storedFormat(dtype, shape[1]!), v) : v] as const;
+            return [name, shape.length === 2 ? roundTrip(storedFormat(dtype, shape[1]!) as DtypeFormat, v) : v] as const;
           }));
-          expect(model.weights.layers[0]!.w2.format).toBe(storedFormat(dtype, cfg.hiddenDim));
+          expect(model.stages[0]!.weights.layers[0]!.w2.format).toBe(storedFormat(dtype, cfg.hiddenDim));
           const toks = [1, ...Array.from({ length: 23 }, (_, i) => 3 + ((i * 7919) % 31000))]; // 2 prefill chunks
           const want = new ReferenceModel(cfg, rounded).forward(toks, 0);
           const got = await model.logitsAll(toks);

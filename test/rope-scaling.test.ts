@@ -141,7 +141,7 @@ describe('GPU forward pass with linear RoPE scaling (factor 2) against the CPU o
     const toks = randomPromptIds(33, 5);
     const model = await LlamaModel.fromProvider(memoryProvider(cfg, weights), { gpu: ctx, dtype: 'f32', prefillChunk: 16, maxOut: 16 });
     try {
-      const want = new ReferenceModel(cfg, weights, { kvDtype: model.fwd.kvDtype }).forward(toks, 0);
+      const want = new ReferenceModel(cfg, weights, { kvDtype: model.kvDtype }).forward(toks, 0);
       const got = await model.logitsAll(toks);
       const unscaled = new ReferenceModel({ ...cfg, ropeScaleFactor: undefined }, weights).forward(toks, 0);
       let maxRef = 0, err = 0, moved = 0;
@@ -154,7 +154,7 @@ describe('GPU forward pass with linear RoPE scaling (factor 2) against the CPU o
       expect(moved / maxRef).toBeGreaterThan(1e-2); // the scale matters: without it the test could not fail
 
       const p = toks.slice(0, 12);
-      const wantTokens = new ReferenceModel(cfg, weights, { kvDtype: model.fwd.kvDtype }).generateGreedy(p, 16);
+      const wantTokens = new ReferenceModel(cfg, weights, { kvDtype: model.kvDtype }).generateGreedy(p, 16);
       expect(await collect(model.generateGreedy(p, 16))).toEqual(wantTokens);
       expect(wantTokens).not.toEqual(new ReferenceModel({ ...cfg, ropeScaleFactor: undefined }, weights).generateGreedy(p, 16));
     } finally {

@@ -1,6 +1,6 @@
 // Continuous batching on the real model: concurrent sequences, chunked prefill interleaved with decode,
 // preemption when the KV pool runs out, prefix caching, cancellation; every output checked exactly.
-import { describe, it, expect, beforeAll, afterAll } from 'vitest';
+import { describe, it, expect, beforeAll, afterAll, vi } from 'vitest';
 import type { GpuContext } from '../runtime/device.ts';
 import { testGpu } from './helpers/gpu.ts';
 import { randomWeights } from '../checkpoint/random-model.ts';
@@ -8,7 +8,8 @@ import { TEST_CONFIGS } from './helpers/configs.ts';
 import { ReferenceModel } from '../checkpoint/reference.ts';
 import { memoryProvider } from '../checkpoint/tensor-provider.ts';
 import { LlamaModel } from '../runtime/model.ts';
-import { Scheduler, QueueFullError } from '../runtime/scheduler.ts';
+import { Scheduler, QueueFullError, type SchedulerOptions } from '../runtime/scheduler.ts';
+import type { KvPool } from '../runtime/kv-pool.ts';
 import { createSampler } from '../runtime/sampler.ts';
 import type { TokenSampler } from '../runtime/generation-types.ts';
 
@@ -68,9 +69,12 @@ describe('scheduler', () => {
     const turn1 = promptOf(40, 77);
     const a = await collect(sched.generate({ promptTokens: turn1, maxTokens: 5, sampler: greedy() }));
     const turn2 = [...turn1, ...a, 29871, 13, 500, 600];
-    const req = { promptTokens: turn2, maxTokens: 5, sampler: greedy() };
+    const req = { promptTokens: turn2, maxTokens: 5, sampler: greedy(), stats: {} as { cachedTokens?: number } };
+    const hitsBefore = sched.metrics().prefixHitTokens;
     const b = await collect(sched.generate(req));
-    expect(sched.cachedTokensOf.get(req)).toBe(Math.floor((turn1.length + a.length - 1) / 16) * 16);
+    const reused = Math.floor((turn1.length + a.length - 1) / 16) * 16;
+    expect(req.stats.cachedTokens).toBe(reused); // what the API reports as usage.prompt_tokens_details.cached_tokens
+    expect(sched.metrics().prefixHitTokens - hitsBefore).toBe(reused);
     expect(b).toEqual(oracle(turn2, 5));
   });
 
@@ -148,5 +152,108 @@ describe('scheduler', () => {
     expect(recorded).toEqual(plain);
     expect(withLp.logprobs!.map((e) => e.token)).toEqual(recorded);
     for (const e of withLp.logprobs!) expect(e.top.length).toBe(3);
+  });
+});
+
+// The GPU-resident decode loop: greedy steps recorded and submitted back to back, each step's ids copied from
+// the previous step's argmax on the GPU, the tokens read back once per run of steps.
+describe('resident decode', () => {
+  const poolState = (p: KvPool) => ({ used: p.usedBlocks, cached: p.cachedBlocks, available: p.availableBlocks });
+  const decodeSteps = (m: LlamaModel) => {
+    const step = vi.spyOn(m, 'step');
+    const resident = vi.spyOn(m as { decodeResident: NonNullable<LlamaModel['decodeResident']> }, 'decodeResident');
+    return {
+      serial: () => step.mock.calls.filter((c) => c[3] === 'decode').length,
+      runs: () => resident.mock.calls.length,
+      continued: () => resident.mock.calls.filter((c) => c[2] === true).length, // submitted before the previous run was read
+      restore: () => vi.restoreAllMocks(),
+    };
+  };
+  /** Runs `reqs` concurrently on a fresh prefix cache, then a follow-up that reuses their prefixes; tokens and pool states. */
+  async function run(m: LlamaModel, opts: SchedulerOptions, reqs: { p: number[]; n: number }[]) {
+    m.pool.clearCache();
+    const sched = new Scheduler(m, opts);
+    const outs = await Promise.all(reqs.map((r) => collect(sched.generate({ promptTokens: r.p, maxTokens: r.n, sampler: greedy() }))));
+    await new Promise((r) => setTimeout(r, 20));
+    const after = poolState(m.pool);
+    const follow = { promptTokens: [...reqs[0]!.p, ...outs[0]!, 500, 600], maxTokens: 3, sampler: greedy(), stats: {} as { cachedTokens?: number } };
+    const next = await collect(sched.generate(follow));
+    return { outs, after, next, cached: follow.stats.cachedTokens };
+  }
+
+  it('is the default for greedy requests on one device: the serial path\'s tokens, pool and prefix cache', async (t) => {
+    if (!model) return t.skip();
+    expect(model.decodeResident).toBeDefined();
+    const reqs = [0, 1, 2, 3].map((i) => ({ p: promptOf(5 + 3 * i, 700 + i), n: 5 + 4 * i })); // 5..17 tokens: runs of 8 and shorter
+    const count = decodeSteps(model);
+    const serial = await run(model, { residentSteps: 1 }, reqs);
+    expect(count.runs()).toBe(0);
+    const serialSteps = count.serial();
+    const resident = await run(model, {}, reqs);
+    // Serial steps only while others are admitted or prefill (a run would delay them).
+    expect(count.serial() - serialSteps).toBeLessThan(serialSteps / 2);
+    expect(count.runs()).toBeGreaterThan(0);
+    // One sequence alone: no serial decode step at all, and runs submitted before the previous one was read.
+    const before = count.serial();
+    const alone = await collect(new Scheduler(model).generate({ promptTokens: reqs[3]!.p, maxTokens: 20, sampler: greedy() }));
+    expect(count.serial()).toBe(before);
+    expect(count.continued()).toBeGreaterThan(0);
+    count.restore();
+    expect(alone).toEqual(oracle(reqs[3]!.p, 20));
+    reqs.forEach((r, i) => expect(resident.outs[i]).toEqual(oracle(r.p, r.n)));
+    expect(resident).toEqual(serial);
+    expect(resident.after.used).toBe(0);
+  });
+
+  it('EOS mid-run: the tokens up to EOS, the pool and prefix cache as after the serial path', async (t) => {
+    if (!ctx) return t.skip();
+    const p = promptOf(7, 901);
+    const free = oracle(p, 24);
+    // Make the 5th distinct greedy token the end of sequence: generation stops inside the first run of 8.
+    const eos = free.find((tok, i) => i >= 4 && free.indexOf(tok) === i)!;
+    const eosCfg = { ...cfg, eosTokenId: eos };
+    const m = await LlamaModel.fromProvider(memoryProvider(eosCfg, weights), { gpu: ctx, dtype: 'f32', context: 128, nSlots: 3, maxOut: 3, prefillChunk: 8 });
+    try {
+      const want = new ReferenceModel(eosCfg, weights).generateGreedy(p, 24);
+      expect(want.at(-1)).toBe(eos);
+      expect(want.length).toBeLessThan(24);
+      const reqs = [{ p, n: 24 }]; // alone: every token after the first comes from a run
+      const serial = await run(m, { residentSteps: 1 }, reqs);
+      const resident = await run(m, {}, reqs);
+      expect(resident.outs[0]).toEqual(want);
+      expect(resident).toEqual(serial);
+    } finally {
+      m.destroy();
+    }
+  });
+
+  it('a consumer that leaves mid-run and an abort mid-run free every block; the cached prefixes stay right', async (t) => {
+    if (!model) return t.skip();
+    model.pool.clearCache();
+    const sched = new Scheduler(model);
+    const p1 = promptOf(20, 911), p2 = promptOf(18, 912);
+    const ctrl = new AbortController();
+    const left = collect(sched.generate({ promptTokens: p1, maxTokens: 40, sampler: greedy() }), 3);
+    const aborted = (async () => {
+      const got: number[] = [];
+      for await (const tok of sched.generate({ promptTokens: p2, maxTokens: 40, sampler: greedy(), signal: ctrl.signal })) {
+        got.push(tok);
+        if (got.length === 2) ctrl.abort();
+      }
+      return got;
+    })();
+    const full = [p1, p2].map((p) => oracle(p, 26));
+    expect(await left).toEqual(full[0]!.slice(0, 3));
+    expect(await aborted).toEqual(full[1]!.slice(0, 2)); // nothing after the abort
+    for (let i = 0; i < 500 && !sched.idle; i++) await new Promise((r) => setTimeout(r, 10)); // the runs in flight end
+    expect(sched.idle).toBe(true);
+    expect(model.pool.usedBlocks).toBe(0);
+    // Whatever prefixes those sequences published hold their tokens' KV: continuing from them gives the oracle's tokens.
+    for (const [i, p] of [p1, p2].entries()) {
+      const cont = [...p, ...full[i]!.slice(0, 20)];
+      const req = { promptTokens: cont, maxTokens: 6, sampler: greedy(), stats: {} as { cachedTokens?: number } };
+      expect(await collect(sched.generate(req))).toEqual(full[i]!.slice(20));
+      expect(req.stats.cachedTokens).toBeGreaterThan(0);
+    }
   });
 });

@@ -49,14 +49,14 @@ describe('sharding', () => {
         const a = await one.logitsAll(prompt);
         const b = await many.logitsAll(prompt);
         expect(Buffer.from(b.buffer).equals(Buffer.from(a.buffer))).toBe(true);
-        const want = new ReferenceModel(cfg, weights, { kvDtype: many.fwd.kvDtype }).generateGreedy(prompt, 10);
+        const want = new ReferenceModel(cfg, weights, { kvDtype: many.kvDtype }).generateGreedy(prompt, 10);
         expect(await collect(many.generateGreedy(prompt, 10))).toEqual(want);
         const sched = new Scheduler(many);
         const outs = await Promise.all([0, 1, 2].map((i) => collect(sched.generate({
           promptTokens: prompt.slice(0, 6 + i), maxTokens: 8,
           sampler: greedySampler(),
         }))));
-        outs.forEach((o, i) => expect(o).toEqual(new ReferenceModel(cfg, weights, { kvDtype: many.fwd.kvDtype }).generateGreedy(prompt.slice(0, 6 + i), 8)));
+        outs.forEach((o, i) => expect(o).toEqual(new ReferenceModel(cfg, weights, { kvDtype: many.kvDtype }).generateGreedy(prompt.slice(0, 6 + i), 8)));
       } finally {
         one.destroy();
         many.destroy();

@@ -10,5 +10,5 @@ const model = await LlamaModel.fromProvider(memoryProvider(cfg, randomWeights(cf
 const prompt = [1, 15043, 3186, 29892, 590, 11203];
 const out: number[] = [];
 for await (const t of model.generateGreedy(prompt, 16)) out.push(t);
-console.log(JSON.stringify({ adapter: model.gpu.adapterName, tokens: out }));
+console.log(JSON.stringify({ adapter: model.adapterName, tokens: out }));
 model.destroy();

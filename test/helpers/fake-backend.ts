@@ -1,10 +1,14 @@
-// A fake model and tokenizer for API tests: no GPU, deterministic, observable.
+// A fake model and tokenizer for API tests: no GPU, deterministic, observable. The model is a CPU StepModel
+// under the runtime's own generation loop (runtime/scheduler.ts), so the API tests run the real loop.
 //
 // Fake vocabulary: 0 <unk>, 1 <s> (BOS), 2 </s> (EOS), 3..258 the bytes 0x00..0xff (so a non-ASCII
 // character spans several tokens, like Llama's byte fallback), then multi-character pieces
 // (EXTRA_PIECES). encode() is byte-level; the extra pieces only appear in generated output.
 
 import type { GenerateRequest, GenerationBackend, ModelInfo } from '../../runtime/generation-types.ts';
+import { Scheduler, type StepKind, type StepModel, type StepRow } from '../../runtime/scheduler.ts';
+import { KvPool } from '../../runtime/kv-pool.ts';
+import { RUNTIME_DEFAULTS } from '../../runtime/defaults.ts';
 import type { ChatStreamDecoder, ChatTokenizer, TemplateMessage } from '../../api/chat-tokenizer.ts';
 
 export const UNK = 0;
@@ -126,15 +130,85 @@ export interface FakeBackendOptions {
   failAfter?: number;
 }
 
-/** A GenerationBackend that follows the engine contract: mask, sample, accept, yield. */
+/**
+ * The fake model's forward steps, on the CPU: the StepModel that the runtime's one generation loop (the
+ * Scheduler) runs over, as it runs over a LlamaModel. A row's "KV cache" is its token, kept per slot, so the
+ * logits of an output row can be a function of the tokens generated so far.
+ */
+export class FakeStepModel implements StepModel {
+  readonly pool: KvPool;
+  readonly maxRows = RUNTIME_DEFAULTS.prefillChunk;
+  readonly maxOut = 64;
+  private readonly history: number[][]; // per slot: the token at each position
+  private readonly promptLen: number[]; // per slot: the positions of its prompt (ends at the prefill's output row)
+
+  constructor(readonly modelInfo: ModelInfo, private readonly opts: FakeBackendOptions, private readonly logitsAt: (step: number, generated: number[]) => Float32Array) {
+    const blocksPerSeq = Math.ceil(modelInfo.contextLength / RUNTIME_DEFAULTS.blockSize);
+    this.pool = new KvPool(this.maxOut * blocksPerSeq, RUNTIME_DEFAULTS.blockSize, this.maxOut, blocksPerSeq);
+    this.history = Array.from({ length: this.maxOut }, () => []);
+    this.promptLen = new Array<number>(this.maxOut).fill(0);
+  }
+
+  writeTable(): void {}
+
+  async step(rows: StepRow[], outRows: number[], mode: 'logits' | 'argmax', kind: StepKind): Promise<Float32Array | Uint32Array> {
+    // Wait before each token (a step with output rows), like a model's forward pass.
+    if (outRows.length && this.opts.delayMs) await new Promise((r) => setTimeout(r, this.opts.delayMs));
+    else await Promise.resolve();
+    for (const r of rows) this.history[r.slot]![r.pos] = r.token;
+    const V = this.modelInfo.vocabSize;
+    const logits = new Float32Array(outRows.length * V);
+    const best = new Uint32Array(outRows.length);
+    outRows.forEach((o, i) => {
+      const { slot, pos } = rows[o]!;
+      if (kind === 'prefill') this.promptLen[slot] = pos + 1;
+      const generated = this.history[slot]!.slice(this.promptLen[slot], pos + 1);
+      if (generated.length === this.opts.failAfter) throw new Error('fake backend failure');
+      const l = this.logitsAt(generated.length, generated);
+      logits.set(l, i * V);
+      for (let t = 1; t < V; t++) if (l[t]! > l[best[i]!]!) best[i] = t;
+    });
+    return mode === 'argmax' ? best : logits;
+  }
+
+  private lastRun: Promise<Uint32Array> | null = null;
+
+  /** The resident decode loop's contract on the CPU: each step's input is the previous step's argmax. */
+  decodeResident(rows: StepRow[], steps: number, continues = false): Promise<Uint32Array> {
+    const prev = continues ? this.lastRun : null;
+    this.lastRun = (async () => {
+      // A continuing run starts from the previous run's last picks.
+      const before = prev ? await prev : null;
+      return this.run(rows, steps, before ? Array.from(before.subarray(before.length - rows.length)) : rows.map((r) => r.token));
+    })();
+    return this.lastRun;
+  }
+
+  private async run(rows: StepRow[], steps: number, first: number[]): Promise<Uint32Array> {
+    const out = new Uint32Array(steps * rows.length);
+    const all = rows.map((_, i) => i);
+    let tokens = first;
+    for (let j = 0; j < steps; j++) {
+      const best = (await this.step(rows.map((r, i) => ({ token: tokens[i]!, pos: r.pos + j, slot: r.slot })), all, 'argmax', 'decode')) as Uint32Array;
+      out.set(best, j * rows.length);
+      tokens = Array.from(best);
+    }
+    return out;
+  }
+}
+
+/** A GenerationBackend that runs the runtime's generation loop (mask, sample, accept, yield, stop) over the fake model. */
 export class FakeBackend implements GenerationBackend {
   readonly modelInfo: ModelInfo;
   readonly calls: FakeCall[] = [];
   private readonly opts: FakeBackendOptions;
+  private readonly scheduler: Scheduler;
 
   constructor(opts: FakeBackendOptions = {}) {
     this.opts = opts;
     this.modelInfo = { vocabSize: FAKE_VOCAB_SIZE, contextLength: opts.contextLength ?? 4096, bosTokenId: BOS, eosTokenId: EOS };
+    const model = new FakeStepModel(this.modelInfo, opts, (step, generated) => this.logitsAt(step, generated));
+    this.scheduler = new Scheduler(model, { maxQueue: Infinity, prefixCaching: false });
   }
 
   /** Replaces the script for the next requests. */
@@ -171,25 +245,12 @@ export class FakeBackend implements GenerationBackend {
     };
     if (req.signal?.aborted) call.aborted = true;
     req.signal?.addEventListener('abort', onAbort);
+    const mask = req.allowedTokens;
+    const counted: GenerateRequest = mask ? { ...req, allowedTokens: (generated) => (call.maskCalls++, mask(generated)) } : req;
     try {
-      const generated: number[] = [];
-      for (let step = 0; step < req.maxTokens; step++) {
-        if (this.opts.delayMs) await new Promise((r) => setTimeout(r, this.opts.delayMs));
-        else await Promise.resolve();
-        if (req.signal?.aborted) return;
-        if (step === this.opts.failAfter) throw new Error('fake backend failure');
-        const logits = this.logitsAt(step, generated);
-        if (req.allowedTokens) {
-          call.maskCalls++;
-          const mask = req.allowedTokens(generated);
-          if (mask) for (let i = 0; i < logits.length; i++) if (!mask[i]) logits[i] = -Infinity;
-        }
-        const token = req.sampler.sample(logits);
-        req.sampler.accept(token);
-        generated.push(token);
+      for await (const token of this.scheduler.generate(counted)) {
         call.produced.push(token);
         yield token;
-        if (token === EOS) return;
       }
     } finally {
       call.finished = true;
