@@ -105,7 +105,7 @@ function planCommand(argv: string[]): number {
 }
 
 /** The plan as a table, one row per device, and the verdict. */
-export function formatPlan(model: string, dtype: string, context: number, p: Plan, budgets: DeviceBudget[]): string {
+function formatPlan(model: string, dtype: string, context: number, p: Plan, budgets: DeviceBudget[]): string {
   const kv = p.kv;
   const limits = [...new Set(budgets.map((b) => `${formatSizeFlag(b.maxBindingBytes)} per binding, ${formatSizeFlag(b.maxBufferBytes)} per buffer`))];
   const lines = [
