@@ -71,7 +71,7 @@ describe('model files without a path', () => {
   });
 
   it('one GGUF blob: named after the file, its whole size counted', async () => {
-    const { files, src, reads } = await openAll({ kind: 'gguf', name: 'tiny.gguf', file: new Blob([gguf]) });
+    const { files, src, reads } = await openAll({ kind: 'gguf', name: 'tiny.gguf', file: new Blob([gguf as Uint8Array<ArrayBuffer>]) });
     expect(src.name).toBe('tiny');
     expectCounted(files, reads, gguf.byteLength, false);
   });
