@@ -138,7 +138,7 @@ async function sha256Prefix(text: string): Promise<string> {
 }
 
 /** UTF-8 length of `s` without allocating (lone surrogates count 3, as TextEncoder writes U+FFFD). */
-export function utf8Length(s: string): number {
+function utf8Length(s: string): number {
   let n = 0;
   for (let i = 0; i < s.length; i++) {
     const c = s.charCodeAt(i);

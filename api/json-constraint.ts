@@ -38,7 +38,7 @@ export interface NumberBounds {
 }
 
 /** Largest |bound| that a 15-digit number cannot exceed. */
-export const LOOSE_BOUND = 1e15 - 1;
+const LOOSE_BOUND = 1e15 - 1;
 
 /** The NumberBounds that satisfy the schema's minimum/maximum, null if they cannot be followed, undefined if none. */
 export function numberBounds(schema: Record<string, unknown>): NumberBounds | null | undefined {
@@ -363,7 +363,7 @@ function minOf<T>(xs: readonly T[], f: (x: T) => number): number {
 }
 
 /** Characters of the shortest JSON text valid for `node`. */
-export function valueCost(node: SchemaNode): number {
+function valueCost(node: SchemaNode): number {
   const cached = valueCostCache.get(node);
   if (cached !== undefined) return cached;
   let c: number;

@@ -9,12 +9,12 @@
 import { BadRequestError } from './errors.ts';
 import { numberBounds } from './json-constraint.ts';
 
-export const MAX_SCHEMA_DEPTH = 64;
+const MAX_SCHEMA_DEPTH = 64;
 /** Nesting of any objects and arrays in a schema (examples, defaults, unknown keywords included). */
-export const MAX_JSON_DEPTH = 2 * MAX_SCHEMA_DEPTH + 8;
+const MAX_JSON_DEPTH = 2 * MAX_SCHEMA_DEPTH + 8;
 
 /** Depth of nested objects and arrays in a JSON value, walked without recursion; stops past `limit`. */
-export function jsonDepth(value: unknown, limit = Infinity): number {
+function jsonDepth(value: unknown, limit = Infinity): number {
   let max = 0;
   const stack: [unknown, number][] = [[value, 0]];
   while (stack.length) {

@@ -79,7 +79,7 @@ const CORS_HEADERS = {
 };
 
 /** True for an origin on this machine: http(s)://localhost, 127.x.x.x or [::1], any port. */
-export function isLoopbackOrigin(origin: string): boolean {
+function isLoopbackOrigin(origin: string): boolean {
   let url: URL;
   try {
     url = new URL(origin);

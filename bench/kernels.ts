@@ -72,11 +72,11 @@ export interface BenchKernelsOptions {
   print: (line: string) => void;
 }
 
-export const DEFAULT_SHAPES: [number, number][] = [
+const DEFAULT_SHAPES: [number, number][] = [
   [4096, 4096], [11008, 4096], [4096, 11008], // Llama-2-7B: wq/wk/wv/wo, w1/w3, w2
   [8192, 8192], [28672, 8192], [8192, 28672], [1024, 8192], // Llama-2-70B: wq/wo, w1/w3, w2, wk/wv (GQA)
 ];
-export const DEFAULT_DTYPES: WeightFormat[] = ['f32', 'f16', 'q8', 'q4'];
+const DEFAULT_DTYPES: WeightFormat[] = ['f32', 'f16', 'q8', 'q4'];
 
 const READ_BYTES = 64 * 2 ** 20;
 const TARGET_SECONDS = 0.2;

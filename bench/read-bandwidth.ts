@@ -15,7 +15,7 @@ import type { GpuContext } from '../runtime/device.ts';
 const WG = 256;
 const PER_THREAD = 16;
 
-export const READ_BANDWIDTH_WGSL = /* wgsl */ `
+const READ_BANDWIDTH_WGSL = /* wgsl */ `
 ${LINEAR_INDEX_WGSL}
 struct Params { nVec4: u32, nThreads: u32, perThread: u32, blocked: u32 }
 @group(0) @binding(0) var<uniform> p: Params;

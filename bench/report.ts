@@ -98,7 +98,7 @@ export function markdownReport(meta: BenchMeta, rows: BenchRow[]): string {
   return lines.join('\n') + '\n';
 }
 
-export function xmlEscape(s: string): string {
+function xmlEscape(s: string): string {
   return s.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&apos;' })[c]!);
 }
 

@@ -1,5 +1,6 @@
-// `llama2-webgpu bench generate|serve|kernels|quality|host`: the flags, parsed here into each benchmark's
-// typed options (bench/ never reads a command line of its own, but for host's and kernels' shared parsers).
+// `llama2-webgpu bench generate|serve|kernels|quality|host`. The flags of generate, serve and quality are
+// parsed here into the benchmark's typed options; kernels and host keep their own parsers in bench/ (kernels
+// also runs standalone), whose plain errors become usage errors here.
 
 import { join } from 'node:path';
 import { availableParallelism } from 'node:os';

@@ -7,6 +7,18 @@ import type { LoadProgress } from '../runtime/weights.ts';
 /** A mistake in the command line: exit status 2, with the command's usage hint. */
 export class UsageError extends Error {}
 
+/** Whether `e` is a mistake in the command line: a UsageError, or one of node:util parseArgs' own. */
+export function isUsageError(e: unknown): e is Error {
+  const code = (e as { code?: unknown } | null)?.code;
+  return e instanceof UsageError || (typeof code === 'string' && code.startsWith('ERR_PARSE_ARGS'));
+}
+
+/** Says a usage error on stderr with `command`'s help hint; returns the exit status, 2. */
+export function reportUsageError(command: string, e: Error): number {
+  process.stderr.write(`llama2-webgpu: ${e.message}\nRun "llama2-webgpu ${command} --help" for usage.\n`);
+  return 2;
+}
+
 /** Levenshtein distance (insertions, deletions, substitutions), for "did you mean". */
 function editDistance(a: string, b: string): number {
   let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
@@ -110,11 +122,18 @@ export function progressPrinter(label: string): (p: LoadProgress) => void {
   };
 }
 
-/** "24GiB", "512MiB", "48GB" or a byte count -> bytes (the planner's parseSize), as a usage error when bad. */
-export function sizeArg(name: string, v: string | undefined): number | undefined {
+/**
+ * "24GiB", "512MiB", "48GB" or a byte count -> bytes (the planner's parseSize), as a usage error when bad;
+ * with `positive`, 0 bytes is bad too.
+ */
+export function sizeArg(name: string, v: string, positive?: boolean): number;
+export function sizeArg(name: string, v: string | undefined, positive?: boolean): number | undefined;
+export function sizeArg(name: string, v: string | undefined, positive = false): number | undefined {
   if (v === undefined) return undefined;
   try {
-    return parseSize(v);
+    const bytes = parseSize(v);
+    if (positive && bytes <= 0) throw new RangeError(`must be more than 0 bytes, got "${v}"`);
+    return bytes;
   } catch (e) {
     throw new UsageError(`--${name}: ${(e as Error).message}`);
   }

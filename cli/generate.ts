@@ -1,12 +1,11 @@
 // `llama2-webgpu generate`: raw completion of BOS + the prompt (no chat template).
 
 import { openModelSource } from '../checkpoint/load.ts';
-import { LlamaModel } from '../runtime/model.ts';
 import { createSampler, MAX_SEED } from '../runtime/sampler.ts';
 import { LlamaTokenizer } from '../tokenizer/tokenizer.ts';
 import { StreamDecoder } from '../tokenizer/stream-decoder.ts';
 import type { WeightFormat } from '../kernels/weight-formats.ts';
-import { createGpuContext, type GpuContext } from '../runtime/device.ts';
+import { loadOnDevices } from '../serve/devices.ts';
 import { UsageError, intArg, numArg, choiceArg, progressPrinter, parseCommandArgs, sizeArg } from './common.ts';
 import { RUNTIME_DEFAULTS } from '../runtime/defaults.ts';
 
@@ -87,24 +86,20 @@ export async function runGenerate(argv: string[]): Promise<void> {
     topK: Number.isNaN(topK) ? (d.topK ?? 0) : topK,
     repetitionPenalty: Number.isNaN(repetitionPenalty) ? (d.repetitionPenalty ?? 1) : repetitionPenalty,
   };
-  const gpus: GpuContext[] = [];
-  let model: LlamaModel;
+  let loaded;
   try {
-    for (let i = 0; i < devices; i++) gpus.push(await createGpuContext());
-    model = await LlamaModel.fromProvider(src.provider, {
+    loaded = await loadOnDevices(src.provider, {
       dtype,
       context,
       kvDtype,
-      ...(devices > 1 ? { gpus } : { gpu: gpus[0] }),
-      deviceMemoryBytes: deviceMemory === undefined ? undefined : gpus.map(() => deviceMemory),
+      devices,
+      deviceMemoryBytes: deviceMemory,
       onProgress: progressPrinter(`loading ${src.name}`),
     });
-  } catch (e) {
-    for (const g of gpus) g.destroy();
-    throw e;
   } finally {
     await src.close();
   }
+  const { model, gpus } = loaded;
   process.stderr.write(`loaded ${src.name} (${model.format}, ${(model.weightBytes / 2 ** 20).toFixed(1)} MiB of weights) on ${devices > 1 ? `${devices} devices (${model.adapterName})` : model.adapterName} in ${((performance.now() - t0) / 1000).toFixed(1)} s\n`);
 
   const prompt = tok.encode(values.prompt, { addBos: true });

@@ -6,7 +6,7 @@ import { runPlan, PLAN_HELP } from './plan.ts';
 import { runBench, BENCH_HELP } from './bench.ts';
 import { runConvert, CONVERT_HELP } from './convert.ts';
 import { readFileSync } from 'node:fs';
-import { UsageError, closest } from './common.ts';
+import { closest, isUsageError, reportUsageError } from './common.ts';
 
 const COMMANDS = ['generate', 'serve', 'plan', 'convert', 'bench'] as const;
 
@@ -87,11 +87,8 @@ export async function main(argv: string[]): Promise<number> {
       }
     }
   } catch (e) {
-    const err = e as Error & { code?: string };
-    if (e instanceof UsageError || err.code?.startsWith('ERR_PARSE_ARGS')) {
-      process.stderr.write(`llama2-webgpu: ${err.message}\nRun "llama2-webgpu ${cmd} --help" for usage.\n`);
-      return 2;
-    }
+    if (isUsageError(e)) return reportUsageError(cmd, e);
+    const err = e as Error;
     process.stderr.write(`llama2-webgpu: error: ${err.message}\n`);
     if (process.env.DEBUG) process.stderr.write(`${err.stack}\n`);
     return 1;

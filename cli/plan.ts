@@ -5,9 +5,9 @@ import { existsSync, readFileSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 import { parseHfConfig, type LlamaConfig } from '../checkpoint/config.ts';
 import { BUILTIN_MODEL_NAMES, builtinConfig } from '../checkpoint/builtin-configs.ts';
-import { formatGiB, formatSizeFlag, parseSize, planModel, type DeviceBudget, type Plan } from '../runtime/planner.ts';
+import { formatGiB, formatSizeFlag, planModel, type DeviceBudget, type Plan } from '../runtime/planner.ts';
 import { FORMATS, type WeightFormat } from '../kernels/weight-formats.ts';
-import { UsageError, parseCommandArgs, intArg, choiceArg } from './common.ts';
+import { UsageError, parseCommandArgs, intArg, choiceArg, isUsageError, reportUsageError, sizeArg } from './common.ts';
 import { RUNTIME_DEFAULTS, defaultContext } from '../runtime/defaults.ts';
 
 // The WebGPU spec's default limits: every adapter offers at least these, so a plan made with them holds anywhere.
@@ -40,22 +40,8 @@ export async function runPlan(argv: string[]): Promise<number> {
   try {
     return planCommand(argv);
   } catch (e) {
-    const err = e as Error & { code?: string };
-    if (e instanceof UsageError || err.code?.startsWith('ERR_PARSE_ARGS')) {
-      process.stderr.write(`llama2-webgpu: ${err.message}\nRun "llama2-webgpu plan --help" for usage.\n`);
-      return 2;
-    }
+    if (isUsageError(e)) return reportUsageError('plan', e);
     throw e;
-  }
-}
-
-function size(flag: string, v: string): number {
-  try {
-    const bytes = parseSize(v);
-    if (bytes <= 0) throw new RangeError(`must be more than 0 bytes, got "${v}"`);
-    return bytes;
-  } catch (e) {
-    throw new UsageError(`--${flag}: ${(e as Error).message}`);
   }
 }
 
@@ -90,18 +76,18 @@ function planCommand(argv: string[]): number {
   if (!(dtype in FORMATS)) throw new UsageError(`--dtype ${dtype} is not available in this build (have ${Object.keys(FORMATS).join(', ')})`);
   const { name, config } = loadConfig(values.model);
   const context = intArg('context', values.context, defaultContext(config.maxSeqLen), 1, config.maxSeqLen);
-  const memories = values['device-memory'].split(',').map((s) => size('device-memory', s));
+  const memories = values['device-memory'].split(',').map((s) => sizeArg('device-memory', s, true));
   const nDevices = intArg('devices', values.devices, memories.length, 1, config.nLayers);
   if (memories.length > 1 && memories.length !== nDevices) {
     throw new UsageError(`--device-memory gives ${memories.length} sizes for --devices ${nDevices}`);
   }
-  const maxBindingBytes = size('max-binding', values['max-binding']!);
-  const maxBufferBytes = size('max-buffer', values['max-buffer']!);
+  const maxBindingBytes = sizeArg('max-binding', values['max-binding']!, true);
+  const maxBufferBytes = sizeArg('max-buffer', values['max-buffer']!, true);
   const devices: DeviceBudget[] = Array.from({ length: nDevices }, (_, i) => ({
     memoryBytes: memories[memories.length > 1 ? i : 0]!, maxBindingBytes, maxBufferBytes,
   }));
   const kvDtype = choiceArg('kv-dtype', values['kv-dtype'], ['f16', 'f32'] as const);
-  const kvBudgetBytes = values['kv-budget'] === undefined ? undefined : size('kv-budget', values['kv-budget']);
+  const kvBudgetBytes = sizeArg('kv-budget', values['kv-budget'], true);
   const prefillChunk = intArg('prefill-chunk', values['prefill-chunk'], RUNTIME_DEFAULTS.prefillChunk, 1, 1 << 16);
 
   let plan: Plan;
@@ -120,7 +106,7 @@ function planCommand(argv: string[]): number {
 }
 
 /** The plan as a table, one row per device, and the verdict. */
-export function formatPlan(model: string, dtype: string, context: number, p: Plan, budgets: DeviceBudget[]): string {
+function formatPlan(model: string, dtype: string, context: number, p: Plan, budgets: DeviceBudget[]): string {
   const kv = p.kv;
   const limits = [...new Set(budgets.map((b) => `${formatSizeFlag(b.maxBindingBytes)} per binding, ${formatSizeFlag(b.maxBufferBytes)} per buffer`))];
   const lines = [

@@ -50,7 +50,7 @@ function el<K extends keyof HTMLElementTagNameMap>(tag: K, className: string, te
   return e;
 }
 
-export class AnswerView {
+class AnswerView {
   readonly el: HTMLElement;
   private readonly textEl: HTMLElement;
   private readonly statsEl: HTMLElement;

@@ -14,7 +14,7 @@ export default defineConfig({
   appType: 'mpa',
   // assets/ (the default model's weights, tiny-llama-2-kjv/) is served and copied as the page's static files.
   publicDir: fileURLToPath(new URL('../assets', import.meta.url)),
-  // The page imports ../api, ../runtime and ../tokenizer straight from the sources.
+  // The page imports ../api, and its engine worker ../serve (and through it the rest), straight from the sources.
   server: { host: '127.0.0.1', port: 5173, fs: { allow: [repoRoot] } },
   preview: { host: '127.0.0.1', port: 4173 },
   // The engine worker uses dynamic import() (checkpoint/load.ts), which needs ES-module workers.

@@ -281,7 +281,6 @@ function planCore(input: PlanInput): Omit<Plan, 'suggestions' | 'message'> {
     const key = `${what} is ${bytes} bytes, over the ${cap.limit} of ${cap.bytes} bytes`;
     broken.set(key, [...(broken.get(key) ?? []), i]);
   };
-  const qDim = c.nHeads * c.headDim;
   // One row of each (format, columns) in use: a chunk holds at least one row (octet formats: 8).
   const rowKinds = new Map<string, number>();
   const shapes = expectedTensors(c);

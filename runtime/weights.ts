@@ -7,7 +7,7 @@ import type { GpuContext } from './device.ts';
 import type { LlamaConfig } from '../checkpoint/config.ts';
 import { matrixFormats, type TensorProvider } from '../checkpoint/tensor-provider.ts';
 import { expectedTensors } from '../checkpoint/keymap.ts';
-import { formatSpec, storedFormat, type Dtype, type WeightFormat } from '../kernels/weight-formats.ts';
+import { formatSpec, type Dtype, type WeightFormat } from '../kernels/weight-formats.ts';
 import { storageBuffer, writeBufferPadded } from '../kernels/common.ts';
 
 export interface WeightChunk {

@@ -3,13 +3,14 @@
 // the browser demo's worker, and ES-module users. No GPU type crosses into the engine.
 
 import { createEngine, type Engine, type Prices } from '../api/engine.ts';
-import { llamaChatTokenizer } from './chat-tokenizer-llama.ts';
+import { llamaChatTokenizer, llamaTokenBytes } from './chat-tokenizer-llama.ts';
 import { prometheusText } from './metrics.ts';
 import { openModelSource } from '../checkpoint/load.ts';
 import type { ByteSource, ModelDir } from '../checkpoint/byte-source.ts';
 import { expectedTensors } from '../checkpoint/keymap.ts';
-import { createGpuContext, type DeviceOptions } from '../runtime/device.ts';
-import { LlamaModel } from '../runtime/model.ts';
+import type { GpuContext } from '../runtime/device.ts';
+import type { LlamaModel } from '../runtime/model.ts';
+import { loadOnDevices, type DevicePlacement } from './devices.ts';
 import { Scheduler } from '../runtime/scheduler.ts';
 import type { LoadProgress } from '../runtime/weights.ts';
 import type { WeightFormat } from '../kernels/weight-formats.ts';
@@ -19,7 +20,7 @@ import { RUNTIME_DEFAULTS } from '../runtime/defaults.ts';
 /** The hosted endpoint's model id, accepted too so that its documented calls work unchanged. */
 export const HOSTED_MODEL_ID = 'meta-llama/Llama-2-70b-chat-hf';
 
-export interface LlamaEngineOptions {
+export interface LlamaEngineOptions extends DevicePlacement {
   model?: string | ModelDir | ByteSource; // "default", a path (HF dir, converted dir, .gguf), or a ModelDir / GGUF source
   modelName?: string; // the id clients send; default: the directory or file name
   aliases?: string[]; // other accepted ids besides HOSTED_MODEL_ID
@@ -31,9 +32,6 @@ export interface LlamaEngineOptions {
   kvBudgetBytes?: number; // KV cache for all sequences (default: maxBatch full contexts, capped by the binding limit)
   prefillChunk?: number; // prompt tokens per step (default RUNTIME_DEFAULTS.prefillChunk)
   prefixCaching?: boolean; // default true
-  devices?: number; // pipeline-shard the layers over this many devices (default 1)
-  deviceMemoryBytes?: number; // memory of each device: plan and check the placement before allocating
-  deviceOptions?: DeviceOptions;
   prices?: Prices;
   onProgress?: (p: LoadProgress) => void;
 }
@@ -51,29 +49,18 @@ export interface LlamaEngine {
   close(): Promise<void>;
 }
 
-const utf8 = new TextEncoder();
-
-/** The bytes a token id stands for: "▁" is a space, "<0xNN>" one byte, special tokens none. */
-function pieceBytes(tok: LlamaTokenizer, id: number): Uint8Array {
-  if (tok.isSpecial(id)) return new Uint8Array(0);
-  const piece = tok.idToPiece(id);
-  const byte = /^<0x([0-9A-Fa-f]{2})>$/.exec(piece);
-  return byte ? Uint8Array.of(parseInt(byte[1]!, 16)) : utf8.encode(piece.replace(/\u2581/g, ' '));
-}
-
 export async function loadLlamaEngine(opts: LlamaEngineOptions = {}): Promise<LlamaEngine> {
   const src = await openModelSource(opts.model ?? 'default');
-  let model: LlamaModel | null = null;
-  const gpus: Awaited<ReturnType<typeof createGpuContext>>[] = [];
+  let loaded: { model: LlamaModel; gpus: GpuContext[] } | null = null;
   try {
     if (!src.tokenizerJson) throw new Error(`${src.name}: the model has no tokenizer (tokenizer.json, or tokenizer metadata in the GGUF)`);
     const tok = LlamaTokenizer.fromJson(src.tokenizerJson, src.tokenizerConfigJson ?? undefined);
     const chat = llamaChatTokenizer(tok); // compiles the chat template: a bad one fails before any GPU work
-    const nDevices = opts.devices ?? 1;
-    for (let i = 0; i < nDevices; i++) gpus.push(await createGpuContext(opts.deviceOptions));
     const maxBatch = opts.maxBatch ?? RUNTIME_DEFAULTS.maxBatch;
-    model = await LlamaModel.fromProvider(src.provider, {
-      gpus,
+    loaded = await loadOnDevices(src.provider, {
+      devices: opts.devices,
+      deviceOptions: opts.deviceOptions,
+      deviceMemoryBytes: opts.deviceMemoryBytes,
       dtype: opts.dtype,
       context: opts.context,
       kvDtype: opts.kvDtype,
@@ -81,9 +68,9 @@ export async function loadLlamaEngine(opts: LlamaEngineOptions = {}): Promise<Ll
       maxOut: maxBatch,
       prefillChunk: opts.prefillChunk,
       kvBudgetBytes: opts.kvBudgetBytes,
-      deviceMemoryBytes: opts.deviceMemoryBytes === undefined ? undefined : gpus.map(() => opts.deviceMemoryBytes!),
       onProgress: opts.onProgress,
     });
+    const { model, gpus } = loaded;
     const scheduler = new Scheduler(model, { maxBatch, maxQueue: opts.maxQueue, prefixCaching: opts.prefixCaching });
     const engine = createEngine({
       backend: scheduler,
@@ -92,27 +79,26 @@ export async function loadLlamaEngine(opts: LlamaEngineOptions = {}): Promise<Ll
       aliases: [HOSTED_MODEL_ID, ...(opts.aliases ?? [])],
       prices: opts.prices,
       samplingDefaults: src.sampling.defaults,
-      tokenBytes: (id) => pieceBytes(tok, id),
+      tokenBytes: llamaTokenBytes(tok),
     });
     const notes = [chat.chatFormat === 'model' ? "chat format: the model's own chat_template" : 'chat format: Llama-2 (built in)', ...src.notes];
-    const m = model;
     let params = 0;
-    for (const shape of expectedTensors(m.cfg).values()) params += shape.reduce((a, b) => a * b, 1);
+    for (const shape of expectedTensors(model.cfg).values()) params += shape.reduce((a, b) => a * b, 1);
     return {
       engine,
       scheduler,
-      model: m,
+      model,
       params,
       notes,
       metrics: () => prometheusText(scheduler.metrics()),
       async close() {
-        m.destroy();
+        model.destroy();
         for (const g of gpus) g.destroy();
       },
     };
   } catch (e) {
-    model?.destroy();
-    for (const g of gpus) g.destroy(); // a failed load leaves no device behind (a browser tab may retry)
+    loaded?.model.destroy();
+    for (const g of loaded?.gpus ?? []) g.destroy();
     throw e;
   } finally {
     await src.close();

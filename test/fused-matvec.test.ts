@@ -3,7 +3,8 @@
 // every matvec design, against the composed CPU references (normMatmulRef, swigluRef, ropeRef, cacheRowRef).
 import { describe, it, expect, beforeAll } from 'vitest';
 import type { GpuContext } from '../runtime/device.ts';
-import { testGpu, runKernel, uploadBuffer, storageBuffer, readBuffer, randomArray, maxAbsDiff } from './helpers/gpu.ts';
+import { testGpu, runKernel, uploadBuffer, storageBuffer, readBuffer, maxAbsDiff } from './helpers/gpu.ts';
+import { randomArray } from './helpers/random.ts';
 import {
   matvecWgsl, matvecGrid, matvecVariant, packMatmulParams, normMatmulRef, variantName, type MatvecVariant, type MatvecFusion,
 } from '../kernels/matmul.ts';

@@ -5,7 +5,8 @@
 import { readFileSync } from 'node:fs';
 import { describe, it, expect, beforeAll } from 'vitest';
 import type { GpuContext } from '../runtime/device.ts';
-import { testGpu, runKernel, uploadBuffer, storageBuffer, readBuffer, randomArray, maxAbsDiff } from './helpers/gpu.ts';
+import { testGpu, runKernel, uploadBuffer, storageBuffer, readBuffer, maxAbsDiff } from './helpers/gpu.ts';
+import { randomArray } from './helpers/random.ts';
 import { GGML_BLOCKS, decodeBlocks, type GgmlBlockType } from '../kernels/ggml-blocks.ts';
 import { formatSpec, GGML_FORMATS, storedFormat } from '../kernels/weight-formats.ts';
 import { embeddingWgsl, packEmbeddingParams } from '../kernels/embedding.ts';

@@ -2,7 +2,8 @@
 import { describe, it, expect, beforeAll } from 'vitest';
 import type { GpuContext } from '../runtime/device.ts';
 import { getPipeline } from '../kernels/common.ts';
-import { testGpu, runKernel, uploadBuffer, storageBuffer, readBuffer, randomArray, maxAbsDiff } from './helpers/gpu.ts';
+import { testGpu, runKernel, uploadBuffer, storageBuffer, readBuffer, maxAbsDiff } from './helpers/gpu.ts';
+import { randomArray } from './helpers/random.ts';
 import { matvecWgsl, tiledWgsl, tiledGrid, matvecGrid, matvecVariant, packMatmulParams, matmulRef, MATVEC_MAX_M } from '../kernels/matmul.ts';
 import { FORMATS, formatSpec, roundTrip, type DtypeFormat } from '../kernels/weight-formats.ts';
 import { embeddingWgsl, embeddingGrid, packEmbeddingParams, embeddingRef } from '../kernels/embedding.ts';

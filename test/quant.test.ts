@@ -4,7 +4,8 @@
 import { describe, it, expect, beforeAll } from 'vitest';
 import type { GpuContext } from '../runtime/device.ts';
 import { getPipeline } from '../kernels/common.ts';
-import { testGpu, runKernel, uploadBuffer, readBuffer, randomArray, maxAbsDiff } from './helpers/gpu.ts';
+import { testGpu, runKernel, uploadBuffer, readBuffer, maxAbsDiff } from './helpers/gpu.ts';
+import { randomArray } from './helpers/random.ts';
 import {
   matvecWgsl, tiledWgsl, tiledGrid, matvecGrid, matvecVariant, variantName, packMatmulParams, matmulRef, type MatvecVariant,
 } from '../kernels/matmul.ts';

@@ -17,7 +17,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
-export const NODE_LLAMA_CPP_VERSION = '3.22.1';
+const NODE_LLAMA_CPP_VERSION = '3.22.1';
 
 // The slice of node-llama-cpp's API used here (imported at run time, untyped).
 interface NlcSequence {
@@ -73,7 +73,7 @@ export interface LlamaCppRuntime {
 }
 
 /** bench/llamacpp of the checkout: this file's folder from the sources, ../../../bench/llamacpp from dist/. */
-export function llamaCppPackageDir(): string {
+function llamaCppPackageDir(): string {
   const here = dirname(fileURLToPath(import.meta.url));
   for (const dir of [here, resolve(here, '../../../bench/llamacpp')]) {
     const pj = join(dir, 'package.json');

@@ -16,8 +16,6 @@ export function testGpu(): Promise<GpuContext | null> {
   return ctxPromise;
 }
 
-export const hasGpu = async (): Promise<boolean> => (await testGpu()) !== null;
-
 /** Runs one kernel once: binding 0 = Step{nTokens, nOut}, 1 = params, 2.. = buffers. */
 export async function runKernel(
   ctx: GpuContext, code: string, params: ArrayBuffer, buffers: GPUBuffer[], grid: [number, number?, number?],
@@ -45,17 +43,6 @@ function hash(s: string): number {
 }
 
 export { uploadBuffer, storageBuffer, readBuffer };
-
-/** Deterministic uniform [-1, 1) values. */
-export function randomArray(n: number, seed: number, scale = 1): Float32Array {
-  let s = seed >>> 0 || 1;
-  const out = new Float32Array(n);
-  for (let i = 0; i < n; i++) {
-    s ^= s << 13; s >>>= 0; s ^= s >>> 17; s ^= s << 5; s >>>= 0;
-    out[i] = ((s / 4294967296) * 2 - 1) * scale;
-  }
-  return out;
-}
 
 export function maxAbsDiff(a: Float32Array, b: Float32Array): number {
   if (a.length !== b.length) throw new Error(`length ${a.length} != ${b.length}`);
