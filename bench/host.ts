@@ -170,7 +170,7 @@ export async function benchHost(ctx: GpuContext, model: string, format: WeightFo
     return Math.ceil(formatSpec(storedFormat(format, real.dim)).bufferBytes(rows, real.dim) / Math.min(ctx.maxBindingBytes, ctx.maxBufferBytes));
   };
   const f = await createForward(ctx, small, w, {
-    maxTokens: 1, maxOut: 1, blockSize: 16, nBlocks: 1, nSlots: 1, maxBlocksPerSeq: 1, fuseDecode: fused,
+    maxTokens: 1, maxOut: 1, blockSize: 16, nBlocks: 1, nSlots: 1, maxBlocksPerSeq: 1, fuseDecode: fused, normPrologue: fused,
     canFuse: (kind) => kind === 'gate_up' || realChunks(kind) === 1, fuseChunks: () => realChunks('gate_up'),
   });
   try {
