@@ -150,6 +150,8 @@ describe('decode step: fused dispatches', () => {
     const separate = await createForward(ctx, cfg, fusedModel.weights, { ...fusedModel.fwd.opts, fuseDecode: false });
     const epilogues = await createForward(ctx, cfg, fusedModel.weights, { ...fusedModel.fwd.opts, fuseDecode: true, normPrologue: false });
     const tiled = await createForward(small, cfg, apartModel.weights, { ...apartModel.fwd.opts, ...on, matmulChoice: { prefill: 'tiled' } });
+    // GPUs' matvec design (split), whose default this fused step is, on this adapter too.
+    const split = await createForward(ctx, cfg, fusedModel.weights, { ...fusedModel.fwd.opts, ...on, matmulChoice: { variant: 'split' } });
     const stage = (m: LlamaModel) => (m as unknown as { stages: { fwd: Forward }[] }).stages[0]!;
     try {
       const count = (f: Forward, nTokens = 1) => {
@@ -168,6 +170,7 @@ describe('decode step: fused dispatches', () => {
       expect(perLayer(separate)).toBe(9);
       // The epilogues alone: norm, q|k|v (+ rope, kv write), attention, wo, norm, w1|w3 (+ swiglu), w2.
       expect(perLayer(epilogues)).toBe(7);
+      expect(perLayer(split)).toBe(5);
       // The default here: fused on GPUs only.
       expect(perLayer(fusedModel.fwd)).toBe(fusedModel.fwd.layers[0]!.qkvFused.length && fusedModel.fwd.layers[0]!.normFused ? 5 : 9);
       // A tiled prefill step runs the separate kernels: norm, wq, wk, wv, rope_kv, attention, wo, norm, 4 w1|w3, swiglu, 2 w2.
@@ -184,7 +187,7 @@ describe('decode step: fused dispatches', () => {
         expect(await collect(m.generateGreedy(p, 12)), label).toEqual(wantTokens);
       };
       const runs = [[fusedModel, fused, 'fused'], [apartModel, apart, 'fused, split bindings'], [fusedModel, separate, 'separate kernels'],
-        [fusedModel, epilogues, 'epilogues only'], [apartModel, tiled, 'tiled prefill']] as const;
+        [fusedModel, epilogues, 'epilogues only'], [apartModel, tiled, 'tiled prefill'], [fusedModel, split, 'split design']] as const;
       const logits: Float32Array[] = [];
       for (const [m, f, label] of runs) {
         const own = stage(m).fwd;
@@ -199,7 +202,7 @@ describe('decode step: fused dispatches', () => {
       // Row by row the same sums whatever the chunking: the split-binding model gives the same logits, bit for bit.
       expect(maxRelErr(logits[0]!, logits[1]!)).toBe(0);
     } finally {
-      for (const f of [fused, apart, separate, epilogues, tiled]) destroyForward(f);
+      for (const f of [fused, apart, separate, epilogues, tiled, split]) destroyForward(f);
       fusedModel.destroy();
       apartModel.destroy();
       small.destroy();
