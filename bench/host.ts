@@ -21,7 +21,7 @@ import { decodeCurve } from './decode-curve.ts';
 export const BENCH_HOST_HELP = `llama2-webgpu bench host [--json] [--iterations N] [--models 7b:f16,70b:q4] [--unfused]
   Host cost of one decode step (batch 1) on Llama-2-7B's and 70B's layer structure: dispatches per step and per
   layer, setPipeline/setBindGroup calls, and recording (encoder + pass + finish) and submit time per step and
-  per layer. Dimensions are shrunk (recording does not depend on them) so the GPU's work is negligible. With
+  per layer (medians over the steps). Dimensions are shrunk (recording does not depend on them) so the GPU's work is negligible. With
   --json one object per line with model, dtype, fused, layers, dispatches_per_step, dispatches_per_layer,
   encode_us_per_layer, encode_us_per_step, submit_us_per_step, host_us_per_step. --unfused: first a row with the
   separate norm, rope_kv and swiglu kernels (the decode step before they were fused), then the fused one.
@@ -130,32 +130,44 @@ function countStep(f: Forward): Counts {
   return counts;
 }
 
-async function timeSteps(ctx: GpuContext, f: Forward, iterations: number): Promise<{ encodeUs: number; submitUs: number }> {
+/**
+ * Recording (encoder + pass + finish) and submit time of a decode step of each forward pass, in µs, the passes
+ * alternating step by step (so that a slow phase of a shared machine hits them alike); medians over the steps,
+ * since on a shared machine a few steps stall.
+ */
+async function timeSteps(ctx: GpuContext, fs: Forward[], iterations: number): Promise<{ encodeUs: number; submitUs: number }[]> {
   const { device } = ctx;
   const stepInfo = packParams([[1, 'u32'], [1, 'u32'], [0, 'u32'], [0, 'u32']]);
   const zeros = new Uint32Array(1);
-  let encode = 0;
-  let submit = 0;
+  const encode: number[][] = fs.map(() => []);
+  const submit: number[][] = fs.map(() => []);
   for (let i = -3; i < iterations; i++) {
-    const t0 = performance.now();
-    const enc = device.createCommandEncoder();
-    encodeForward(f, enc, 1, [0], 'decode');
-    const cb = enc.finish();
-    const t1 = performance.now();
-    // What model.step writes per decode step, then the submit.
-    device.queue.writeBuffer(f.rs.ids, 0, zeros);
-    device.queue.writeBuffer(f.rs.pos, 0, zeros);
-    device.queue.writeBuffer(f.rs.slot, 0, zeros);
-    device.queue.writeBuffer(f.rs.step, 0, stepInfo);
-    device.queue.submit([cb]);
-    const t2 = performance.now();
-    await device.queue.onSubmittedWorkDone();
-    if (i >= 0) {
-      encode += t1 - t0;
-      submit += t2 - t1;
+    for (let k = 0; k < fs.length; k++) {
+      const f = fs[k]!;
+      const t0 = performance.now();
+      const enc = device.createCommandEncoder();
+      encodeForward(f, enc, 1, [0], 'decode');
+      const cb = enc.finish();
+      const t1 = performance.now();
+      // What model.step writes per decode step, then the submit.
+      device.queue.writeBuffer(f.rs.ids, 0, zeros);
+      device.queue.writeBuffer(f.rs.pos, 0, zeros);
+      device.queue.writeBuffer(f.rs.slot, 0, zeros);
+      device.queue.writeBuffer(f.rs.step, 0, stepInfo);
+      device.queue.submit([cb]);
+      const t2 = performance.now();
+      await device.queue.onSubmittedWorkDone();
+      // A software adapter's worker threads wind down after the work; on 2 cores they would share the CPU with
+      // the next step's recording (a GPU's do not).
+      await new Promise((r) => setTimeout(r, 5));
+      if (i >= 0) {
+        encode[k]!.push(t1 - t0);
+        submit[k]!.push(t2 - t1);
+      }
     }
   }
-  return { encodeUs: (encode / iterations) * 1000, submitUs: (submit / iterations) * 1000 };
+  const median = (a: number[]) => { const s = [...a].sort((x, y) => x - y); return (s[(s.length - 1) >> 1]! + s[s.length >> 1]!) / 2; };
+  return fs.map((_, k) => ({ encodeUs: median(encode[k]!) * 1000, submitUs: median(submit[k]!) * 1000 }));
 }
 
 export async function benchHost(ctx: GpuContext, model: string, format: WeightFormat, iterations: number, fused = true): Promise<HostBenchRow> {
@@ -170,7 +182,7 @@ export async function benchHost(ctx: GpuContext, model: string, format: WeightFo
     return Math.ceil(formatSpec(storedFormat(format, real.dim)).bufferBytes(rows, real.dim) / Math.min(ctx.maxBindingBytes, ctx.maxBufferBytes));
   };
   const f = await createForward(ctx, small, w, {
-    maxRows: 1, maxOut: 1, blockSize: 16, nBlocks: 1, nSlots: 1, maxBlocksPerSeq: 1, fuseDecode: fused,
+    maxRows: 1, maxOut: 1, blockSize: 16, nBlocks: 1, nSlots: 1, maxBlocksPerSeq: 1, fuseDecode: fused, normPrologue: fused,
     canFuse: (kind) => kind === 'gate_up' || realChunks(kind) === 1, fuseChunks: () => realChunks('gate_up'),
   });
   try {
@@ -178,8 +190,7 @@ export async function benchHost(ctx: GpuContext, model: string, format: WeightFo
     const head: Forward = { ...f, layers: [] };
     const base = countStep(head);
     const L = small.nLayers;
-    const t = await timeSteps(ctx, f, iterations);
-    const tBase = await timeSteps(ctx, head, iterations);
+    const [t, tBase] = await timeSteps(ctx, [f, head], iterations) as [{ encodeUs: number; submitUs: number }, { encodeUs: number; submitUs: number }];
     const round = (x: number) => Math.round(x * 10) / 10;
     return {
       model,

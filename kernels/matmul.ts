@@ -117,7 +117,7 @@ const subLoop = (bc: BlockCode): string[] =>
  *  - epilogue 'rope': the rows are whole heads of q | k | v (head headBase + h of the chunk's head h); a
  *    workgroup computes pairs of rows (i, i + D/2) of a head and rotates them (kernels/rope.ts): q goes to Y
  *    (at rowOffset + h D + i), k rotated and v as is into the KV cache row of (slot, position) (kv-cache.ts).
- *    Bindings 6 pos, 7 slot, 8 blockTable, 9 cos/sin table, 10 kCache, 11 vCache.
+ *    Bindings after g (or from 5 without the norm): pos, slot, blockTable, cos/sin table, kCache, vCache.
  * A pair's two rows are computed by two lanes of one subgroup (lanes, 1 rowset: lane l and l ^ SG/2), by one
  * lane (lanes, 2 rowsets: rowset 0 and 1) or by two invocations of one workgroup (split: r and r ^ 4).
  */
@@ -149,16 +149,17 @@ const paired = (fu: MatvecFusion): boolean => fu.epilogue === 'swiglu' || fu.epi
 /** The bindings and helper functions of a fused kernel (after w at binding 4). */
 function fusionDecls(fu: MatvecFusion): string {
   const out: string[] = [];
-  if (fu.norm) out.push('@group(0) @binding(5) var<storage, read> g: array<vec4<f32>>;     // (K) RMSNorm weight');
+  let b = 5;
+  if (fu.norm) out.push(`@group(0) @binding(${b++}) var<storage, read> g: array<vec4<f32>>;     // (K) RMSNorm weight`);
   if (fu.epilogue === 'rope') {
     const kv = fu.kv ?? 'f32';
     out.push(
-      '@group(0) @binding(6) var<storage, read> pos: array<u32>;          // (M) positions',
-      '@group(0) @binding(7) var<storage, read> slot: array<u32>;         // (M) KV slots',
-      '@group(0) @binding(8) var<storage, read> blockTable: array<u32>;   // (nSlots, maxBlocks)',
-      '@group(0) @binding(9) var<storage, read> cs: array<vec2<f32>>;     // (context, D/2) (cos, sin)',
-      `@group(0) @binding(10) var<storage, read_write> kCache: array<${kv}>; // (nBlocks*blockSize, nKvHeads*D)`,
-      `@group(0) @binding(11) var<storage, read_write> vCache: array<${kv}>; // (nBlocks*blockSize, nKvHeads*D)`,
+      `@group(0) @binding(${b++}) var<storage, read> pos: array<u32>;          // (M) positions`,
+      `@group(0) @binding(${b++}) var<storage, read> slot: array<u32>;         // (M) KV slots`,
+      `@group(0) @binding(${b++}) var<storage, read> blockTable: array<u32>;   // (nSlots, maxBlocks)`,
+      `@group(0) @binding(${b++}) var<storage, read> cs: array<vec2<f32>>;     // (context, D/2) (cos, sin)`,
+      `@group(0) @binding(${b++}) var<storage, read_write> kCache: array<${kv}>; // (nBlocks*blockSize, nKvHeads*D)`,
+      `@group(0) @binding(${b++}) var<storage, read_write> vCache: array<${kv}>; // (nBlocks*blockSize, nKvHeads*D)`,
       CACHE_ROW_WGSL,
       `// Pair q of this chunk = rows (i, i + D/2) of head h, values a and b: stores the wanted halves.
 fn storeRope(t: u32, q: u32, a: f32, b: f32, wantA: bool, wantB: bool) {

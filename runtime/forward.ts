@@ -42,11 +42,18 @@ export interface ForwardOptions {
    */
   fuseChunks?: (kind: 'gate_up', parts: WeightMatrix[]) => number;
   /**
-   * Fused decode dispatches (default true): RMSNorm in the prologue of the q|k|v and gate|up matvecs, SwiGLU in
-   * the gate|up matvec's epilogue, RoPE and the KV-cache write in the q|k|v matvec's epilogue, wherever the
-   * step runs matvecs (decode; prefill on CPU adapters). false: the separate kernels (a reference to compare).
+   * Fused decode dispatches: RMSNorm in the prologue of the q|k|v and gate|up matvecs (normPrologue), SwiGLU in
+   * the gate|up matvec's epilogue, RoPE and the KV-cache write in the q|k|v matvec's epilogue, wherever the step
+   * runs matvecs (decode; prefill on CPU adapters). Default: on GPUs (the split matvec design), where a decode
+   * step is bound by dispatches; off on CPU adapters (the lanes design), where lavapipe's per-lane loads make the
+   * fused matvecs cost more CPU than the dispatches they save (README, "The decode step"). false: the separate kernels.
    */
   fuseDecode?: boolean;
+  /**
+   * With fuseDecode, RMSNorm in the matvecs' prologue; default: as fuseDecode's default. false: the norm stays its
+   * own dispatch and only the epilogues fuse (7 dispatches per layer).
+   */
+  normPrologue?: boolean;
   /** Force a matvec design or prefill path (tests, benchmarks); default: the device's own. */
   matmulChoice?: MatmulChoice;
 }
@@ -80,7 +87,9 @@ export interface RunState {
 }
 
 interface LayerOps {
-  // The matvec steps' dispatches (empty with fuseDecode false): norm folded in, rope/swiglu where the flags say.
+  // The matvec steps' dispatches (empty with fuseDecode false): norm folded in when normFused (else they read the
+  // separate norm's xb), rope/swiglu where the flags say.
+  normFused: boolean;
   qkvFused: MatmulDispatch[]; // norm(x) · (wq|wk|wv)^T, + RoPE and the KV-cache write when ropeFused
   ropeFused: boolean;
   gateUpFused: MatmulDispatch[]; // norm(x) · (w1|w3)^T: silu(gate) * up into hb when swigluFused, else into hb2
@@ -196,19 +205,29 @@ export async function createForward(ctx: GpuContext, cfg: LlamaConfig, w: GpuWei
 
   // The fused decode dispatches (kernels/matmul.ts, MatvecFusion). RoPE + KV write in the q|k|v matvec's epilogue
   // needs every chunk to hold whole heads and the adapter to bind its 10 storage buffers; else rope_kv runs.
-  const fuse = opts.fuseDecode !== false;
+  const gpuDesign = [...mmPipes.values()].every((p) => p.variant.kind === 'split');
+  const fuse = opts.fuseDecode ?? gpuDesign;
+  const norm = opts.normPrologue ?? gpuDesign;
   const maxStorage = device.limits.maxStorageBuffersPerShaderStage;
-  const ropeNorm: MatvecFusion = { norm: true, epilogue: 'rope', kv: kvDtype };
+  const ropeNorm: MatvecFusion = { norm, epilogue: 'rope', kv: kvDtype };
+  const swiNorm: MatvecFusion = { norm, epilogue: 'swiglu' };
+  const xIn = norm ? rs.x : rs.xb; // the matvecs' input: the residual stream (norm in the prologue) or the normed xb
+  const gIn = (g: GPUBuffer) => (norm ? [g] : []);
   const headBases = [0, cfg.nHeads, cfg.nHeads + cfg.nKvHeads];
   const ropeOk = qkvParts.map((parts) => D % 2 === 0 && fusionStorageBuffers(ropeNorm) <= maxStorage
     && parts.every((m) => m.chunks.every((c) => c.rowStart % D === 0 && c.rows % D === 0)));
   const fusions = new Map<string, [WeightMatrix['format'], MatvecFusion]>();
   const want = (m: WeightMatrix, fu: MatvecFusion) => fusions.set(`${m.format}:${fusionName(fu)}`, [m.format, fu]);
+  // Without the norm prologue a matvec with no epilogue is the plain one: the separate path serves.
+  const qkvOn = (l: number) => fuse && (norm || ropeOk[l]!);
+  const gateUpOn = (l: number) => fuse && (norm || gateUps[l] !== null);
   if (fuse) {
     w.layers.forEach((L, l) => {
-      for (const m of qkvParts[l]!) want(m, ropeOk[l] ? ropeNorm : { norm: true });
-      if (gateUps[l]) want(gateUps[l]!, { norm: true, epilogue: 'swiglu' });
-      else for (const m of [L.w1, L.w3]) want(m, { norm: true });
+      if (qkvOn(l)) for (const m of qkvParts[l]!) want(m, ropeOk[l] ? ropeNorm : { norm: true });
+      if (gateUpOn(l)) {
+        if (gateUps[l]) want(gateUps[l]!, swiNorm);
+        else for (const m of [L.w1, L.w3]) want(m, { norm: true });
+      }
     });
   }
   const fusedPipes = new Map<string, MatmulPipelines>(await Promise.all([...fusions].map(async ([k, [f, fu]]) => [k, await matmulPipelines(ctx, f, opts.matmulChoice, fu)] as const)));
@@ -218,20 +237,20 @@ export async function createForward(ctx: GpuContext, cfg: LlamaConfig, w: GpuWei
       { N: c.rows, K: m.cols, rowOffset: col0 + c.rowStart, ldy, accumulate: false, useOut: false, eps: cfg.normEps, ...chunkParams(c) },
       x, y, c.buffer, `${m.name}[${c.rowStart}].${fusionName(fu)}`, extra));
   const qkvFused = (l: number, L: LayerWeights): MatmulDispatch[] => {
-    if (!fuse) return [];
+    if (!qkvOn(l)) return [];
     const parts = qkvParts[l]!;
     if (!ropeOk[l]) return parts.flatMap((m, i) => fusedMatvec(m, { norm: true }, rs.x, rs.qkv, parts.length === 1 ? 0 : [0, qDim, qDim + kvDim][i]!, qkvDim, [L.attentionNorm]));
-    const extra = [L.attentionNorm, rs.pos, rs.slot, rs.blockTable, rs.ropeCs, rs.kCache[l]!, rs.vCache[l]!];
-    return parts.flatMap((m, i) => fusedMatvec(m, ropeNorm, rs.x, rs.qkv, 0, qkvDim, extra, (c) => ({
+    const extra = [...gIn(L.attentionNorm), rs.pos, rs.slot, rs.blockTable, rs.ropeCs, rs.kCache[l]!, rs.vCache[l]!];
+    return parts.flatMap((m, i) => fusedMatvec(m, ropeNorm, xIn, rs.qkv, 0, qkvDim, extra, (c) => ({
       rowOffset: c.rowStart, // q's columns of qkv; k and v go to the cache
       rope: { headDim: D, headBase: headBases[parts.length === 1 ? 0 : i]! + c.rowStart / D, nHeads: cfg.nHeads, nKvHeads: cfg.nKvHeads, blockSize: opts.blockSize, maxBlocks: opts.maxBlocksPerSeq },
     })));
   };
   const gateUpFused = (l: number, L: LayerWeights): MatmulDispatch[] => {
-    if (!fuse) return [];
+    if (!gateUpOn(l)) return [];
     const gu = gateUps[l];
     // A chunk of the fused w1|w3 holds the gate then the up rows of its hidden units c.rowStart / 2 ..
-    if (gu) return fusedMatvec(gu, { norm: true, epilogue: 'swiglu' }, rs.x, rs.hb, 0, cfg.hiddenDim, [L.ffnNorm], (c) => ({ rowOffset: c.rowStart / 2 }));
+    if (gu) return fusedMatvec(gu, swiNorm, xIn, rs.hb, 0, cfg.hiddenDim, gIn(L.ffnNorm), (c) => ({ rowOffset: c.rowStart / 2 }));
     return [L.w1, L.w3].flatMap((m, i) => fusedMatvec(m, { norm: true }, rs.x, rs.hb2, i * cfg.hiddenDim, 2 * cfg.hiddenDim, [L.ffnNorm]));
   };
 
@@ -239,6 +258,7 @@ export async function createForward(ctx: GpuContext, cfg: LlamaConfig, w: GpuWei
     dispatch(pEmbed, `embed[${c.rowStart}]`, packEmbeddingParams(cfg.dim, c.rowStart, c.rows), [rs.ids, rs.x, c.buffer]));
   const layers: LayerOps[] = w.layers.map((L, l) => ({ // l: local index; names use the global layer
     qkvFused: qkvFused(l, L),
+    normFused: norm,
     ropeFused: fuse && ropeOk[l]!,
     gateUpFused: gateUpFused(l, L),
     swigluFused: fuse && gateUps[l] !== null,
@@ -293,8 +313,10 @@ export function encodeForward(f: Forward, enc: GPUCommandEncoder, nTokens: numbe
   const fused = (ds: MatmulDispatch[]) => ds.length > 0 && ds.every((d) => usesMatvec(d, nTokens));
   for (const L of f.layers) {
     // h = x + attention(norm(x))
-    if (fused(L.qkvFused)) mm(pass, L.qkvFused, nTokens); // norm folded in
-    else {
+    if (fused(L.qkvFused)) {
+      if (!L.normFused) run(pass, L.attentionNorm, nTokens);
+      mm(pass, L.qkvFused, nTokens);
+    } else {
       run(pass, L.attentionNorm, nTokens);
       mm(pass, L.qkv, nTokens);
     }
@@ -307,7 +329,8 @@ export function encodeForward(f: Forward, enc: GPUCommandEncoder, nTokens: numbe
     mm(pass, L.wo, nTokens); // x += att · wo^T
     // out = h + ffn(norm(h)), ffn = w2(silu(w1 x) * w3 x)
     if (fused(L.gateUpFused)) {
-      mm(pass, L.gateUpFused, nTokens); // norm folded in
+      if (!L.normFused) run(pass, L.ffnNorm, nTokens);
+      mm(pass, L.gateUpFused, nTokens);
       if (!L.swigluFused) run(pass, L.swiglu, ...grid1d(nTokens * c.hiddenDim, 64));
     } else {
       run(pass, L.ffnNorm, nTokens);

@@ -128,12 +128,20 @@ describe('decode step: fused dispatches', () => {
     // 48 KiB per binding: the fused q|k|v (160 x 96 f32 = 60 KiB) no longer fits one binding (three matvecs, each with
     // the norm and rope), the fused w1|w3 (2 x 96 KiB) is split into 4 chunks of gate and up rows, w2 into 2.
     const small = await createGpuContext({ maxBindingBytes: 48 * 1024 });
-    const fused = await LlamaModel.fromProvider(memoryProvider(cfg, weights), { gpu: ctx, dtype: 'f32', context: 128, prefillChunk: 16 });
-    const apart = await LlamaModel.fromProvider(memoryProvider(cfg, weights), { gpu: small, dtype: 'f32', context: 128, prefillChunk: 16 });
-    // The same weights through the separate kernels (norm, rope_kv, swiglu), and with a tiled prefill (GPUs' path)
-    // over the chunked w1|w3: the swiglu kernel then reads gate | up chunk by chunk.
-    const separate = await createForward(ctx, cfg, fused.stages[0]!.weights, { ...fused.stages[0]!.fwd.opts, fuseDecode: false });
-    const tiled = await createForward(small, cfg, apart.stages[0]!.weights, { ...apart.stages[0]!.fwd.opts, matmulChoice: { prefill: 'tiled' } });
+    const fusedModel = await LlamaModel.fromProvider(memoryProvider(cfg, weights), { gpu: ctx, dtype: 'f32', context: 128, prefillChunk: 16 });
+    const apartModel = await LlamaModel.fromProvider(memoryProvider(cfg, weights), { gpu: small, dtype: 'f32', context: 128, prefillChunk: 16 });
+    // The fused decode step is the default on GPUs (the split matvec design) and off on CPU adapters: each model
+    // here runs it forced on (swapped in for its own forward pass), beside the separate kernels (norm, rope_kv,
+    // swiglu), the epilogues alone (norm separate), and a tiled prefill (GPUs' path) over the chunked w1|w3 (the
+    // swiglu kernel then reads gate | up chunk by chunk).
+    const on = { fuseDecode: true, normPrologue: true };
+    const fused = await createForward(ctx, cfg, fusedModel.stages[0]!.weights, { ...fusedModel.stages[0]!.fwd.opts, ...on });
+    const apart = await createForward(small, cfg, apartModel.stages[0]!.weights, { ...apartModel.stages[0]!.fwd.opts, ...on });
+    const separate = await createForward(ctx, cfg, fusedModel.stages[0]!.weights, { ...fusedModel.stages[0]!.fwd.opts, fuseDecode: false });
+    const epilogues = await createForward(ctx, cfg, fusedModel.stages[0]!.weights, { ...fusedModel.stages[0]!.fwd.opts, fuseDecode: true, normPrologue: false });
+    const tiled = await createForward(small, cfg, apartModel.stages[0]!.weights, { ...apartModel.stages[0]!.fwd.opts, ...on, matmulChoice: { prefill: 'tiled' } });
+    // GPUs' matvec design (split), whose default this fused step is, on this adapter too.
+    const split = await createForward(ctx, cfg, fusedModel.stages[0]!.weights, { ...fusedModel.stages[0]!.fwd.opts, ...on, matmulChoice: { variant: 'split' } });
     const stage = (m: LlamaModel) => (m as unknown as { stages: { fwd: Forward }[] }).stages[0]!;
     try {
       const count = (f: Forward, nTokens = 1) => {
@@ -145,15 +153,20 @@ describe('decode step: fused dispatches', () => {
       // Dispatches per layer (the embedding and head chunks, final norm and argmax taken out).
       const perLayer = (f: Forward, nTokens = 1) => (count(f, nTokens).n - count({ ...f, layers: [] }, nTokens).n) / cfg.nLayers;
       // Per layer: q|k|v (+ norm, rope, kv write), attention, wo, w1|w3 (+ norm, swiglu), w2; plus embedding, final norm, head, argmax.
-      expect(count(fused.stages[0]!.fwd).n).toBe(5 * cfg.nLayers + 4);
+      expect(count(fused).n).toBe(5 * cfg.nLayers + 4);
       // Apart: wq, wk, wv, attention, wo, 4 chunks of w1|w3, 2 of w2.
-      expect(perLayer(apart.stages[0]!.fwd)).toBe(11);
+      expect(perLayer(apart)).toBe(11);
       // The separate kernels: norm, q|k|v, rope_kv, attention, wo, norm, w1|w3, swiglu, w2.
       expect(perLayer(separate)).toBe(9);
+      // The epilogues alone: norm, q|k|v (+ rope, kv write), attention, wo, norm, w1|w3 (+ swiglu), w2.
+      expect(perLayer(epilogues)).toBe(7);
+      expect(perLayer(split)).toBe(5);
+      // The default here: fused on GPUs only.
+      expect(perLayer(fusedModel.stages[0]!.fwd)).toBe(fusedModel.stages[0]!.fwd.layers[0]!.qkvFused.length && fusedModel.stages[0]!.fwd.layers[0]!.normFused ? 5 : 9);
       // A tiled prefill step runs the separate kernels: norm, wq, wk, wv, rope_kv, attention, wo, norm, 4 w1|w3, swiglu, 2 w2.
       expect(perLayer(tiled, 16)).toBe(15);
       // A pipeline already set is not set again (consecutive matvecs over chunks or separate matrices share one).
-      expect(count(apart.stages[0]!.fwd).pipelines).toBeLessThan(count(apart.stages[0]!.fwd).n);
+      expect(count(apart).pipelines).toBeLessThan(count(apart).n);
       const toks = randomPromptIds(20, 13);
       const ref = new ReferenceModel(cfg, weights, { kvDtype: fused.kvDtype });
       const want = ref.forward(toks, 0);
@@ -163,25 +176,25 @@ describe('decode step: fused dispatches', () => {
         expect(maxRelErr(await m.logitsAll(toks), want), label).toBeLessThan(1e-4);
         expect(await collect(m.generateGreedy(p, 12)), label).toEqual(wantTokens);
       };
-      const a = await fused.logitsAll(toks);
-      // Row by row the same sums whatever the chunking: the split-binding model gives the same logits, bit for bit.
-      expect(maxRelErr(a, await apart.logitsAll(toks))).toBe(0);
-      await check(fused, 'fused');
-      await check(apart, 'apart');
-      for (const [m, f, label] of [[fused, separate, 'separate kernels'], [apart, tiled, 'tiled prefill']] as const) {
+      const runs = [[fusedModel, fused, 'fused'], [apartModel, apart, 'fused, split bindings'], [fusedModel, separate, 'separate kernels'],
+        [fusedModel, epilogues, 'epilogues only'], [apartModel, tiled, 'tiled prefill'], [fusedModel, split, 'split design']] as const;
+      const logits: Float32Array[] = [];
+      for (const [m, f, label] of runs) {
         const own = stage(m).fwd;
         stage(m).fwd = f;
         try {
+          logits.push(await m.logitsAll(toks));
           await check(m, label);
         } finally {
           stage(m).fwd = own;
         }
       }
+      // Row by row the same sums whatever the chunking: the split-binding model gives the same logits, bit for bit.
+      expect(maxRelErr(logits[0]!, logits[1]!)).toBe(0);
     } finally {
-      destroyForward(separate);
-      destroyForward(tiled);
-      fused.destroy();
-      apart.destroy();
+      for (const f of [fused, apart, separate, epilogues, tiled, split]) destroyForward(f);
+      fusedModel.destroy();
+      apartModel.destroy();
       small.destroy();
     }
   });
