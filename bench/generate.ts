@@ -158,7 +158,8 @@ function median(xs: number[]): number {
 
 /** Warm-up, then `runs` timed requests per prompt length; medians, and the tokens of the first run. */
 async function timeAll(run: (prompt: number[], gen: number) => Promise<Timing>, prompts: number[][], gen: number, runs: number): Promise<Timing[]> {
-  await run(prompts[0]!.slice(0, Math.min(16, prompts[0]!.length)), 3);
+  // Warm-up: a short request (at most --gen tokens: the context holds the longest prompt plus --gen).
+  await run(prompts[0]!.slice(0, Math.min(16, prompts[0]!.length)), Math.min(3, gen));
   const out: Timing[] = [];
   for (const p of prompts) {
     const ts: Timing[] = [];
