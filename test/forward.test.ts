@@ -208,4 +208,40 @@ describe('decode step: fused dispatches', () => {
       small.destroy();
     }
   });
+
+  it('w1|w3 fused chunk by chunk across the parts\' own chunks (f16, q4 octet layouts): the same logits and tokens as the separate kernels', async (t) => {
+    if (!ctx) return t.skip();
+    const cfg = TEST_CONFIGS.gqa;
+    const weights = randomWeights(cfg, 41);
+    // Bindings so small that w1 and w3 are two chunks each and the fused w1|w3 three, whose row ranges cross the
+    // parts' chunk boundaries (the copies are split there).
+    for (const [dtype, binding] of [['f16', 32 * 1024], ['q4', 12 * 1024]] as const) {
+      const small = await createGpuContext({ maxBindingBytes: binding });
+      const model = await LlamaModel.fromProvider(memoryProvider(cfg, weights), { gpu: small, dtype, context: 64, prefillChunk: 8 });
+      const on = await createForward(small, cfg, model.weights, { ...model.fwd.opts, fuseDecode: true, normPrologue: true });
+      const off = await createForward(small, cfg, model.weights, { ...model.fwd.opts, fuseDecode: false });
+      const stage = (model as unknown as { stages: { fwd: Forward }[] }).stages[0]!;
+      const own = stage.fwd;
+      try {
+        expect(model.weights.layers[0]!.w1.chunks.length, dtype).toBeGreaterThanOrEqual(2);
+        expect(on.layers[0]!.gateUpFused.length, dtype).toBeGreaterThanOrEqual(3);
+        expect(on.layers[0]!.swigluFused).toBe(true);
+        const toks = prompt(12, 23), p = prompt(7, 29);
+        const out: { logits: Float32Array; tokens: number[] }[] = [];
+        for (const f of [off, on]) {
+          stage.fwd = f;
+          out.push({ logits: await model.logitsAll(toks), tokens: await collect(model.generateGreedy(p, 10)) });
+        }
+        // Not bit for bit: the norm is applied in another order, and k and v may round to the other neighbouring f16.
+        expect(maxRelErr(out[1]!.logits, out[0]!.logits), dtype).toBeLessThan(1e-4);
+        expect(out[1]!.tokens, dtype).toEqual(out[0]!.tokens);
+      } finally {
+        stage.fwd = own;
+        destroyForward(on);
+        destroyForward(off);
+        model.destroy();
+        small.destroy();
+      }
+    }
+  });
 });
