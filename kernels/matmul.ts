@@ -4,7 +4,8 @@
 // rowOffset). M is Step.nTokens (or Step.nOut for the logits head). With accumulate = 1 the result is added
 // to Y (the residual connection, fused).
 //
-// Bindings (all kernels): 0 Step, 1 Params, 2 x (M, K) f32 as vec4, 3 y (M, ldy) f32, 4 w (the chunk).
+// Bindings (all kernels): 0 Step, 1 Params, 2 x (M, K) f32 as vec4, 3 y (M, ldy) f32, 4 w (the chunk); the fused
+// matvecs of a decode step (MatvecFusion: an RMSNorm prologue, a SwiGLU or RoPE + KV-cache epilogue) bind more from 5.
 //
 // Matrix-vector (decode, M <= 4): one pipeline per M (the M rows of X are unrolled), in one of two designs
 // picked per device at load (`matvecVariant`), both reading whole blocks of the weight layouts

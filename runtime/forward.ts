@@ -1,5 +1,7 @@
 // The forward pass on one device: scratch buffers (named once, like llama2.c's RunState), the pipelines
-// and bind groups of every dispatch (made at load), and `encodeForward`, which records one step.
+// and bind groups of every dispatch (made at load), and `encodeForward`, which records one step. A decode step
+// on a GPU is 5 dispatches per layer: q|k|v (RMSNorm folded in before, RoPE and the KV-cache write after),
+// attention, wo (+ residual), gate|up (RMSNorm before, SwiGLU after), w2 (+ residual); ForwardOptions.fuseDecode.
 //
 // A step processes nTokens token rows at once. Row t is token ids[t] at position pos[t] of the
 // sequence in KV slot slot[t]: a prefill chunk is many rows of one slot, a batched decode step is one
@@ -30,8 +32,8 @@ export interface ForwardOptions {
   maxBlocksPerSeq: number; // block-table row length = ceil(context / blockSize)
   kvDtype?: KvDtype; // KV cache elements; default f16 where the device has shader-f16, else f32
   /**
-   * Whether the given matrices (same format and K, one chunk each) may be fused into one buffer (wq|wk|wv,
-   * w1|w3) for one matmul; default: when the fused buffer fits one storage binding. false: never.
+   * Whether the given matrices (same format and K) may be fused (wq|wk|wv into one buffer, w1|w3 chunk by chunk);
+   * default: q|k|v when the fused buffer fits one storage binding, w1|w3 always. false: never.
    */
   canFuse?: false | ((kind: 'qkv' | 'gate_up', parts: WeightMatrix[]) => boolean);
   /**
@@ -192,7 +194,15 @@ export async function createForward(ctx: GpuContext, cfg: LlamaConfig, w: GpuWei
   const cap = Math.min(ctx.maxBindingBytes, ctx.maxBufferBytes);
   const canFuse = opts.canFuse === false ? () => false
     : (opts.canFuse ?? ((kind: string, parts: WeightMatrix[]) => kind === 'gate_up' || fusedBytes(parts) <= cap));
-  const fuseChunks = opts.fuseChunks ?? ((_: 'gate_up', parts: WeightMatrix[]) => Math.ceil(fusedBytes(parts) / cap));
+  // As few chunks as fit one binding each (a chunk's rows per part are rounded up to the format's row group).
+  const fuseChunks = opts.fuseChunks ?? ((_: 'gate_up', parts: WeightMatrix[]) => {
+    const spec = formatSpec(parts[0]!.format);
+    const rows = parts[0]!.rows, cols = parts[0]!.cols;
+    for (let k = Math.ceil(fusedBytes(parts) / cap); ; k++) {
+      const n = Math.ceil(Math.ceil(rows / k) / spec.rowAlign) * spec.rowAlign;
+      if (spec.bufferBytes(n * parts.length, cols) <= cap || n <= spec.rowAlign) return k;
+    }
+  });
   const qkvParts = w.layers.map((L) => { const f = fuseRows(device, 'qkv', [L.wq, L.wk, L.wv], canFuse, () => 1); return f ? [f] : [L.wq, L.wk, L.wv]; });
   const gateUps = w.layers.map((L) => fuseRows(device, 'gate_up', [L.w1, L.w3], canFuse, fuseChunks));
   const concat = (parts: WeightMatrix[], x: GPUBuffer, y: GPUBuffer): MatmulDispatch[] => {
