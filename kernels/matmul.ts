@@ -64,14 +64,20 @@ export function matvecVariant(ctx: MatvecDevice, format: WeightFormat, force?: '
   const info = (ctx.device as GPUDevice & { adapterInfo?: GPUAdapterInfo }).adapterInfo;
   const ext = info as (GPUAdapterInfo & { subgroupMinSize?: number; subgroupMaxSize?: number; isFallbackAdapter?: boolean }) | undefined;
   const sgMin = ext?.subgroupMinSize ?? 0, sgMax = ext?.subgroupMaxSize ?? 0;
-  const name = `${info?.vendor ?? ''} ${info?.architecture ?? ''} ${info?.device ?? ''} ${info?.description ?? ''}`;
-  const cpu = ext?.isFallbackAdapter === true || /llvmpipe|lavapipe|swiftshader|softpipe/i.test(name);
+  const cpu = isCpuAdapter(ctx.device);
   const fixedSg = ctx.hasSubgroups && sgMin === sgMax && sgMin % OCTET === 0 && sgMin > 0;
   if (force === 'lanes' || (force === undefined && cpu && fixedSg)) {
     if (!fixedSg) throw new Error('the lanes matvec needs subgroups of one fixed size, a multiple of 8');
     return { kind: 'lanes', sg: sgMin, rowsets: LANES_ROWSETS[format] ?? 1 };
   }
   return { kind: 'split', subgroups: force !== 'split-shared' && ctx.hasSubgroups && sgMin >= OCTET };
+}
+
+/** Whether the device is a software adapter running on the CPU (lavapipe, SwiftShader), by its adapter info. */
+export function isCpuAdapter(device: GPUDevice): boolean {
+  const info = (device as GPUDevice & { adapterInfo?: GPUAdapterInfo & { isFallbackAdapter?: boolean } }).adapterInfo;
+  const name = `${info?.vendor ?? ''} ${info?.architecture ?? ''} ${info?.device ?? ''} ${info?.description ?? ''}`;
+  return info?.isFallbackAdapter === true || /llvmpipe|lavapipe|swiftshader|softpipe/i.test(name);
 }
 
 export const variantName = (v: MatvecVariant): string =>

@@ -11,7 +11,7 @@ import type { GpuContext } from './device.ts';
 import type { LlamaConfig } from './config.ts';
 import type { GpuWeights, LayerWeights, WeightMatrix } from './weights.ts';
 import { bindGroup, getPipeline, grid1d, packParams, storageBuffer, uniformBuffer, uploadBuffer, encodeDispatch, type Dispatch } from '../kernels/common.ts';
-import { matmulPipelines, recordMatmul, encodeMatmul, usesMatvec, fusionName, fusionStorageBuffers, type MatmulDispatch, type MatmulPipelines, type MatmulParams, type MatvecFusion, type MatmulChoice } from '../kernels/matmul.ts';
+import { matmulPipelines, recordMatmul, encodeMatmul, usesMatvec, isCpuAdapter, fusionName, fusionStorageBuffers, type MatmulDispatch, type MatmulPipelines, type MatmulParams, type MatvecFusion, type MatmulChoice } from '../kernels/matmul.ts';
 import { embeddingWgsl, packEmbeddingParams } from '../kernels/embedding.ts';
 import { RMSNORM_WGSL, packRmsnormParams } from '../kernels/rmsnorm.ts';
 import { ropeTable } from '../kernels/rope.ts';
@@ -44,9 +44,9 @@ export interface ForwardOptions {
   /**
    * Fused decode dispatches: RMSNorm in the prologue of the q|k|v and gate|up matvecs (normPrologue), SwiGLU in
    * the gate|up matvec's epilogue, RoPE and the KV-cache write in the q|k|v matvec's epilogue, wherever the step
-   * runs matvecs (decode; prefill on CPU adapters). Default: on GPUs (the split matvec design), where a decode
-   * step is bound by dispatches; off on CPU adapters (the lanes design), where lavapipe's per-lane loads make the
-   * fused matvecs cost more CPU than the dispatches they save (README, "The decode step"). false: the separate kernels.
+   * runs matvecs (decode; prefill on CPU adapters). Default: on GPUs, where a decode step is bound by dispatches;
+   * off on software adapters (lavapipe, SwiftShader), whose per-lane loads make the fused matvecs cost more CPU
+   * than the dispatches they save (README, "The decode step"). false: the separate kernels.
    */
   fuseDecode?: boolean;
   /**
@@ -213,9 +213,9 @@ export async function createForward(ctx: GpuContext, cfg: LlamaConfig, w: GpuWei
 
   // The fused decode dispatches (kernels/matmul.ts, MatvecFusion). RoPE + KV write in the q|k|v matvec's epilogue
   // needs every chunk to hold whole heads and the adapter to bind its 10 storage buffers; else rope_kv runs.
-  const gpuDesign = [...mmPipes.values()].every((p) => p.variant.kind === 'split');
-  const fuse = opts.fuseDecode ?? gpuDesign;
-  const norm = opts.normPrologue ?? gpuDesign;
+  const gpu = !isCpuAdapter(device);
+  const fuse = opts.fuseDecode ?? gpu;
+  const norm = opts.normPrologue ?? gpu;
   const maxStorage = device.limits.maxStorageBuffersPerShaderStage;
   const ropeNorm: MatvecFusion = { norm, epilogue: 'rope', kv: kvDtype };
   const swiNorm: MatvecFusion = { norm, epilogue: 'swiglu' };

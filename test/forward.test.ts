@@ -13,6 +13,7 @@ import { hfProvider } from '../runtime/hf-provider.ts';
 import { mapDir } from '../runtime/byte-source.ts';
 import { roundTrip } from '../kernels/weight-formats.ts';
 import { createForward, destroyForward, encodeForward, type Forward } from '../runtime/forward.ts';
+import { isCpuAdapter } from '../kernels/matmul.ts';
 
 let ctx: GpuContext | null = null;
 beforeAll(async () => {
@@ -140,7 +141,7 @@ describe('decode step: fused dispatches', () => {
     const small = await createGpuContext({ maxBindingBytes: 48 * 1024 });
     const fusedModel = await LlamaModel.fromProvider(memoryProvider(cfg, weights), { gpu: ctx, dtype: 'f32', context: 128, prefillChunk: 16 });
     const apartModel = await LlamaModel.fromProvider(memoryProvider(cfg, weights), { gpu: small, dtype: 'f32', context: 128, prefillChunk: 16 });
-    // The fused decode step is the default on GPUs (the split matvec design) and off on CPU adapters: each model
+    // The fused decode step is the default on GPUs and off on software adapters (isCpuAdapter): each model
     // here runs it forced on (swapped in for its own forward pass), beside the separate kernels (norm, rope_kv,
     // swiglu), the epilogues alone (norm separate), and a tiled prefill (GPUs' path) over the chunked w1|w3 (the
     // swiglu kernel then reads gate | up chunk by chunk).
@@ -172,7 +173,7 @@ describe('decode step: fused dispatches', () => {
       expect(perLayer(epilogues)).toBe(7);
       expect(perLayer(split)).toBe(5);
       // The default here: fused on GPUs only.
-      expect(perLayer(fusedModel.fwd)).toBe(fusedModel.fwd.layers[0]!.qkvFused.length && fusedModel.fwd.layers[0]!.normFused ? 5 : 9);
+      expect(perLayer(fusedModel.fwd)).toBe(isCpuAdapter(ctx.device) ? 9 : 5);
       // A tiled prefill step runs the separate kernels: norm, wq, wk, wv, rope_kv, attention, wo, norm, 4 w1|w3, swiglu, 2 w2.
       expect(perLayer(tiled, 16)).toBe(15);
       // A pipeline already set is not set again (consecutive matvecs over chunks or separate matrices share one).
