@@ -19,6 +19,7 @@ import { kvBytesPerElement, type KvDtype } from '../kernels/kv-cache.ts';
 import { ropeKvWgsl, packRopeKvParams } from '../kernels/rope-kv.ts';
 import { attentionPrefillWgsl, PREFILL_ROWS, PREFILL_MAX_HEAD_DIM } from '../kernels/attention-prefill.ts';
 import { formatSpec } from '../kernels/weight-formats.ts';
+import { isGgmlBlockType } from '../kernels/ggml-blocks.ts';
 import { attentionWgsl, ATTENTION_COMBINE_WGSL, ATTENTION_SPLIT_LEN, attentionPartFloats, packAttentionParams } from '../kernels/attention.ts';
 import { SWIGLU_CAT_WGSL, packSwigluParams } from '../kernels/swiglu.ts';
 import { ARGMAX_WGSL, packArgmaxParams } from '../kernels/argmax.ts';
@@ -386,8 +387,11 @@ function fusedBytes(parts: WeightMatrix[]): number {
 }
 
 // Formats whose buffer of n rows is its row groups' bytes in order (weight-formats.ts), so stacking matrices is
-// concatenating buffers. Another format is never fused: its matrices get one matmul each.
+// concatenating buffers: ours, and GGUF block types (rows of whole blocks) where a row is whole 4-byte words
+// (copies are in words). Another matrix is never fused: it gets one matmul of its own.
 const ROW_STACKABLE = new Set<string>(['f32', 'f16', 'q8', 'q4']);
+const rowStackable = (format: WeightMatrix['format'], cols: number): boolean =>
+  ROW_STACKABLE.has(format) || (isGgmlBlockType(format) && formatSpec(format).rowBytes(cols) % 4 === 0);
 
 // Fused matrices made for a part list (keyed by its first matrix), so a second createForward on the same
 // weights reuses them: after fusing, the parts' own buffers are gone.
@@ -410,7 +414,7 @@ function fuseRows(device: GPUDevice, kind: 'qkv' | 'gate_up', parts: WeightMatri
   const spec = formatSpec(format);
   const whole = (m: WeightMatrix) => m.rows % spec.rowAlign === 0
     && m.chunks.every((c) => c.rows % spec.rowAlign === 0 && c.buffer.size >= spec.bufferBytes(c.rows, cols));
-  if (!ROW_STACKABLE.has(format) || parts.some((m) => m.format !== format || m.cols !== cols || !whole(m))) return null;
+  if (!rowStackable(format, cols) || parts.some((m) => m.format !== format || m.cols !== cols || !whole(m))) return null;
   if (kind === 'qkv' ? parts.some((m) => m.chunks.length !== 1) : parts.some((m) => m.rows !== parts[0]!.rows)) return null;
   if (!allow(kind, parts)) return null;
   const total = parts.reduce((a, m) => a + m.rows, 0);
