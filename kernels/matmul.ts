@@ -4,7 +4,8 @@
 // rowOffset). M is Step.nTokens (or Step.nOut for the logits head). With accumulate = 1 the result is added
 // to Y (the residual connection, fused).
 //
-// Bindings (all kernels): 0 Step, 1 Params, 2 x (M, K) f32 as vec4, 3 y (M, ldy) f32, 4 w (the chunk).
+// Bindings (all kernels): 0 Step, 1 Params, 2 x (M, K) f32 as vec4, 3 y (M, ldy) f32, 4 w (the chunk); the fused
+// matvecs of a decode step (MatvecFusion: an RMSNorm prologue, a SwiGLU or RoPE + KV-cache epilogue) bind more from 5.
 //
 // Matrix-vector (decode, M <= 4): one pipeline per M (the M rows of X are unrolled), in one of two designs
 // picked per device at load (`matvecVariant`), both reading whole blocks of the weight layouts
@@ -63,14 +64,20 @@ export function matvecVariant(ctx: MatvecDevice, format: WeightFormat, force?: '
   const info = (ctx.device as GPUDevice & { adapterInfo?: GPUAdapterInfo }).adapterInfo;
   const ext = info as (GPUAdapterInfo & { subgroupMinSize?: number; subgroupMaxSize?: number; isFallbackAdapter?: boolean }) | undefined;
   const sgMin = ext?.subgroupMinSize ?? 0, sgMax = ext?.subgroupMaxSize ?? 0;
-  const name = `${info?.vendor ?? ''} ${info?.architecture ?? ''} ${info?.device ?? ''} ${info?.description ?? ''}`;
-  const cpu = ext?.isFallbackAdapter === true || /llvmpipe|lavapipe|swiftshader|softpipe/i.test(name);
+  const cpu = isCpuAdapter(ctx.device);
   const fixedSg = ctx.hasSubgroups && sgMin === sgMax && sgMin % OCTET === 0 && sgMin > 0;
   if (force === 'lanes' || (force === undefined && cpu && fixedSg)) {
     if (!fixedSg) throw new Error('the lanes matvec needs subgroups of one fixed size, a multiple of 8');
     return { kind: 'lanes', sg: sgMin, rowsets: LANES_ROWSETS[format] ?? 1 };
   }
   return { kind: 'split', subgroups: force !== 'split-shared' && ctx.hasSubgroups && sgMin >= OCTET };
+}
+
+/** Whether the device is a software adapter running on the CPU (lavapipe, SwiftShader), by its adapter info. */
+export function isCpuAdapter(device: GPUDevice): boolean {
+  const info = (device as GPUDevice & { adapterInfo?: GPUAdapterInfo & { isFallbackAdapter?: boolean } }).adapterInfo;
+  const name = `${info?.vendor ?? ''} ${info?.architecture ?? ''} ${info?.device ?? ''} ${info?.description ?? ''}`;
+  return info?.isFallbackAdapter === true || /llvmpipe|lavapipe|swiftshader|softpipe/i.test(name);
 }
 
 export const variantName = (v: MatvecVariant): string =>

@@ -1,5 +1,7 @@
 // The forward pass on one device: scratch buffers (named once, like llama2.c's RunState), the pipelines
-// and bind groups of every dispatch (made at load), and `encodeForward`, which records one step.
+// and bind groups of every dispatch (made at load), and `encodeForward`, which records one step. A decode step
+// on a GPU is 5 dispatches per layer: q|k|v (RMSNorm folded in before, RoPE and the KV-cache write after),
+// attention, wo (+ residual), gate|up (RMSNorm before, SwiGLU after), w2 (+ residual); ForwardOptions.fuseDecode.
 //
 // A step processes nTokens token rows at once. Row t is token ids[t] at position pos[t] of the
 // sequence in KV slot slot[t]: a prefill chunk is many rows of one slot, a batched decode step is one
@@ -9,7 +11,7 @@ import type { GpuContext } from './device.ts';
 import type { LlamaConfig } from '../checkpoint/config.ts';
 import type { GpuWeights, LayerWeights, WeightMatrix } from './weights.ts';
 import { bindGroup, getPipeline, grid1d, packParams, storageBuffer, uniformBuffer, uploadBuffer, encodeDispatch, type Dispatch } from '../kernels/common.ts';
-import { matmulPipelines, recordMatmul, encodeMatmul, usesMatvec, fusionName, fusionStorageBuffers, type MatmulDispatch, type MatmulPipelines, type MatmulParams, type MatvecFusion, type MatmulChoice } from '../kernels/matmul.ts';
+import { matmulPipelines, recordMatmul, encodeMatmul, usesMatvec, isCpuAdapter, fusionName, fusionStorageBuffers, type MatmulDispatch, type MatmulPipelines, type MatmulParams, type MatvecFusion, type MatmulChoice } from '../kernels/matmul.ts';
 import { embeddingWgsl, embeddingGrid, packEmbeddingParams } from '../kernels/embedding.ts';
 import { RMSNORM_WGSL, packRmsnormParams } from '../kernels/rmsnorm.ts';
 import { ropeTable } from '../kernels/rope.ts';
@@ -17,6 +19,7 @@ import { kvBytesPerElement, type KvDtype } from '../kernels/kv-cache.ts';
 import { ropeKvWgsl, packRopeKvParams } from '../kernels/rope-kv.ts';
 import { attentionPrefillWgsl, attentionPrefillGrid, PREFILL_MAX_HEAD_DIM } from '../kernels/attention-prefill.ts';
 import { formatSpec } from '../kernels/weight-formats.ts';
+import { isGgmlBlockType } from '../kernels/ggml-blocks.ts';
 import {
   attentionWgsl, attentionGrid, ATTENTION_COMBINE_WGSL, attentionCombineGrid, ATTENTION_SPLIT_LEN, attentionPartFloats, packAttentionParams,
 } from '../kernels/attention.ts';
@@ -32,8 +35,8 @@ export interface ForwardOptions {
   maxBlocksPerSeq: number; // block-table row length = ceil(context / blockSize)
   kvDtype?: KvDtype; // KV cache elements; default f16 where the device has shader-f16, else f32
   /**
-   * Whether the given matrices (same format and K, one chunk each) may be fused into one buffer (wq|wk|wv,
-   * w1|w3) for one matmul; default: when the fused buffer fits one storage binding. false: never.
+   * Whether the given matrices (same format and K) may be fused (wq|wk|wv into one buffer, w1|w3 chunk by chunk);
+   * default: q|k|v when the fused buffer fits one storage binding, w1|w3 always. false: never.
    */
   canFuse?: false | ((kind: 'qkv' | 'gate_up', parts: WeightMatrix[]) => boolean);
   /**
@@ -44,9 +47,9 @@ export interface ForwardOptions {
   /**
    * Fused decode dispatches: RMSNorm in the prologue of the q|k|v and gate|up matvecs (normPrologue), SwiGLU in
    * the gate|up matvec's epilogue, RoPE and the KV-cache write in the q|k|v matvec's epilogue, wherever the step
-   * runs matvecs (decode; prefill on CPU adapters). Default: on GPUs (the split matvec design), where a decode
-   * step is bound by dispatches; off on CPU adapters (the lanes design), where lavapipe's per-lane loads make the
-   * fused matvecs cost more CPU than the dispatches they save (README, "The decode step"). false: the separate kernels.
+   * runs matvecs (decode; prefill on CPU adapters). Default: on GPUs, where a decode step is bound by dispatches;
+   * off on software adapters (lavapipe, SwiftShader), whose per-lane loads make the fused matvecs cost more CPU
+   * than the dispatches they save (README, "The decode step"). false: the separate kernels.
    */
   fuseDecode?: boolean;
   /**
@@ -194,7 +197,15 @@ export async function createForward(ctx: GpuContext, cfg: LlamaConfig, w: GpuWei
   const cap = Math.min(ctx.maxBindingBytes, ctx.maxBufferBytes);
   const canFuse = opts.canFuse === false ? () => false
     : (opts.canFuse ?? ((kind: string, parts: WeightMatrix[]) => kind === 'gate_up' || fusedBytes(parts) <= cap));
-  const fuseChunks = opts.fuseChunks ?? ((_: 'gate_up', parts: WeightMatrix[]) => Math.ceil(fusedBytes(parts) / cap));
+  // As few chunks as fit one binding each (a chunk's rows per part are rounded up to the format's row group).
+  const fuseChunks = opts.fuseChunks ?? ((_: 'gate_up', parts: WeightMatrix[]) => {
+    const spec = formatSpec(parts[0]!.format);
+    const rows = parts[0]!.rows, cols = parts[0]!.cols;
+    for (let k = Math.ceil(fusedBytes(parts) / cap); ; k++) {
+      const n = Math.ceil(Math.ceil(rows / k) / spec.rowAlign) * spec.rowAlign;
+      if (spec.bufferBytes(n * parts.length, cols) <= cap || n <= spec.rowAlign) return k;
+    }
+  });
   const qkvParts = w.layers.map((L) => { const f = fuseRows(device, 'qkv', [L.wq, L.wk, L.wv], canFuse, () => 1); return f ? [f] : [L.wq, L.wk, L.wv]; });
   const gateUps = w.layers.map((L) => fuseRows(device, 'gate_up', [L.w1, L.w3], canFuse, fuseChunks));
   const concat = (parts: WeightMatrix[], x: GPUBuffer, y: GPUBuffer): MatmulDispatch[] => {
@@ -205,9 +216,9 @@ export async function createForward(ctx: GpuContext, cfg: LlamaConfig, w: GpuWei
 
   // The fused decode dispatches (kernels/matmul.ts, MatvecFusion). RoPE + KV write in the q|k|v matvec's epilogue
   // needs every chunk to hold whole heads and the adapter to bind its 10 storage buffers; else rope_kv runs.
-  const gpuDesign = [...mmPipes.values()].every((p) => p.variant.kind === 'split');
-  const fuse = opts.fuseDecode ?? gpuDesign;
-  const norm = opts.normPrologue ?? gpuDesign;
+  const gpu = !isCpuAdapter(device);
+  const fuse = opts.fuseDecode ?? gpu;
+  const norm = opts.normPrologue ?? gpu;
   const maxStorage = device.limits.maxStorageBuffersPerShaderStage;
   const ropeNorm: MatvecFusion = { norm, epilogue: 'rope', kv: kvDtype };
   const swiNorm: MatvecFusion = { norm, epilogue: 'swiglu' };
@@ -378,8 +389,11 @@ function fusedBytes(parts: WeightMatrix[]): number {
 }
 
 // Formats whose buffer of n rows is its row groups' bytes in order (weight-formats.ts), so stacking matrices is
-// concatenating buffers. Another format is never fused: its matrices get one matmul each.
+// concatenating buffers: ours, and GGUF block types (rows of whole blocks) where a row is whole 4-byte words
+// (copies are in words). Another matrix is never fused: it gets one matmul of its own.
 const ROW_STACKABLE = new Set<string>(['f32', 'f16', 'q8', 'q4']);
+const rowStackable = (format: WeightMatrix['format'], cols: number): boolean =>
+  ROW_STACKABLE.has(format) || (isGgmlBlockType(format) && formatSpec(format).rowBytes(cols) % 4 === 0);
 
 // Fused matrices made for a part list (keyed by its first matrix), so a second createForward on the same
 // weights reuses them: after fusing, the parts' own buffers are gone.
@@ -402,7 +416,7 @@ function fuseRows(device: GPUDevice, kind: 'qkv' | 'gate_up', parts: WeightMatri
   const spec = formatSpec(format);
   const whole = (m: WeightMatrix) => m.rows % spec.rowAlign === 0
     && m.chunks.every((c) => c.rows % spec.rowAlign === 0 && c.buffer.size >= spec.bufferBytes(c.rows, cols));
-  if (!ROW_STACKABLE.has(format) || parts.some((m) => m.format !== format || m.cols !== cols || !whole(m))) return null;
+  if (!rowStackable(format, cols) || parts.some((m) => m.format !== format || m.cols !== cols || !whole(m))) return null;
   if (kind === 'qkv' ? parts.some((m) => m.chunks.length !== 1) : parts.some((m) => m.rows !== parts[0]!.rows)) return null;
   if (!allow(kind, parts)) return null;
   const total = parts.reduce((a, m) => a + m.rows, 0);
