@@ -179,6 +179,7 @@ export class Scheduler implements GenerationBackend {
     assertPromptFits(this.modelInfo.contextLength, req.promptTokens.length);
     this.assertPoolHolds(req.promptTokens.length + 1, `prompt of ${req.promptTokens.length} tokens`);
     if (!req.capacityChecked) this.assertCapacity();
+    if (req.maxTokens < 1) return; // nothing to generate
     const seq = this.enqueue(req);
     try {
       for await (const t of seq.out) {
