@@ -179,6 +179,7 @@ export class Scheduler implements GenerationBackend {
     assertPromptFits(this.modelInfo.contextLength, req.promptTokens.length);
     this.assertPoolHolds(req.promptTokens.length + 1, `prompt of ${req.promptTokens.length} tokens`);
     if (!req.capacityChecked) this.assertCapacity();
+    if (req.maxTokens < 1) return; // nothing to generate
     const seq = this.enqueue(req);
     try {
       for await (const t of seq.out) {
@@ -199,7 +200,7 @@ export class Scheduler implements GenerationBackend {
   async score(tokens: number[]): Promise<Float32Array> {
     const ctx = this.modelInfo.contextLength;
     if (tokens.length === 0) throw new Error('empty prompt');
-    if (tokens.length > ctx) throw new ContextOverflowError(`prompt of ${tokens.length} tokens does not fit the context length ${ctx}`);
+    if (contextLeft(ctx, tokens.length) < 0) throw new ContextOverflowError(`prompt of ${tokens.length} tokens does not fit the context length ${ctx}`);
     this.assertPoolHolds(tokens.length, `prompt of ${tokens.length} tokens`);
     const seq = this.enqueue({ promptTokens: tokens, maxTokens: 0, sampler: NO_SAMPLER }, new Float32Array(tokens.length * this.modelInfo.vocabSize));
     try {

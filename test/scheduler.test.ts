@@ -137,6 +137,7 @@ describe('scheduler', () => {
     expect(() => q.assertCapacity(1)).not.toThrow();
     expect(() => q.assertCapacity(2)).toThrow(QueueFullError);
     await Promise.all([c, d]);
+    expect(await collect(q.generate({ promptTokens: promptOf(6, 16), maxTokens: 0, sampler: greedy() }))).toEqual([]); // max_tokens 0: nothing
   });
 
   it('logprobs do not change what a seeded sampler draws through the batched scheduler', async (t) => {

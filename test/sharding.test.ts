@@ -50,6 +50,10 @@ describe('sharding', () => {
         const b = await many.logitsAll(prompt);
         expect(Buffer.from(b.buffer).equals(Buffer.from(a.buffer))).toBe(true);
         const want = new ReferenceModel(cfg, weights, { kvDtype: many.kvDtype }).generateGreedy(prompt, 10);
+        // Greedy decode is GPU-resident on one device (`one`); a sharded model keeps the serial step.
+        expect(one.decodeResident).toBeDefined();
+        expect(many.decodeResident).toBeUndefined();
+        expect(await collect(one.generateGreedy(prompt, 10))).toEqual(want);
         expect(await collect(many.generateGreedy(prompt, 10))).toEqual(want);
         const sched = new Scheduler(many);
         const outs = await Promise.all([0, 1, 2].map((i) => collect(sched.generate({
