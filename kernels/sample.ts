@@ -470,7 +470,7 @@ export function packSlotParams(params: SamplingParams): ArrayBuffer {
  * The xoshiro128** state createPrng(seed) in runtime/sampler.ts starts from: SplitMix64 (Steele et al. 2014)
  * twice, low word first; the all-zero state becomes [1, 0, 0, 0].
  */
-export function prngState(seed: bigint): Uint32Array {
+export function prngState(seed: bigint): Uint32Array<ArrayBuffer> {
   const mask = (1n << 64n) - 1n;
   const s = new Uint32Array(4);
   let st = seed;
@@ -507,7 +507,7 @@ export function prngNextRef(s: Uint32Array): number {
 }
 
 /** The prompt's entry of a counts row: bit 31 marks ids in the prompt, bits 0-30 count generated ones. */
-export function countsRow(vocab: number, promptTokens: readonly number[], generated: readonly number[] = []): Uint32Array {
+export function countsRow(vocab: number, promptTokens: readonly number[], generated: readonly number[] = []): Uint32Array<ArrayBuffer> {
   const row = new Uint32Array(vocab);
   for (const id of promptTokens) if (id >= 0 && id < vocab) row[id] = (row[id]! | 0x80000000) >>> 0;
   for (const id of generated) if (id >= 0 && id < vocab) row[id] = (row[id]! + 1) >>> 0;
