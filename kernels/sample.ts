@@ -6,7 +6,7 @@
 // and generator state). Each invocation owns one contiguous chunk of ceil(vocab / 256) ids for the whole kernel.
 //
 // Bindings:
-//   0 uniform  Params { vocab }
+//   0 uniform  Params { vocab, zero (0: see opaque()) }
 //   1 logits   (rows, vocab) f32                    read
 //   2 slotOf   (rows) u32                           read
 //   3 params   (slots) SlotParams (64 bytes)        read, see packSlotParams()
@@ -56,18 +56,17 @@ export const SAMPLE_FLAGS = { greedy: 1, repetition: 2, presenceFrequency: 4, to
 
 export const SAMPLE_WGSL = /* wgsl */ `
 const WG: u32 = ${SAMPLE_WG}u;
-struct Params { vocab: u32 }
+struct Params { vocab: u32, zero: u32 }
 struct SlotParams {
   flags: u32,       // SAMPLE_FLAGS
   topK: u32,        // 0 = off
   topPLo: u32,      // top_p * 2^53 as an integer: low 32 bits
   topPHi: u32,      //   high 21 bits
-  temp: vec2<f32>,  // each f64 parameter as f32 hi + lo
-  rep: vec2<f32>,
+  rep: vec4<f32>,   // repetition penalty as three f32s whose sum is the f64 exactly (w unused)
+  temp: vec2<f32>,  // the other f64 parameters as f32 hi + lo (to ~2^-48)
   pres: vec2<f32>,
   freq: vec2<f32>,
   lnMinP: vec2<f32>,
-  _pad: vec2<u32>,
 }
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> logits: array<f32>;           // (rows, vocab)
@@ -130,10 +129,14 @@ fn mulFrac53(f: vec2<u32>, z: vec2<u32>) -> vec2<u32> {
 }
 
 // ---- double-f32: error-free transformations (Knuth's TwoSum, Dekker's TwoProduct) ----
+// WGSL has no way to mark arithmetic exact, and drivers' optimizers simplify (a + b) - a to b (Mesa's NIR
+// does), which turns the rounding error TwoSum computes into 0. opaque() hides a value from such rewrites:
+// an XOR with the uniform p.zero (always 0) that the compiler cannot see through.
+fn opaque(x: f32) -> f32 { return bitcast<f32>(bitcast<u32>(x) ^ p.zero); }
 fn twoSum(a: f32, b: f32) -> vec2<f32> {
-  let s = a + b;
-  let bb = s - a;
-  return vec2<f32>(s, (a - (s - bb)) + (b - bb));
+  let s = opaque(a + b);
+  let bb = opaque(s - a);
+  return vec2<f32>(s, (a - opaque(s - bb)) + (b - bb));
 }
 // hi keeps 12 significant bits (a bit mask, so no multiply a compiler could fuse), lo the other 12.
 fn split(a: f32) -> vec2<f32> {
@@ -141,15 +144,46 @@ fn split(a: f32) -> vec2<f32> {
   return vec2<f32>(hi, a - hi);
 }
 fn twoProd(a: f32, b: f32) -> vec2<f32> {
-  let pr = a * b;
+  let pr = opaque(a * b);
   let x = split(a);
   let y = split(b);
   return vec2<f32>(pr, ((x.x * y.x - pr) + x.x * y.y + x.y * y.x) + x.y * y.y);
 }
-// f32(x * c) for c = c.x + c.y.
-fn mulRound(x: f32, c: vec2<f32>) -> f32 {
-  let pe = twoProd(x, c.x);
-  return pe.x + (pe.y + x * c.y);
+// Approximate value (exact sign) of the sum of 7 f32 terms: Shewchuk's Grow-Expansion turns them into
+// non-overlapping components (exactly the same sum), the largest of which carries the sign.
+fn expansionSum(t: array<f32, 7>) -> f32 {
+  var e: array<f32, 7>;
+  for (var n = 0u; n < 7u; n++) {
+    var q = t[n];
+    for (var j = 0u; j < n; j++) {
+      let s = twoSum(q, e[j]);
+      e[j] = s.y;
+      q = s.x;
+    }
+    e[n] = q;
+  }
+  var v = 0.0;
+  for (var j = 0u; j < 7u; j++) { v += e[j]; }
+  return v;
+}
+// f32(f64(x * c)) for c = c.x + c.y + c.z (an f64 exactly), rounded twice as the CPU does. Decimal factors
+// such as 1.1 put x * c within 2^-50 of a halfway point between two f32s for many x, so the decision uses the
+// exact product: S = the six parts of three TwoProducts; S - m for the halfway point m next to the estimate r.
+fn mulRound(x: f32, c: vec4<f32>) -> f32 {
+  let a = twoProd(x, c.x);
+  let b = twoProd(x, c.y);
+  let d = twoProd(x, c.z);
+  let r = a.x + (a.y + b.x);
+  if (!isFin(r) || r == 0.0) { return r; }
+  let d0 = expansionSum(array<f32, 7>(a.x - r, a.y, b.x, b.y, d.x, d.y, 0.0)); // S - r, sign exact
+  if (d0 == 0.0) { return r; }
+  let bits = bitcast<u32>(r);
+  let nb = bitcast<f32>(select(bits - 1u, bits + 1u, (d0 > 0.0) == (r > 0.0))); // the neighbour toward S
+  let half = (nb - r) * 0.5;
+  let dm = expansionSum(array<f32, 7>(a.x - r, a.y, b.x, b.y, d.x, d.y, -half)); // S - m
+  // Within half an f64 ulp of m, the CPU's f64 product is m itself and f32(m) is a tie: to the even one.
+  if (abs(dm) < abs(half) * 1.862645149230957e-9) { return select(nb, r, (bits & 1u) == 0u); }
+  return select(r, nb, (dm > 0.0) == (half > 0.0));
 }
 // x - q * c, with an error ~2^-47 |x| when q ~ x / c.
 fn residual(x: f32, q: f32, c: vec2<f32>) -> f32 {
@@ -307,7 +341,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     var x = logits[rowBase + i];
     if (isFin(x)) {
       let c = counts[cBase + i];
-      if (repOn && c != 0u) { x = select(mulRound(x, sp.rep), divRound(x, sp.rep), x > 0.0); }
+      if (repOn && c != 0u) { x = select(mulRound(x, sp.rep), divRound(x, sp.rep.xy), x > 0.0); }
       let n = c & 0x7fffffffu;
       if (pfOn && n != 0u) { x = presFreq(x, sp.pres, sp.freq, n); }
       if (!greedy) { x = divRound(x, sp.temp); }
@@ -428,7 +462,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 }`;
 
 export function packSampleParams(vocab: number): ArrayBuffer {
-  return packParams([[vocab, 'u32']]);
+  return packParams([[vocab, 'u32'], [0, 'u32']]);
 }
 
 /** An f64 as two f32s whose sum is it to ~2^-48 (relative). */
@@ -455,12 +489,15 @@ export function packSlotParams(params: SamplingParams): ArrayBuffer {
     u[2] = Number(t53 & 0xffffffffn);
     u[3] = Number(t53 >> 32n);
   }
+  const rep = params.repetitionPenalty;
+  f[4] = Math.fround(rep);
+  f[5] = Math.fround(rep - f[4]!);
+  f[6] = rep - f[4]! - f[5]!; // the remaining <= 5 bits: exact in f32
   const pairs: [number, number][] = [
-    [4, params.temperature > 0 ? params.temperature : 1],
-    [6, params.repetitionPenalty],
-    [8, params.presencePenalty],
-    [10, params.frequencyPenalty],
-    [12, params.minP > 0 ? Math.log(params.minP) : 0],
+    [8, params.temperature > 0 ? params.temperature : 1],
+    [10, params.presencePenalty],
+    [12, params.frequencyPenalty],
+    [14, params.minP > 0 ? Math.log(params.minP) : 0],
   ];
   for (const [at, v] of pairs) [f[at], f[at + 1]] = splitF64(v);
   return buf;
