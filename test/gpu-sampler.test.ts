@@ -176,6 +176,35 @@ describe('GPU sampler', () => {
     });
   }
 
+  it('u on a cumulative boundary: the GPU picks one of its two neighbours, which reachable() accepts; it rejects the others', async (t) => {
+    if (!ctx) return t.skip();
+    const vocab = 4, rows = 16;
+    const gs = await createGpuSampler(ctx, vocab, rows);
+    const logits = new Float32Array(rows * vocab);
+    const params: SamplingParams[] = [];
+    const us: number[] = [];
+    for (let r = 0; r < rows; r++) {
+      const p: SamplingParams = { temperature: 1, topK: 0, topP: 1, minP: 0, repetitionPenalty: 1, presencePenalty: 0, frequencyPenalty: 0, seed: BigInt(r + 77) };
+      const u = createPrng(p.seed!)();
+      // Masses u/2, u/2, (1-u)/2, (1-u)/2: the boundary between ids 1 and 2 is at u (to f32 rounding).
+      logits.set([u / 2, u / 2, (1 - u) / 2, (1 - u) / 2].map(Math.log), r * vocab);
+      gs.setParams(r, p, []);
+      params.push(p);
+      us.push(u);
+    }
+    const got = await runRows(gs, logits, rows);
+    for (let r = 0; r < rows; r++) {
+      const x = logits.slice(r * vocab, (r + 1) * vocab);
+      const want = createSampler(params[r]!, []).sample(x);
+      expect([1, 2]).toContain(want);
+      expect([1, 2]).toContain(got[r]);
+      const ids = reachable(x, params[r]!, us[r]!);
+      expect(ids.has(1) && ids.has(2)).toBe(true);
+      if (us[r]! > 4 * NEAR && us[r]! < 1 - 4 * NEAR) expect(ids.has(0) || ids.has(3)).toBe(false);
+    }
+    gs.destroy();
+  });
+
   it('greedy (temperature 0) is the CPU argmax exactly: ties to the lowest id, after the penalties', async (t) => {
     if (!ctx) return t.skip();
     const vocab = 32000, rows = 16;
@@ -230,8 +259,11 @@ describe('GPU sampler', () => {
         };
         params.push(p);
         prompts.push(Array.from({ length: 6 }, (_, i) => (i * 13 + r) % vocab));
-        gs.setParams(r, p, prompts[r]!);
       }
+      // Row r samples for slot rows-1-r (the batch's order is not the slots').
+      const slotOf = (r: number) => rows - 1 - r;
+      for (let r = 0; r < rows; r++) gs.setParams(slotOf(r), params[r]!, prompts[r]!);
+      gs.setRowSlots(Array.from({ length: rows }, (_, r) => slotOf(r)));
       // Every step's logits uploaded up front; all 32 steps recorded into one submission.
       const stepLogits = Array.from({ length: steps }, (_, s) => {
         const l = new Float32Array(rows * vocab);
@@ -275,10 +307,10 @@ describe('GPU sampler', () => {
         }
         if (!same) continue;
         // The GPU's counts and generator state are the CPU sampler's.
-        expect(counts.subarray(r * vocab, (r + 1) * vocab)).toEqual(countsRow(vocab, prompts[r]!, generated));
+        expect(counts.subarray(slotOf(r) * vocab, (slotOf(r) + 1) * vocab)).toEqual(countsRow(vocab, prompts[r]!, generated));
         const s = prngState(p.seed!);
         if (p.temperature > 0) for (let i = 0; i < steps; i++) prngNextRef(s);
-        expect([...state.subarray(r * 4, r * 4 + 4)]).toEqual([...s]);
+        expect([...state.subarray(slotOf(r) * 4, slotOf(r) * 4 + 4)]).toEqual([...s]);
         expect(new Set(generated).size).toBeGreaterThan(1);
       }
       console.log(`vocab ${vocab}: ${rows - diverged}/${rows} sequences equal over ${steps} steps`);
