@@ -12,7 +12,8 @@
 //   3 params   (slots) SlotParams (64 bytes)        read, see packSlotParams()
 //   4 counts   (slots, vocab) u32: bit 31 = in the prompt, bits 0-30 = times generated
 //   5 prng     (slots) vec4<u32>: xoshiro128** state (seeded on the host by prngState())
-//   6 scratch  (maxRows, vocab) f32: the row's logits after the penalties and the temperature
+//   6 scratch  (maxRows, 2, vocab) u32: the row's logits after the penalties and the temperature (f32 bits),
+//              then their fixed-point masses
 //   7 out      (rows) u32: the chosen id (0xffffffff when every logit is -inf/NaN)
 //
 // One row, in the CPU sampler's order (createSampler in runtime/sampler.ts):
@@ -74,7 +75,7 @@ struct SlotParams {
 @group(0) @binding(3) var<storage, read> params: array<SlotParams>;    // (slots)
 @group(0) @binding(4) var<storage, read_write> counts: array<u32>;     // (slots, vocab)
 @group(0) @binding(5) var<storage, read_write> prng: array<vec4<u32>>; // (slots)
-@group(0) @binding(6) var<storage, read_write> scratch: array<u32>;    // (maxRows, vocab) f32 bits
+@group(0) @binding(6) var<storage, read_write> scratch: array<u32>;    // (maxRows, 2, vocab): f32 bits of y, mass
 @group(0) @binding(7) var<storage, read_write> outIds: array<u32>;     // (rows)
 
 var<workgroup> redV: array<f32, WG>;
@@ -87,9 +88,14 @@ var<workgroup> histHi: array<atomic<u32>, 256>;
 var<workgroup> tieCount: atomic<u32>;
 var<workgroup> bc: vec4<u32>;     // broadcast from invocation 0
 var<workgroup> uDraw: vec2<u32>;  // this step's u * 2^53 (lo, hi)
+var<workgroup> segLo: array<u32, 16>;
+var<workgroup> segHi: array<u32, 16>;
+var<workgroup> wTotal: vec2<u32>;
 
 // Per-invocation copies of workgroup-uniform values used by the element predicates.
 var<private> rowBase: u32;
+var<private> yBase: u32; // this row's values in scratch
+var<private> mBase: u32; // this row's masses in scratch
 var<private> chunk: u32;
 var<private> ymax: f32;
 var<private> topKOn: bool;
@@ -111,7 +117,6 @@ fn sub64(a: vec2<u32>, b: vec2<u32>) -> vec2<u32> {
   return vec2<u32>(a.x - b.x, a.y - b.y - select(0u, 1u, a.x < b.x));
 }
 fn ge64(a: vec2<u32>, b: vec2<u32>) -> bool { return a.y > b.y || (a.y == b.y && a.x >= b.x); }
-fn gt64(a: vec2<u32>, b: vec2<u32>) -> bool { return a.y > b.y || (a.y == b.y && a.x > b.x); }
 // Full 32 x 32 -> 64-bit product.
 fn mul32(a: u32, b: u32) -> vec2<u32> {
   let a0 = a & 0xffffu; let a1 = a >> 16u; let b0 = b & 0xffffu; let b1 = b >> 16u;
@@ -253,6 +258,11 @@ fn next32(s: ptr<function, vec4<u32>>) -> u32 {
   return r;
 }
 
+fn histAdd(bin: u32, w: vec2<u32>) {
+  let old = atomicAdd(&histLo[bin], w.x);
+  atomicAdd(&histHi[bin], w.y + select(0u, 1u, old > 0xffffffffu - w.x));
+}
+
 // Radix select over the elements kept so far, by descending 32-bit key: the smallest prefix whose weight
 // reaches target. mode 0: key = value, weight 1 (finite values); mode 1: key = value, weight = mass (top-k
 // survivors); mode 2: among top-k survivors whose value key is tauP, key = ~id (ascending id), weight = mass.
@@ -268,8 +278,10 @@ fn radixSelect(mode: u32, goal: vec2<u32>, lid: u32) -> vec3<u32> {
     atomicStore(&histLo[lid], 0u);
     atomicStore(&histHi[lid], 0u);
     workgroupBarrier();
+    var curBin = 256u;
+    var acc = vec2<u32>(0u, 0u);
     for (var i = c0; i < c1; i++) {
-      let y = bitcast<f32>(scratch[rowBase + i]);
+      let y = bitcast<f32>(scratch[yBase + i]);
       if (!keptK(y)) { continue; }
       var k = orderKey(y);
       if (mode == 2u) {
@@ -277,37 +289,62 @@ fn radixSelect(mode: u32, goal: vec2<u32>, lid: u32) -> vec3<u32> {
         k = ~i;
       }
       if ((k & msk) != prefix) { continue; }
-      let w = select(1u, mass(y), mode != 0u);
+      let w = select(1u, scratch[mBase + i], mode != 0u);
       let bin = (k >> shift) & 255u;
-      let old = atomicAdd(&histLo[bin], w);
-      if (old > 0xffffffffu - w) { atomicAdd(&histHi[bin], 1u); }
-    }
-    workgroupBarrier();
-    if (lid == 0u) {
-      var cum = vec2<u32>(0u, 0u);
-      var b = 255u;
-      loop {
-        let next = add64(cum, vec2<u32>(atomicLoad(&histLo[b]), atomicLoad(&histHi[b])));
-        if (ge64(next, rem) || b == 0u) { break; }
-        cum = next;
-        b--;
+      // Runs of one bin are added locally first: in the first rounds most values share a bin, and
+      // atomics on one address serialize.
+      if (bin != curBin) {
+        if (curBin < 256u) { histAdd(curBin, acc); }
+        curBin = bin;
+        acc = vec2<u32>(0u, 0u);
       }
-      let left = sub64(rem, cum);
-      bc = vec4<u32>(b, left.x, left.y, 0u);
+      acc = add64(acc, vec2<u32>(w, 0u));
     }
-    let s = workgroupUniformLoad(&bc);
-    prefix |= s.x << shift;
+    if (curBin < 256u) { histAdd(curBin, acc); }
+    workgroupBarrier();
+    // Entry lid is bin 255 - lid: running sums in descending key order; the bin where they reach rem.
+    let b = 255u - lid;
+    let c = crossing(lid, vec2<u32>(atomicLoad(&histLo[b]), atomicLoad(&histHi[b])), rem);
+    prefix |= (255u - min(c.x, 255u)) << shift; // (c.x is never 0xffffffff: the bins' total is >= rem)
     msk |= 255u << shift;
-    rem = s.yz;
+    rem = sub64(rem, c.yz);
   }
   return vec3<u32>(prefix, rem);
 }
 
-// Thread 0: sum of the 256 per-invocation 64-bit sums.
-fn totalOfSums() -> vec2<u32> {
-  var z = vec2<u32>(0u, 0u);
-  for (var t = 0u; t < WG; t++) { z = add64(z, vec2<u32>(sumLo[t], sumHi[t])); }
-  return z;
+// The first entry, in invocation order, at which the running sum of one 64-bit value per invocation reaches
+// goal: (index, the sum before it (lo, hi), 1), or (0xffffffff, 0, 0, 0) when the total stays below goal.
+// The total is left in wTotal. 16 segments of 16 entries: 3 barriers and at most 48 serial steps.
+fn crossing(lid: u32, v: vec2<u32>, goal: vec2<u32>) -> vec4<u32> {
+  sumLo[lid] = v.x;
+  sumHi[lid] = v.y;
+  workgroupBarrier();
+  if (lid == 0u) { bc = vec4<u32>(0xffffffffu, 0u, 0u, 0u); }
+  if (lid < 16u) {
+    var t = vec2<u32>(0u, 0u);
+    for (var j = 16u * lid; j < 16u * lid + 16u; j++) { t = add64(t, vec2<u32>(sumLo[j], sumHi[j])); }
+    segLo[lid] = t.x;
+    segHi[lid] = t.y;
+  }
+  workgroupBarrier();
+  if (lid < 16u) {
+    var excl = vec2<u32>(0u, 0u);
+    for (var j = 0u; j < lid; j++) { excl = add64(excl, vec2<u32>(segLo[j], segHi[j])); }
+    let incl = add64(excl, vec2<u32>(segLo[lid], segHi[lid]));
+    if (lid == 15u) { wTotal = incl; }
+    if (!ge64(excl, goal) && ge64(incl, goal)) {
+      var cum = excl;
+      for (var j = 16u * lid; j < 16u * lid + 16u; j++) {
+        let next = add64(cum, vec2<u32>(sumLo[j], sumHi[j]));
+        if (ge64(next, goal)) {
+          bc = vec4<u32>(j, cum.x, cum.y, 1u);
+          break;
+        }
+        cum = next;
+      }
+    }
+  }
+  return workgroupUniformLoad(&bc);
 }
 
 @compute @workgroup_size(WG)
@@ -318,6 +355,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   let sp = params[slot];
   let greedy = (sp.flags & 1u) != 0u;
   rowBase = row * V;
+  yBase = 2u * row * V;
+  mBase = yBase + V;
   let cBase = slot * V;
   chunk = (V + WG - 1u) / WG;
   let c0 = min(lid * chunk, V);
@@ -349,9 +388,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     if (isFin(x)) {
       if (bestI == 0xffffffffu || x > bestV) { bestV = x; bestI = i; }
       nFin++;
-      scratch[rowBase + i] = bitcast<u32>(x);
+      scratch[yBase + i] = bitcast<u32>(x);
     } else {
-      scratch[rowBase + i] = 0xff800000u; // -inf: removed
+      scratch[yBase + i] = 0xff800000u; // -inf: removed
     }
   }
   redV[lid] = bestV;
@@ -383,6 +422,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     }
     return;
   }
+  // The fixed-point masses, once: every later phase sums them.
+  for (var i = c0; i < c1; i++) {
+    let y = bitcast<f32>(scratch[yBase + i]);
+    scratch[mBase + i] = select(0u, mass(y), isFin(y));
+  }
 
   // 2. Top-k.
   topKOn = false;
@@ -396,23 +440,17 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   if ((sp.flags & 8u) != 0u) {
     var z = vec2<u32>(0u, 0u);
     for (var i = c0; i < c1; i++) {
-      let y = bitcast<f32>(scratch[rowBase + i]);
-      if (keptK(y)) { z = add64(z, vec2<u32>(mass(y), 0u)); }
+      let y = bitcast<f32>(scratch[yBase + i]);
+      if (keptK(y)) { z = add64(z, vec2<u32>(scratch[mBase + i], 0u)); }
     }
-    sumLo[lid] = z.x;
-    sumHi[lid] = z.y;
     if (lid == 0u) { atomicStore(&tieCount, 0u); }
-    workgroupBarrier();
-    if (lid == 0u) {
-      var goal = mulFrac53(vec2<u32>(sp.topPLo, sp.topPHi), totalOfSums());
-      if (goal.x == 0u && goal.y == 0u) { goal.x = 1u; }
-      bc = vec4<u32>(goal, 0u, 0u);
-    }
-    let tgt = workgroupUniformLoad(&bc).xy;
+    _ = crossing(lid, z, vec2<u32>(0xffffffffu, 0xffffffffu));
+    var tgt = mulFrac53(vec2<u32>(sp.topPLo, sp.topPHi), workgroupUniformLoad(&wTotal));
+    if (tgt.x == 0u && tgt.y == 0u) { tgt.x = 1u; }
     let sel = radixSelect(1u, tgt, lid);
     tauP = sel.x;
     for (var i = c0; i < c1; i++) {
-      let y = bitcast<f32>(scratch[rowBase + i]);
+      let y = bitcast<f32>(scratch[yBase + i]);
       if (keptK(y) && orderKey(y) == tauP) { atomicAdd(&tieCount, 1u); }
     }
     workgroupBarrier();
@@ -427,37 +465,27 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   minPOn = (sp.flags & 16u) != 0u;
   lnMinP = sp.lnMinP;
 
-  // 5. Draw: the first id whose cumulative mass exceeds u * Z.
+  // 5. Draw: the first id whose cumulative mass exceeds u * Z: prefix sums of the chunks' masses find the
+  // chunk, whose invocation walks it.
   var z = vec2<u32>(0u, 0u);
   for (var i = c0; i < c1; i++) {
-    let y = bitcast<f32>(scratch[rowBase + i]);
-    if (kept(i, y)) { z = add64(z, vec2<u32>(mass(y), 0u)); }
+    let y = bitcast<f32>(scratch[yBase + i]);
+    if (kept(i, y)) { z = add64(z, vec2<u32>(scratch[mBase + i], 0u)); }
   }
-  sumLo[lid] = z.x;
-  sumHi[lid] = z.y;
-  workgroupBarrier();
-  if (lid == 0u) {
-    let goal = mulFrac53(uDraw, totalOfSums());
-    var cum = vec2<u32>(0u, 0u);
+  _ = crossing(lid, z, vec2<u32>(0xffffffffu, 0xffffffffu));
+  let goal = add64(mulFrac53(uDraw, workgroupUniformLoad(&wTotal)), vec2<u32>(1u, 0u)); // cum > u * Z: cum >= floor(u * Z) + 1
+  let c = crossing(lid, z, goal);
+  if (lid == c.x) {
+    var cum = c.yz;
     var pick = 0xffffffffu;
-    var last = 0xffffffffu;
-    for (var t = 0u; t < WG && pick == 0xffffffffu; t++) {
-      let next = add64(cum, vec2<u32>(sumLo[t], sumHi[t]));
-      if (!gt64(next, goal)) { cum = next; continue; }
-      let t0 = min(t * chunk, V);
-      let t1 = min(t0 + chunk, V);
-      for (var i = t0; i < t1; i++) {
-        let y = bitcast<f32>(scratch[rowBase + i]);
-        if (!kept(i, y)) { continue; }
-        last = i;
-        cum = add64(cum, vec2<u32>(mass(y), 0u));
-        if (gt64(cum, goal)) { pick = i; break; }
-      }
+    for (var i = c0; i < c1; i++) {
+      let y = bitcast<f32>(scratch[yBase + i]);
+      if (!kept(i, y)) { continue; }
+      cum = add64(cum, vec2<u32>(scratch[mBase + i], 0u));
+      if (ge64(cum, goal)) { pick = i; break; }
     }
-    if (pick == 0xffffffffu) { pick = last; }
-    if (pick == 0xffffffffu) { pick = best; }
     outIds[row] = pick;
-    counts[cBase + pick] += 1u;
+    if (pick != 0xffffffffu) { counts[cBase + pick] += 1u; }
   }
 }`;
 

@@ -39,7 +39,7 @@ export interface GpuSampler {
   readonly buffers: {
     counts: GPUBuffer; // (maxRows, vocab) u32: bit 31 in the prompt, bits 0-30 times generated
     prng: GPUBuffer; // (maxRows) vec4<u32> xoshiro128** state
-    scratch: GPUBuffer; // (maxRows, vocab) f32: the last step's logits after penalties and temperature
+    scratch: GPUBuffer; // (maxRows, 2, vocab): the last step's logits after penalties and temperature (f32), their masses (u32)
   };
   destroy(): void;
 }
@@ -53,7 +53,7 @@ export async function createGpuSampler(ctx: GpuContext, vocab: number, maxRows: 
   const params = storageBuffer(device, 'sample.slotParams', maxRows * 64);
   const counts = storageBuffer(device, 'sample.counts', maxRows * vocab * 4);
   const prng = storageBuffer(device, 'sample.prng', maxRows * 16);
-  const scratch = storageBuffer(device, 'sample.scratch', maxRows * vocab * 4);
+  const scratch = storageBuffer(device, 'sample.scratch', maxRows * 2 * vocab * 4);
   const owned = [uniform, slotOf, params, counts, prng, scratch];
   // Bind groups by (logits, outIds): made on first use, then reused every step.
   const groups = new WeakMap<GPUBuffer, WeakMap<GPUBuffer, GPUBindGroup>>();

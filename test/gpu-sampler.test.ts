@@ -154,12 +154,12 @@ describe('GPU sampler', () => {
           caseParams.push(p);
         }
         const got = await runRows(gs, logits, rows);
-        const scratch = new Float32Array(await readBuffer(ctx.device, gs.buffers.scratch, 0, rows * vocab * 4));
+        const scratch = new Float32Array(await readBuffer(ctx.device, gs.buffers.scratch, 0, rows * 2 * vocab * 4));
         for (let r = 0; r < rows; r++) {
           cases++;
           const p = caseParams[r]!;
           // Steps 1-3 are bit-identical (removed ids are -inf on both sides).
-          expect(differingValues(scratch.subarray(r * vocab, (r + 1) * vocab), processed[r]!), `round ${round} row ${r}`).toEqual([]);
+          expect(differingValues(scratch.subarray(2 * r * vocab, (2 * r + 1) * vocab), processed[r]!), `round ${round} row ${r}`).toEqual([]);
           if (p.temperature > 0) sampled++;
           if (got[r] === want[r]) { exact++; continue; }
           expect(p.temperature, `greedy row ${round}/${r}`).toBeGreaterThan(0);
