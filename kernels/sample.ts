@@ -9,7 +9,7 @@
 //   0 uniform  Params { vocab, zero (0: see opaque()) }
 //   1 logits   (rows, vocab) f32                    read
 //   2 slotOf   (rows) u32                           read
-//   3 params   (slots) SlotParams (64 bytes)        read, see packSlotParams()
+//   3 params   (slots) SlotParams (96 bytes)        read, see packSlotParams()
 //   4 counts   (slots, vocab) u32: bit 31 = in the prompt, bits 0-30 = times generated
 //   5 prng     (slots) vec4<u32>: xoshiro128** state (seeded on the host by prngState())
 //   6 scratch  (maxRows, 2, vocab) u32: the row's logits after the penalties and the temperature (f32 bits),
@@ -63,11 +63,12 @@ struct SlotParams {
   topK: u32,        // 0 = off
   topPLo: u32,      // top_p * 2^53 as an integer: low 32 bits
   topPHi: u32,      //   high 21 bits
-  rep: vec4<f32>,   // repetition penalty as three f32s whose sum is the f64 exactly (w unused)
-  temp: vec2<f32>,  // the other f64 parameters as f32 hi + lo (to ~2^-48)
-  pres: vec2<f32>,
-  freq: vec2<f32>,
-  lnMinP: vec2<f32>,
+  rep: vec4<f32>,   // f64 parameters as three f32s whose sum is the f64 exactly (w unused)
+  temp: vec4<f32>,
+  pres: vec4<f32>,
+  freq: vec4<f32>,
+  lnMinP: vec2<f32>, // ln(min_p) as f32 hi + lo (to ~2^-48)
+  _pad: vec2<u32>,
 }
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> logits: array<f32>;           // (rows, vocab)
@@ -154,11 +155,11 @@ fn twoProd(a: f32, b: f32) -> vec2<f32> {
   let y = split(b);
   return vec2<f32>(pr, ((x.x * y.x - pr) + x.x * y.y + x.y * y.x) + x.y * y.y);
 }
-// Approximate value (exact sign) of the sum of 7 f32 terms: Shewchuk's Grow-Expansion turns them into
-// non-overlapping components (exactly the same sum), the largest of which carries the sign.
-fn expansionSum(t: array<f32, 7>) -> f32 {
-  var e: array<f32, 7>;
-  for (var n = 0u; n < 7u; n++) {
+// Approximate value (exact sign) of the sum of 12 f32 terms: Shewchuk's Grow-Expansion turns them into
+// non-overlapping components with exactly the same sum, the largest of which carries the sign.
+fn expansionSum(t: array<f32, 12>) -> f32 {
+  var e: array<f32, 12>;
+  for (var n = 0u; n < 12u; n++) {
     var q = t[n];
     for (var j = 0u; j < n; j++) {
       let s = twoSum(q, e[j]);
@@ -168,53 +169,86 @@ fn expansionSum(t: array<f32, 7>) -> f32 {
     e[n] = q;
   }
   var v = 0.0;
-  for (var j = 0u; j < 7u; j++) { v += e[j]; }
+  for (var j = 0u; j < 12u; j++) { v += e[j]; }
   return v;
 }
-// f32(f64(x * c)) for c = c.x + c.y + c.z (an f64 exactly), rounded twice as the CPU does. Decimal factors
-// such as 1.1 put x * c within 2^-50 of a halfway point between two f32s for many x, so the decision uses the
-// exact product: S = the six parts of three TwoProducts; S - m for the halfway point m next to the estimate r.
+
+// Steps 1-3 round like the CPU: an f64 operation, then f32. Each function below estimates the result r in
+// double-f32 and the signed distance of the exact value from the halfway point m between r and its neighbour
+// nb on the exact value's side. Far from m (the usual case) that decides. Within 2^-38 (relative) of m, the
+// exact value minus m is summed as an expansion of exact products (the f64 parameters are three f32s that sum
+// to them exactly): decimal parameters such as 1.1 or 0.03 put many results within 2^-50 of a halfway point.
+// Within half an f64 ulp of m, the CPU's f64 result is m itself and f32(m) a tie, to the even neighbour.
+const NEAR_HALF: f32 = 3.637978807091713e-12; // 2^-38
+const F64_HALF_ULP: f32 = 1.862645149230957e-9; // 2^-29: half an f64 ulp in units of half an f32 ulp
+
+fn neighbour(r: f32, up: bool) -> f32 { // the next f32 away from zero when up, else toward zero
+  let bits = bitcast<u32>(r);
+  return bitcast<f32>(select(bits - 1u, bits + 1u, up));
+}
+// r or nb (= r + 2 * half), given dm, the exact (value - m) scaled by a positive factor, and the window.
+fn pick(r: f32, nb: f32, half: f32, dm: f32, window: f32) -> f32 {
+  if (abs(dm) < window) { return select(nb, r, (bitcast<u32>(r) & 1u) == 0u); }
+  return select(r, nb, (dm > 0.0) == (half > 0.0));
+}
+
+// f32(f64(x * c)), c = c.x + c.y + c.z exactly.
 fn mulRound(x: f32, c: vec4<f32>) -> f32 {
   let a = twoProd(x, c.x);
   let b = twoProd(x, c.y);
   let d = twoProd(x, c.z);
   let r = a.x + (a.y + b.x);
-  if (!isFin(r) || r == 0.0) { return r; }
-  let d0 = expansionSum(array<f32, 7>(a.x - r, a.y, b.x, b.y, d.x, d.y, 0.0)); // S - r, sign exact
-  if (d0 == 0.0) { return r; }
-  let bits = bitcast<u32>(r);
-  let nb = bitcast<f32>(select(bits - 1u, bits + 1u, (d0 > 0.0) == (r > 0.0))); // the neighbour toward S
+  let e = ((a.x - r) + a.y) + (b.x + (b.y + d.x)); // ~ x * c - r
+  if (!isFin(r) || r == 0.0 || e == 0.0) { return r; }
+  let nb = neighbour(r, (e > 0.0) == (r > 0.0));
   let half = (nb - r) * 0.5;
-  let dm = expansionSum(array<f32, 7>(a.x - r, a.y, b.x, b.y, d.x, d.y, -half)); // S - m
-  // Within half an f64 ulp of m, the CPU's f64 product is m itself and f32(m) is a tie: to the even one.
-  if (abs(dm) < abs(half) * 1.862645149230957e-9) { return select(nb, r, (bits & 1u) == 0u); }
-  return select(r, nb, (dm > 0.0) == (half > 0.0));
+  if (abs(abs(e) - abs(half)) > abs(r) * NEAR_HALF) { return select(r, nb, abs(e) > abs(half)); }
+  let dm = expansionSum(array<f32, 12>(a.x - r, a.y, b.x, b.y, d.x, d.y, -half, 0.0, 0.0, 0.0, 0.0, 0.0));
+  return pick(r, nb, half, dm, abs(half) * F64_HALF_ULP);
 }
 // x - q * c, with an error ~2^-47 |x| when q ~ x / c.
 fn residual(x: f32, q: f32, c: vec2<f32>) -> f32 {
   let pe = twoProd(q, c.x);
   return ((x - pe.x) - pe.y) - q * c.y;
 }
-// f32(x / c) for c = c.x + c.y > 0, correctly rounded (WGSL's x / y may be 2.5 ulp off).
-fn divRound(x: f32, c: vec2<f32>) -> f32 {
-  if (x == 0.0) { return x; }
+// f32(f64(x / c)), c = c.x + c.y + c.z > 0 exactly (WGSL's own x / y may be 2.5 ulp off).
+fn divRound(x: f32, c: vec4<f32>) -> f32 {
+  if (x == 0.0 || !isFin(x)) { return x; }
   var q = x / c.x;
-  q = q + residual(x, q, c) / c.x;
-  let r = residual(x, q, c); // x / c = q + r / c
+  q = q + residual(x, q, c.xy) / c.x;
+  let r = residual(x, q, c.xy); // x / c = q + r / c
   if (r == 0.0) { return q; }
-  let bits = bitcast<u32>(q);
-  let nb = bitcast<f32>(select(bits - 1u, bits + 1u, (r > 0.0) == (q > 0.0))); // the neighbour toward x / c
-  if (abs(r) > abs(nb - q) * 0.5 * c.x) { q = nb; }
-  return q;
+  let nb = neighbour(q, (r > 0.0) == (q > 0.0));
+  let half = (nb - q) * 0.5;
+  let halfC = abs(half) * c.x;
+  if (abs(abs(r) - halfC) > abs(x) * NEAR_HALF) { return select(q, nb, abs(r) > halfC); }
+  // x - m * c, exactly: m = q + half, and half * c is exact (half is a power of two).
+  let a = twoProd(q, c.x);
+  let b = twoProd(q, c.y);
+  let d = twoProd(q, c.z);
+  let dm = expansionSum(array<f32, 12>(x, -a.x, -a.y, -b.x, -b.y, -d.x, -d.y, -half * c.x, -half * c.y, -half * c.z, 0.0, 0.0));
+  return pick(q, nb, half, dm, halfC * F64_HALF_ULP);
 }
-// f32(x - pres - freq * n), evaluated in double-f32.
-fn presFreq(x: f32, pres: vec2<f32>, freq: vec2<f32>, n: u32) -> f32 {
+// f32(f64(f64(x - pres) - f64(freq * n))), pres and freq each three f32s. The exact value decides, except
+// within 0.75 f64 ulp of m, taken as a tie: there the CPU's three f64 roundings (which this does not emulate)
+// may land on m, or one f64 ulp beside it. Measured: 1 value in 14,000 differs by 1 ulp (decimal penalties).
+fn presFreq(x: f32, pres: vec4<f32>, freq: vec4<f32>, n: u32) -> f32 {
   let cnt = f32(n);
   let fp = twoProd(freq.x, cnt);
   let s1 = twoSum(x, -pres.x);
   let s2 = twoSum(s1.x, -fp.x);
   let tail = (((s1.y + s2.y) - pres.y) - fp.y) - freq.y * cnt;
-  return s2.x + tail;
+  let r = s2.x + tail;
+  let e = (s2.x - r) + tail; // ~ exact - r
+  if (!isFin(r) || r == 0.0 || e == 0.0) { return r; }
+  let nb = neighbour(r, (e > 0.0) == (r > 0.0));
+  let half = (nb - r) * 0.5;
+  let scale = abs(x) + abs(pres.x) + abs(fp.x);
+  if (abs(abs(e) - abs(half)) > scale * NEAR_HALF) { return select(r, nb, abs(e) > abs(half)); }
+  let f2 = twoProd(freq.y, cnt);
+  let f3 = twoProd(freq.z, cnt);
+  let dm = expansionSum(array<f32, 12>(x, -pres.x, -pres.y, -pres.z, -fp.x, -fp.y, -f2.x, -f2.y, -f3.x, -f3.y, -r, -half));
+  return pick(r, nb, half, dm, abs(half) * F64_HALF_ULP * 1.5);
 }
 
 // Order-preserving bits of a finite f32 (larger value, larger key; -0 = +0).
@@ -380,7 +414,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     var x = logits[rowBase + i];
     if (isFin(x)) {
       let c = counts[cBase + i];
-      if (repOn && c != 0u) { x = select(mulRound(x, sp.rep), divRound(x, sp.rep.xy), x > 0.0); }
+      if (repOn && c != 0u) { x = select(mulRound(x, sp.rep), divRound(x, sp.rep), x > 0.0); }
       let n = c & 0x7fffffffu;
       if (pfOn && n != 0u) { x = presFreq(x, sp.pres, sp.freq, n); }
       if (!greedy) { x = divRound(x, sp.temp); }
@@ -499,9 +533,12 @@ function splitF64(x: number): [number, number] {
   return [hi, Math.fround(x - hi)];
 }
 
-/** One slot's SlotParams (64 bytes) for `params` (runtime/generation-types.ts). */
+/** Bytes of one slot's SlotParams. */
+export const SLOT_PARAMS_BYTES = 96;
+
+/** One slot's SlotParams for `params` (runtime/generation-types.ts). */
 export function packSlotParams(params: SamplingParams): ArrayBuffer {
-  const buf = new ArrayBuffer(64);
+  const buf = new ArrayBuffer(SLOT_PARAMS_BYTES);
   const u = new Uint32Array(buf);
   const f = new Float32Array(buf);
   let flags = 0;
@@ -517,17 +554,16 @@ export function packSlotParams(params: SamplingParams): ArrayBuffer {
     u[2] = Number(t53 & 0xffffffffn);
     u[3] = Number(t53 >> 32n);
   }
-  const rep = params.repetitionPenalty;
-  f[4] = Math.fround(rep);
-  f[5] = Math.fround(rep - f[4]!);
-  f[6] = rep - f[4]! - f[5]!; // the remaining <= 5 bits: exact in f32
-  const pairs: [number, number][] = [
-    [8, params.temperature > 0 ? params.temperature : 1],
-    [10, params.presencePenalty],
-    [12, params.frequencyPenalty],
-    [14, params.minP > 0 ? Math.log(params.minP) : 0],
-  ];
-  for (const [at, v] of pairs) [f[at], f[at + 1]] = splitF64(v);
+  const exact3 = (at: number, v: number) => {
+    f[at] = Math.fround(v);
+    f[at + 1] = Math.fround(v - f[at]!);
+    f[at + 2] = v - f[at]! - f[at + 1]!; // the remaining <= 5 bits: exact in f32
+  };
+  exact3(4, params.repetitionPenalty);
+  exact3(8, params.temperature > 0 ? params.temperature : 1);
+  exact3(12, params.presencePenalty);
+  exact3(16, params.frequencyPenalty);
+  [f[20], f[21]] = splitF64(params.minP > 0 ? Math.log(params.minP) : 0);
   return buf;
 }
 

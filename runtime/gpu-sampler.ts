@@ -16,7 +16,7 @@ import type { GpuContext } from './device.ts';
 import type { SamplingParams } from './generation-types.ts';
 import { randomSeed, MAX_SEED } from './sampler.ts';
 import { bindGroup, getPipeline, storageBuffer, uniformBuffer, writeBufferPadded } from '../kernels/common.ts';
-import { SAMPLE_WGSL, countsRow, packSampleParams, packSlotParams, prngState } from '../kernels/sample.ts';
+import { SAMPLE_WGSL, SLOT_PARAMS_BYTES, countsRow, packSampleParams, packSlotParams, prngState } from '../kernels/sample.ts';
 
 export interface GpuSampler {
   readonly vocab: number;
@@ -50,7 +50,7 @@ export async function createGpuSampler(ctx: GpuContext, vocab: number, maxRows: 
   const pipeline = await getPipeline(device, 'sample', SAMPLE_WGSL);
   const uniform = uniformBuffer(device, 'sample.params', packSampleParams(vocab));
   const slotOf = storageBuffer(device, 'sample.slotOf', maxRows * 4);
-  const params = storageBuffer(device, 'sample.slotParams', maxRows * 64);
+  const params = storageBuffer(device, 'sample.slotParams', maxRows * SLOT_PARAMS_BYTES);
   const counts = storageBuffer(device, 'sample.counts', maxRows * vocab * 4);
   const prng = storageBuffer(device, 'sample.prng', maxRows * 16);
   const scratch = storageBuffer(device, 'sample.scratch', maxRows * 2 * vocab * 4);
@@ -73,7 +73,7 @@ export async function createGpuSampler(ctx: GpuContext, vocab: number, maxRows: 
       if (!(Number.isInteger(slot) && slot >= 0 && slot < maxRows)) throw new RangeError(`slot ${slot} out of range`);
       const seed = p.seed ?? randomSeed();
       if (seed < 0n || seed > MAX_SEED) throw new RangeError(`seed must be in 0..2^63-1, got ${seed}`);
-      device.queue.writeBuffer(params, slot * 64, packSlotParams(p));
+      device.queue.writeBuffer(params, slot * SLOT_PARAMS_BYTES, packSlotParams(p));
       device.queue.writeBuffer(prng, slot * 16, prngState(seed));
       device.queue.writeBuffer(counts, slot * vocab * 4, countsRow(vocab, promptTokens, generated));
     },

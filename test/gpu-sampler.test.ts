@@ -75,12 +75,37 @@ function reachable(x: Float32Array, p: SamplingParams, u0: number): Set<number> 
   return ids;
 }
 
-/** Ids whose values differ (Object.is, with NaN = -inf: both mean removed). */
-function differingValues(gpu: Float32Array, cpu: Float32Array): string[] {
+/** The f32 next to x (an f32) upward (dir 1) or downward (-1). */
+function nextF32(x: number, dir: 1 | -1): number {
+  const f = Float32Array.of(x);
+  const i = new Int32Array(f.buffer);
+  if (x === 0) return dir * 2 ** -149;
+  i[0]! += (x > 0) === (dir > 0) ? 1 : -1;
+  return f[0]!;
+}
+
+/**
+ * Ids whose values differ (NaN = -inf: both mean removed), less the one documented exception, which is
+ * counted in `excused`: a presence/frequency-penalized value whose CPU f64 value (before its rounding to f32)
+ * lies within 2 f64 ulps of a halfway point between two f32s, and the GPU took the other f32 (kernels/sample.ts).
+ */
+function differingValues(gpu: Float32Array, cpu: Float32Array, row: Float32Array, p: SamplingParams, prompt: readonly number[], generated: readonly number[], excused: { n: number }): string[] {
   const out: string[] = [];
+  const counts = countTokens(generated);
+  const x1 = applyRepetitionPenalty(row, new Set([...prompt, ...generated]), p.repetitionPenalty);
   for (let i = 0; i < cpu.length; i++) {
     const want = cpu[i]! > -Infinity ? cpu[i]! : -Infinity;
-    if (!Object.is(gpu[i], want) && out.length < 5) out.push(`${i}: GPU ${gpu[i]} CPU ${cpu[i]}`);
+    if (Object.is(gpu[i], want)) continue;
+    const n = counts.get(i) ?? 0;
+    if (n > 0 && (p.presencePenalty !== 0 || p.frequencyPenalty !== 0)) {
+      const c64 = x1[i]! - p.presencePenalty - p.frequencyPenalty * n; // as applyPresenceFrequencyPenalty
+      const x2 = Math.fround(c64);
+      const other = nextF32(x2, c64 > x2 ? 1 : -1); // the f32 on c64's other side
+      const mid = (x2 + other) / 2;
+      const y = p.temperature > 0 ? applyTemperature(Float32Array.of(other), p.temperature)[0]! : other;
+      if (c64 !== x2 && Math.abs(c64 - mid) <= 2 * Math.abs(mid) * 2 ** -52 && Object.is(gpu[i], y)) { excused.n++; continue; }
+    }
+    if (out.length < 5) out.push(`${i}: GPU ${gpu[i]} CPU ${cpu[i]}`);
   }
   return out;
 }
@@ -132,6 +157,7 @@ describe('GPU sampler', () => {
       if (!ctx) return t.skip();
       const gs = await createGpuSampler(ctx, vocab, rows);
       let cases = 0, exact = 0, sampled = 0;
+      const excused = { n: 0 };
       const near: string[] = [];
       const allIds = Array.from({ length: vocab }, (_, i) => i);
       for (let round = 0; round < rounds; round++) {
@@ -140,6 +166,7 @@ describe('GPU sampler', () => {
         const want: number[] = [];
         const processed: Float32Array[] = [];
         const caseParams: SamplingParams[] = [];
+        const rowsIn: Float32Array[] = [], prompts: number[][] = [], gens: number[][] = [];
         for (let r = 0; r < rows; r++) {
           const row = makeLogits(vocab, 7919 * round + r + 1, pick([0.5, 2, 5, 10, 30]), pick([false, false, true]));
           logits.set(row, r * vocab);
@@ -152,6 +179,9 @@ describe('GPU sampler', () => {
           want.push(cpu.sample(row));
           processed.push(cpuProcessed(row, p, prompt, generated));
           caseParams.push(p);
+          rowsIn.push(row);
+          prompts.push(prompt);
+          gens.push(generated);
         }
         const got = await runRows(gs, logits, rows);
         const scratch = new Float32Array(await readBuffer(ctx.device, gs.buffers.scratch, 0, rows * 2 * vocab * 4));
@@ -159,7 +189,8 @@ describe('GPU sampler', () => {
           cases++;
           const p = caseParams[r]!;
           // Steps 1-3 are bit-identical (removed ids are -inf on both sides).
-          expect(differingValues(scratch.subarray(2 * r * vocab, (2 * r + 1) * vocab), processed[r]!), `round ${round} row ${r}`).toEqual([]);
+          const d = differingValues(scratch.subarray(2 * r * vocab, (2 * r + 1) * vocab), processed[r]!, rowsIn[r]!, p, prompts[r]!, gens[r]!, excused);
+          expect(d, `round ${round} row ${r}`).toEqual([]);
           if (p.temperature > 0) sampled++;
           if (got[r] === want[r]) { exact++; continue; }
           expect(p.temperature, `greedy row ${round}/${r}`).toBeGreaterThan(0);
@@ -170,11 +201,44 @@ describe('GPU sampler', () => {
           near.push(`${round}/${r}: GPU ${got[r]} CPU ${want[r]}`);
         }
       }
-      console.log(`vocab ${vocab}: ${exact}/${cases} tokens equal (${sampled} sampled, the rest greedy); near a boundary: ${near.length} ${near.join(', ')}`);
+      console.log(`vocab ${vocab}: ${exact}/${cases} tokens equal (${sampled} sampled, the rest greedy); near a boundary: ${near.length} ${near.join(', ')}; presence/frequency values 1 ulp off at a halfway point: ${excused.n}`);
+      expect(excused.n).toBeLessThanOrEqual(3);
       expect(near.length).toBeLessThanOrEqual(Math.ceil(cases / 100));
       gs.destroy();
     });
   }
+
+  it('steps 1-3 at f32 halfway points (decimal temperature and penalties): the CPU\'s f32 values', async (t) => {
+    if (!ctx) return t.skip();
+    // Values whose exact result lies within 2^-50 of a halfway point between two f32s: x / 0.03, x * 1.1,
+    // x + 2 - 0.7 * 5, x + 1.7 - 0.1 * 2 (found by comparing 10^7 values with the CPU's; a plain double-f32
+    // evaluation, depending on how the driver compiles it, rounds some of them the other way).
+    const row = Float32Array.of(-4.71873664855957, -6.51573371887207, -10.817198753356934, -0.499874085187912, 0.2901819348335266, 0.3032291531562805, 5.262147903442383, -2.3176889419555664);
+    const vocab = row.length;
+    const cases: [SamplingParams, number[], number[]][] = [
+      [{ temperature: 0.03, topK: 0, topP: 1, minP: 0, repetitionPenalty: 1, presencePenalty: 0, frequencyPenalty: 0, seed: 1n }, [], []],
+      [{ temperature: 2, topK: 0, topP: 1, minP: 0, repetitionPenalty: 1.1, presencePenalty: 0, frequencyPenalty: 0, seed: 2n }, [0, 1, 2, 3, 7], []],
+      [{ temperature: 0, topK: 0, topP: 1, minP: 0, repetitionPenalty: 1, presencePenalty: -2, frequencyPenalty: 0.7, seed: 3n }, [], [4, 4, 4, 4, 4, 5, 5, 5, 5, 5]],
+      [{ temperature: 0.7, topK: 0, topP: 1, minP: 0, repetitionPenalty: 1.3, presencePenalty: -1.7, frequencyPenalty: 0.1, seed: 4n }, [0, 3], [4, 4, 5, 5, 6]],
+    ];
+    const gs = await createGpuSampler(ctx, vocab, cases.length);
+    const logits = new Float32Array(cases.length * vocab);
+    cases.forEach(([p, prompt, generated], r) => {
+      logits.set(row, r * vocab);
+      gs.setParams(r, p, prompt, generated);
+    });
+    await runRows(gs, logits, cases.length);
+    const scratch = new Float32Array(await readBuffer(ctx.device, gs.buffers.scratch, 0, cases.length * 2 * vocab * 4));
+    const excused = { n: 0 };
+    cases.forEach(([p, prompt, generated], r) => {
+      const want = cpuProcessed(row, p, prompt, generated);
+      expect(differingValues(scratch.subarray(2 * r * vocab, (2 * r + 1) * vocab), want, row, p, prompt, generated, excused), `case ${r}`).toEqual([]);
+    });
+    // The documented exception, exercised: x = 0.2901819348335266 and 0.3032291531562805 with +2 - 0.7 * 5,
+    // where the CPU's f64 roundings land on the halfway point and the GPU takes the exact value's side.
+    expect(excused.n).toBe(2);
+    gs.destroy();
+  });
 
   it('u on a cumulative boundary: the GPU picks one of its two neighbours, which reachable() accepts; it rejects the others', async (t) => {
     if (!ctx) return t.skip();
