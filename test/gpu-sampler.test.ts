@@ -208,6 +208,65 @@ describe('GPU sampler', () => {
     });
   }
 
+  it('edge cases: k at and past the finite count, tiny top_p, min_p 1, ties across the nucleus edge, nothing finite, vocab > 65536', async (t) => {
+    if (!ctx) return t.skip();
+    const base: SamplingParams = { temperature: 1, topK: 0, topP: 1, minP: 0, repetitionPenalty: 1, presencePenalty: 0, frequencyPenalty: 0 };
+    const levels = (vocab: number, seed: number) => randomArray(vocab, seed).map((v) => Math.round(v * 2) / 2); // few distinct values: many ties
+    const masked = (vocab: number, seed: number, n: number) => { const l = randomArray(vocab, seed, 3); for (let i = 0; i < n; i++) l[(i * 7) % vocab] = -Infinity; return l; };
+    const one = new Float32Array(100).fill(-Infinity);
+    one[37] = 2;
+    const cases: [Float32Array, Partial<SamplingParams>][] = [
+      [randomArray(100, 1, 3), { topK: 100 }], [randomArray(100, 2, 3), { topK: 99 }],
+      [masked(100, 3, 30), { topK: 70 }], [masked(100, 4, 30), { topK: 71 }], [masked(100, 5, 30), { topK: 69, topP: 0.9 }],
+      [randomArray(100, 6, 3), { topP: 1e-9 }], [randomArray(100, 7, 3), { topP: 0.999999 }],
+      [levels(100, 8), { minP: 1 }], [randomArray(100, 9, 3), { minP: 0.999 }],
+      [randomArray(100, 10, 3), { temperature: 0.01 }], [randomArray(100, 11, 3), { temperature: 2, repetitionPenalty: 5 }],
+      [randomArray(100, 12, 3), { repetitionPenalty: 0.01, topK: 5 }],
+      [new Float32Array(100).fill(-Infinity), {}], [one, { topK: 5, topP: 0.5, minP: 0.5 }],
+      [new Float32Array(100), { topK: 3 }], [new Float32Array(100), { topP: 0.5 }], [new Float32Array(100), { topP: 0.013 }],
+      ...[0.05, 0.2, 0.3, 0.45, 0.6, 0.75, 0.9, 0.97].map((topP, i): [Float32Array, Partial<SamplingParams>] => [levels(100, 20 + i), { topP, topK: i % 2 ? 0 : 60 }]),
+    ];
+    const vocab = 100;
+    const gs = await createGpuSampler(ctx, vocab, cases.length);
+    const logits = new Float32Array(cases.length * vocab);
+    const params = cases.map(([row, over], r): SamplingParams => ({ ...base, ...over, seed: BigInt(500 + r) }));
+    const prompt = [1, 2, 3, 37, 50];
+    cases.forEach(([row], r) => {
+      logits.set(row, r * vocab);
+      gs.setParams(r, params[r]!, prompt);
+    });
+    const got = await runRows(gs, logits, cases.length);
+    cases.forEach(([row], r) => {
+      const want = createSampler(params[r]!, prompt).sample(row);
+      const g = got[r] === 0xffffffff ? -1 : got[r]!;
+      if (g !== want) {
+        const ids = reachable(cpuProcessed(row, params[r]!, prompt, []), params[r]!, createPrng(params[r]!.seed!)());
+        expect(ids.has(g), `case ${r}: GPU ${g} CPU ${want}`).toBe(true);
+      }
+    });
+    expect(got[12]).toBe(0xffffffff); // nothing finite: -1, as drawToken
+    expect(got[13]).toBe(37);
+    const state = new Uint32Array(await readBuffer(ctx.device, gs.buffers.prng, 0, cases.length * 16));
+    const s12 = prngState(params[12]!.seed!);
+    prngNextRef(s12);
+    expect([...state.subarray(12 * 4, 13 * 4)]).toEqual([...s12]); // the generator still advances
+    gs.destroy();
+
+    // A vocabulary past 16 bits (ids in the tie pass and the counts).
+    const big = 70001;
+    const gb = await createGpuSampler(ctx, big, 2);
+    const rows = [levels(big, 40), randomArray(big, 41, 4)];
+    const bp: SamplingParams[] = [{ ...base, topP: 0.4, seed: 9n }, { ...base, topK: 50, temperature: 0.8, repetitionPenalty: 1.2, seed: 10n }];
+    const bigPrompt = [65536, 70000, 123];
+    rows.forEach((row, r) => gb.setParams(r, bp[r]!, bigPrompt));
+    const bigLogits = new Float32Array(2 * big);
+    bigLogits.set(rows[0]!, 0);
+    bigLogits.set(rows[1]!, big);
+    const bigGot = await runRows(gb, bigLogits, 2);
+    expect(bigGot).toEqual(rows.map((row, r) => createSampler(bp[r]!, bigPrompt).sample(row)));
+    gb.destroy();
+  });
+
   it('steps 1-3 at f32 halfway points (decimal temperature and penalties): the CPU\'s f32 values', async (t) => {
     if (!ctx) return t.skip();
     // Values whose exact result lies within 2^-50 of a halfway point between two f32s: x / 0.03, x * 1.1,
