@@ -55,7 +55,6 @@
 
 import { packParams } from './common.ts';
 import { exactRoundWgsl, f64Parts2, f64Parts3 } from './exact-round.ts';
-import type { SamplingParams } from '../runtime/generation-types.ts';
 
 export const SAMPLE_WG = 256;
 
@@ -420,8 +419,19 @@ export function packSampleParams(vocab: number): ArrayBuffer {
 /** Bytes of one slot's SlotParams. */
 export const SLOT_PARAMS_BYTES = 96;
 
-/** One slot's SlotParams for `params` (runtime/generation-types.ts). */
-export function packSlotParams(params: SamplingParams): ArrayBuffer {
+/** The settings a slot samples with (the fields of runtime/generation-types.ts SamplingParams, less the seed). */
+export interface SlotSettings {
+  temperature: number; // 0 = greedy
+  topK: number; // 0 = off
+  topP: number; // 1 = off
+  minP: number; // 0 = off
+  repetitionPenalty: number; // 1 = off
+  presencePenalty: number;
+  frequencyPenalty: number;
+}
+
+/** One slot's SlotParams. */
+export function packSlotParams(params: SlotSettings): ArrayBuffer {
   const buf = new ArrayBuffer(SLOT_PARAMS_BYTES);
   const u = new Uint32Array(buf);
   const f = new Float32Array(buf);
