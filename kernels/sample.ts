@@ -187,7 +187,7 @@ fn histAdd(bin: u32, w: vec2<u32>) {
 }
 
 // Radix select over the elements kept so far, by descending 32-bit key: the smallest prefix whose weight
-// reaches target. mode 0: key = value, weight 1 (finite values); mode 1: key = value, weight = mass (top-k
+// reaches goal. mode 0: key = value, weight 1 (finite values); mode 1: key = value, weight = mass (top-k
 // survivors); mode 2: among top-k survivors whose value key is tauP, key = ~id (ascending id), weight = mass.
 // Returns (key of the last element of the prefix, weight still needed from elements with that key (lo, hi)).
 fn radixSelect(mode: u32, goal: vec2<u32>, lid: u32) -> vec3<u32> {

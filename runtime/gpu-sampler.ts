@@ -11,6 +11,10 @@
 // A step's pick is the token createSampler(params, promptTokens) would return for the same logits after
 // accept() of every earlier pick (same seed: same u), within the limits documented in kernels/sample.ts.
 // Requests whose logits need the host (constrained-decoding masks, logprobs) keep the CPU sampler.
+//
+// setParams() and setRowSlots() write through the queue: they apply to command buffers submitted after them,
+// so a slot can be refilled while earlier steps are still in flight. GPU memory: 12 * vocab bytes per row
+// (counts 4, scratch 8), e.g. 384 KiB per row for a 32000-token vocabulary.
 
 import type { GpuContext } from './device.ts';
 import type { SamplingParams } from './generation-types.ts';
