@@ -345,12 +345,6 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     }
     return;
   }
-  // The fixed-point masses, once: every later phase sums them.
-  for (var i = c0; i < c1; i++) {
-    let y = bitcast<f32>(scratch[yBase + i]);
-    scratch[mBase + i] = select(0u, mass(y), isFin(y));
-  }
-
   // 2. Top-k.
   topKOn = false;
   if (sp.topK > 0u && sp.topK < V && finite >= sp.topK) {
@@ -358,16 +352,21 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     topKOn = true;
   }
 
+  // The fixed-point masses of the top-k survivors, once (every later phase sums them), and their sum.
+  var zK = vec2<u32>(0u, 0u);
+  for (var i = c0; i < c1; i++) {
+    let y = bitcast<f32>(scratch[yBase + i]);
+    var m = 0u;
+    if (keptK(y)) { m = mass(y); }
+    scratch[mBase + i] = m;
+    zK = add64(zK, vec2<u32>(m, 0u));
+  }
+
   // 3. Top-p.
   topPOn = false;
   if ((sp.flags & 8u) != 0u) {
-    var z = vec2<u32>(0u, 0u);
-    for (var i = c0; i < c1; i++) {
-      let y = bitcast<f32>(scratch[yBase + i]);
-      if (keptK(y)) { z = add64(z, vec2<u32>(scratch[mBase + i], 0u)); }
-    }
     if (lid == 0u) { atomicStore(&tieCount, 0u); }
-    _ = crossing(lid, z, vec2<u32>(0xffffffffu, 0xffffffffu));
+    _ = crossing(lid, zK, vec2<u32>(0xffffffffu, 0xffffffffu));
     var tgt = mulFrac53(vec2<u32>(sp.topPLo, sp.topPHi), workgroupUniformLoad(&wTotal));
     if (tgt.x == 0u && tgt.y == 0u) { tgt.x = 1u; }
     let sel = radixSelect(1u, tgt, lid);
@@ -390,10 +389,13 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 
   // 5. Draw: the first id whose cumulative mass exceeds u * Z: prefix sums of the chunks' masses find the
   // chunk, whose invocation walks it.
-  var z = vec2<u32>(0u, 0u);
-  for (var i = c0; i < c1; i++) {
-    let y = bitcast<f32>(scratch[yBase + i]);
-    if (kept(i, y)) { z = add64(z, vec2<u32>(scratch[mBase + i], 0u)); }
+  var z = zK;
+  if (topPOn || minPOn) {
+    z = vec2<u32>(0u, 0u);
+    for (var i = c0; i < c1; i++) {
+      let y = bitcast<f32>(scratch[yBase + i]);
+      if (kept(i, y)) { z = add64(z, vec2<u32>(scratch[mBase + i], 0u)); }
+    }
   }
   _ = crossing(lid, z, vec2<u32>(0xffffffffu, 0xffffffffu));
   let goal = add64(mulFrac53(uDraw, workgroupUniformLoad(&wTotal)), vec2<u32>(1u, 0u)); // cum > u * Z: cum >= floor(u * Z) + 1
