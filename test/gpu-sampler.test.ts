@@ -12,7 +12,8 @@ import {
 import { createGpuSampler, type GpuSampler } from '../runtime/gpu-sampler.ts';
 import { SAMPLE_WGSL, countsRow, prngNextRef, prngState } from '../kernels/sample.ts';
 import { getPipeline } from '../kernels/common.ts';
-import { testGpu, uploadBuffer, storageBuffer, readBuffer, randomArray } from './helpers/gpu.ts';
+import { testGpu, uploadBuffer, storageBuffer, readBuffer } from './helpers/gpu.ts';
+import { randomArray } from './helpers/random.ts';
 
 const NEAR = 1e-5;
 
