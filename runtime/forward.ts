@@ -8,6 +8,7 @@
 // row per slot, and the two can mix. Logits are computed for nOut chosen rows only.
 
 import type { GpuContext } from './device.ts';
+import { attentionMaxSplits, runStateSizes, splitAttentionRows, type StepShape } from './buffers.ts';
 import type { LlamaConfig } from '../checkpoint/config.ts';
 import type { GpuWeights, LayerWeights, WeightMatrix } from './weights.ts';
 import { bindGroup, getPipeline, grid1d, packParams, storageBuffer, uniformBuffer, uploadBuffer, encodeDispatch, type Dispatch } from '../kernels/common.ts';
@@ -21,18 +22,14 @@ import { attentionPrefillWgsl, attentionPrefillGrid, PREFILL_MAX_HEAD_DIM } from
 import { formatSpec } from '../kernels/weight-formats.ts';
 import { isGgmlBlockType } from '../kernels/ggml-blocks.ts';
 import {
-  attentionWgsl, attentionGrid, ATTENTION_COMBINE_WGSL, attentionCombineGrid, ATTENTION_SPLIT_LEN, attentionPartFloats, packAttentionParams,
+  attentionWgsl, attentionGrid, ATTENTION_COMBINE_WGSL, attentionCombineGrid, ATTENTION_SPLIT_LEN, packAttentionParams,
 } from '../kernels/attention.ts';
 import { SWIGLU_CAT_WGSL, packSwigluParams } from '../kernels/swiglu.ts';
 import { ARGMAX_WGSL, argmaxGrid, packArgmaxParams } from '../kernels/argmax.ts';
 
-export interface ForwardOptions {
-  maxRows: number; // token rows per step (the prefill chunk)
-  maxOut: number; // rows of logits per step
-  blockSize: number; // KV positions per cache block
+/** The step shape (runtime/buffers.ts: rows, logits rows, slots, KV blocks), the KV pool and the fusion choices. */
+export interface ForwardOptions extends StepShape {
   nBlocks: number; // KV blocks in the pool (per layer)
-  nSlots: number; // sequences that can hold cache at once
-  maxBlocksPerSeq: number; // block-table row length = ceil(context / blockSize)
   kvDtype?: KvDtype; // KV cache elements; default f16 where the device has shader-f16, else f32
   /**
    * Whether the given matrices (same format and K) may be fused (wq|wk|wv into one buffer, w1|w3 chunk by chunk);
@@ -60,11 +57,6 @@ export interface ForwardOptions {
   /** Force a matvec design or prefill path (tests, benchmarks); default: the device's own. */
   matmulChoice?: MatmulChoice;
 }
-
-/** Decode rows (one per slot) whose attention is split across workgroups (flash-decoding). */
-export const splitAttentionRows = (o: Pick<ForwardOptions, 'maxRows' | 'nSlots'>): number => Math.min(o.maxRows, Math.max(1, o.nSlots));
-/** Splits per row of a decode step's attention at the full context. */
-export const attentionMaxSplits = (context: number): number => Math.max(1, Math.ceil(context / ATTENTION_SPLIT_LEN));
 
 /** Scratch buffers of one device. Shapes in (rows, cols); all f32 unless noted. */
 export interface RunState {
@@ -130,8 +122,6 @@ export async function createForward(ctx: GpuContext, cfg: LlamaConfig, w: GpuWei
   const D = cfg.headDim;
   const qDim = cfg.nHeads * D;
   const kvDim = cfg.nKvHeads * D;
-  const T = opts.maxRows;
-  const f = 4; // bytes per f32
   const kvDtype: KvDtype = opts.kvDtype ?? (ctx.hasF16 ? 'f16' : 'f32');
   if (kvDtype === 'f16' && !ctx.hasF16) throw new Error('an f16 KV cache needs the adapter feature shader-f16');
   const cacheBytes = opts.nBlocks * opts.blockSize * kvDim * kvBytesPerElement(kvDtype);
@@ -141,26 +131,27 @@ export async function createForward(ctx: GpuContext, cfg: LlamaConfig, w: GpuWei
   const context = opts.maxBlocksPerSeq * opts.blockSize;
   const qkvDim = qDim + 2 * kvDim;
   const maxSplits = attentionMaxSplits(context);
-  const splitRows = splitAttentionRows(opts);
   const buf = (label: string, bytes: number) => storageBuffer(device, label, bytes);
+  // Every run-state buffer at the size runtime/buffers.ts gives (what the planner counted); ropeCs and step start filled.
+  const size = runStateSizes(cfg, opts);
   const rs: RunState = {
     step: uniformBuffer(device, 'step', packParams([[0, 'u32'], [0, 'u32'], [0, 'u32'], [0, 'u32']])),
-    ids: buf('ids', T * 4),
-    pos: buf('pos', T * 4),
-    slot: buf('slot', T * 4),
-    blockTable: buf('blockTable', opts.nSlots * opts.maxBlocksPerSeq * 4),
+    ids: buf('ids', size.ids),
+    pos: buf('pos', size.pos),
+    slot: buf('slot', size.slot),
+    blockTable: buf('blockTable', size.blockTable),
     ropeCs: uploadBuffer(device, 'ropeCs', ropeTable(Math.max(context, 1), D, cfg.ropeTheta, cfg.ropeScaleFactor ?? 1)),
-    x: buf('x', T * cfg.dim * f),
-    xb: buf('xb', T * cfg.dim * f),
-    qkv: buf('qkv', T * (qDim + 2 * kvDim) * f),
-    att: buf('att', T * qDim * f),
-    hb: buf('hb', T * cfg.hiddenDim * f),
-    hb2: buf('hb2', T * 2 * cfg.hiddenDim * f),
-    xOut: buf('xOut', opts.maxOut * cfg.dim * f),
-    xOutNorm: buf('xOutNorm', opts.maxOut * cfg.dim * f),
-    logits: buf('logits', opts.maxOut * cfg.vocabSize * f),
-    best: buf('best', opts.maxOut * 4),
-    attPart: buf('attPart', maxSplits > 1 ? attentionPartFloats(splitRows, cfg.nHeads, D, maxSplits) * f : 16),
+    x: buf('x', size.x),
+    xb: buf('xb', size.xb),
+    qkv: buf('qkv', size.qkv),
+    att: buf('att', size.att),
+    hb: buf('hb', size.hb),
+    hb2: buf('hb2', size.hb2),
+    xOut: buf('xOut', size.xOut),
+    xOutNorm: buf('xOutNorm', size.xOutNorm),
+    logits: buf('logits', size.logits),
+    best: buf('best', size.best),
+    attPart: buf('attPart', size.attPart),
     kCache: [],
     vCache: [],
   };

@@ -6,6 +6,7 @@ import { createGpuContext, type GpuContext } from './device.ts';
 import type { LlamaConfig } from '../checkpoint/config.ts';
 import { loadWeights, destroyWeights, type GpuWeights, type LoadProgress } from './weights.ts';
 import type { TensorProvider } from '../checkpoint/tensor-provider.ts';
+import { stagingSizes } from './buffers.ts';
 import { createForward, destroyForward, encodeForward, type Forward } from './forward.ts';
 import { KvPool } from './kv-pool.ts';
 import { planModel } from './planner.ts';
@@ -188,12 +189,13 @@ export class LlamaModel implements GenerationBackend, StepModel {
       const fwd = await createForward(gpu, cfg, weights, fopts);
       const dev = gpu.device;
       const map = (label: string, size: number) => dev.createBuffer({ label, size, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+      const staging = stagingSizes(cfg, fopts, { head: part.head, devices: gpus.length });
       stages.push({
         gpu, weights, fwd,
-        stagingX: map('stagingX', fwd.rs.x.size),
-        stagingLogits: map('stagingLogits', part.head ? fwd.rs.logits.size : 16),
-        stagingBest: map('stagingBest', part.head ? fwd.rs.best.size : 16),
-        stagingIds: [0, 1].map((i) => map(`stagingIds.${i}`, gpus.length === 1 ? RUNTIME_DEFAULTS.residentSteps * fwd.rs.best.size : 16)),
+        stagingX: map('stagingX', staging.x),
+        stagingLogits: map('stagingLogits', staging.logits),
+        stagingBest: map('stagingBest', staging.best),
+        stagingIds: staging.ids.map((size, i) => map(`stagingIds.${i}`, size)),
       });
     }
     return new LlamaModel(stages, cfg, new KvPool(nBlocks, blockSize, nSlots, maxBlocksPerSeq), context, kvDtype);

@@ -23,8 +23,8 @@ import { matrixFormats } from '../checkpoint/tensor-provider.ts';
 import { expectedTensors } from '../checkpoint/keymap.ts';
 import { FORMATS, formatSpec, storedFormat, type Dtype, type WeightFormat } from '../kernels/weight-formats.ts';
 import { kvBytesPerElement, type KvDtype } from '../kernels/kv-cache.ts';
-import { ATTENTION_SPLIT_LEN } from '../kernels/attention.ts';
 import { RUNTIME_DEFAULTS } from './defaults.ts';
+import { paddedBytes, runStateSizes, scratchBytes as deviceScratchBytes, type StepShape } from './buffers.ts';
 
 /** What the planner needs to know about one device. Bytes. */
 export interface DeviceBudget {
@@ -76,7 +76,6 @@ const F32 = 4; // bytes
 const DEFAULTS = RUNTIME_DEFAULTS;
 
 /** The size of a storage buffer of `bytes`, as kernels/common.ts storageBuffer allocates it. */
-export const paddedBytes = (bytes: number): number => Math.max(16, Math.ceil(bytes / 16) * 16);
 
 type Limits = Pick<DeviceBudget, 'maxBindingBytes' | 'maxBufferBytes'>;
 
@@ -151,37 +150,22 @@ export function kvLayout(c: LlamaConfig, context: number, kvBudgetBytes?: number
   };
 }
 
-/** The buffers of forward.ts RunState (without the KV cache), (name, bytes). */
-export function runStateBuffers(c: LlamaConfig, context: number, opts: { prefillChunk?: number; maxOut?: number; nSlots?: number; blockSize?: number } = {}): [string, number][] {
-  const T = opts.prefillChunk ?? DEFAULTS.prefillChunk;
-  const O = opts.maxOut ?? DEFAULTS.maxOut;
+/** The step shape a plan's options give (runtime/buffers.ts), for a context of `context` positions. */
+function stepShape(context: number, opts: { prefillChunk?: number; maxOut?: number; nSlots?: number; blockSize?: number }): StepShape {
   const blockSize = opts.blockSize ?? DEFAULTS.blockSize;
-  const maxBlocksPerSeq = Math.ceil(context / blockSize);
-  const qDim = c.nHeads * c.headDim;
-  const kvDim = c.nKvHeads * c.headDim;
-  const p = paddedBytes;
-  const splits = Math.max(1, Math.ceil((maxBlocksPerSeq * blockSize) / ATTENTION_SPLIT_LEN));
-  return [
-    ['step', 16], // uniform Step
-    ['ids', p(T * 4)], ['pos', p(T * 4)], ['slot', p(T * 4)],
-    ['blockTable', p((opts.nSlots ?? DEFAULTS.nSlots) * maxBlocksPerSeq * 4)],
-    ['ropeCs', p(maxBlocksPerSeq * blockSize * c.headDim * F32)], // (context rounded to blocks, headDim/2) vec2
-    ['x', p(T * c.dim * F32)], ['xb', p(T * c.dim * F32)],
-    ['qkv', p(T * (qDim + 2 * kvDim) * F32)], ['att', p(T * qDim * F32)],
-    ['hb', p(T * c.hiddenDim * F32)], ['hb2', p(T * 2 * c.hiddenDim * F32)], // hb2: gate | up
-    ['xOut', p(O * c.dim * F32)], ['xOutNorm', p(O * c.dim * F32)],
-    ['logits', p(O * c.vocabSize * F32)], ['best', p(O * 4)],
-    // split (flash-decoding) attention's partial results: (decode rows, nHeads, splits, 4 + headDim) f32
-    ['attPart', splits > 1 ? p(Math.min(T, Math.max(1, opts.nSlots ?? DEFAULTS.nSlots)) * c.nHeads * splits * (4 + c.headDim) * F32) : 16],
-  ];
+  return {
+    maxRows: opts.prefillChunk ?? DEFAULTS.prefillChunk, maxOut: opts.maxOut ?? DEFAULTS.maxOut, nSlots: opts.nSlots ?? DEFAULTS.nSlots,
+    blockSize, maxBlocksPerSeq: Math.ceil(context / blockSize),
+  };
 }
 
-/** Scratch of one device: RunState plus model.ts's staging (x read-back on every stage, logits/best on the head). */
-export function scratchBytes(c: LlamaConfig, context: number, head: boolean, opts: { prefillChunk?: number; maxOut?: number; nSlots?: number; blockSize?: number } = {}): number {
-  const rs = runStateBuffers(c, context, opts);
-  const size = (name: string): number => rs.find(([n]) => n === name)![1];
-  const staging = size('x') + (head ? size('logits') + size('best') : 16 + 16); // 16-byte stubs off the head
-  return rs.reduce((a, [, b]) => a + b, 0) + staging;
+/**
+ * Scratch of one device: forward.ts's run state plus model.ts's read-back staging, as runtime/buffers.ts
+ * describes both (the head holds logits; a single device also the resident decode loop's token ring).
+ */
+export function scratchBytes(c: LlamaConfig, context: number, stage: { head: boolean; devices: number },
+  opts: { prefillChunk?: number; maxOut?: number; nSlots?: number; blockSize?: number } = {}): number {
+  return deviceScratchBytes(c, stepShape(context, opts), stage);
 }
 
 /**
@@ -257,7 +241,7 @@ function planCore(input: PlanInput): Omit<Plan, 'suggestions' | 'message'> {
   const wb = devices.map((d) => weightBytes(c, dtype, d, input.formats));
   const headWeights = (i: number): number => wb[i]!.norm + (c.tieWordEmbeddings && N === 1 ? 0 : wb[i]!.output);
   const fixedWeights = devices.map((_, i) => (i === 0 ? wb[i]!.embedding : 0) + (i === N - 1 ? headWeights(i) : 0));
-  const scratch = devices.map((_, i) => scratchBytes(c, context, i === N - 1, opts));
+  const scratch = devices.map((_, i) => scratchBytes(c, context, { head: i === N - 1, devices: N }, opts));
   // Layers of a GGUF mix differ a little in size: the split is chosen for the largest, the bytes are exact.
   const counts = splitLayers(c.nLayers, fixedWeights.map((f, i) => f + scratch[i]!), wb.map((w) => w.layer + kv.layerBytes), devices.map((d) => d.memoryBytes));
 
@@ -293,7 +277,7 @@ function planCore(input: PlanInput): Omit<Plan, 'suggestions' | 'message'> {
   devices.forEach((_, i) => {
     for (const [what, bytes] of rowKinds) breaks(what, bytes, i);
     breaks(`one layer's K cache (and its V cache): ${kv.positions} positions x ${c.nKvHeads * c.headDim} x ${kv.kvDtype},`, kv.bufferBytes, i);
-    for (const [name, bytes] of runStateBuffers(c, context, opts)) breaks(`scratch buffer ${name}`, bytes, i);
+    for (const [name, bytes] of Object.entries(runStateSizes(c, stepShape(context, opts)))) breaks(`scratch buffer ${name}`, paddedBytes(bytes), i);
   });
   const violations = [...broken].map(([what, ds]) => `${N > 1 ? `device${ds.length > 1 ? 's' : ''} ${ds.join(', ')}: ` : ''}${what}`);
 

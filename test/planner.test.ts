@@ -173,8 +173,11 @@ describe('KV cache and scratch', () => {
       + 2 * O * 8192 * 4 + O * 32000 * 4 + O * 4 // xOut xOutNorm, logits, best
       + 1 * 64 * 16 * (4 + 128) * 4; // attPart: split attention of one decode row, 64 heads, 4096 / 256 splits
     expect(runState).toBe(66_054_704);
-    expect(scratchBytes(L70, 4096, false)).toBe(runState + T * 8192 * 4 + 16 + 16); // staging x; 16-byte logits/best stubs
-    expect(scratchBytes(L70, 4096, true)).toBe(runState + T * 8192 * 4 + O * 32000 * 4 + O * 4); // staging x, logits, best
+    // staging x; 16-byte logits/best stubs and resident-token ring stubs off the head of a sharded model
+    expect(scratchBytes(L70, 4096, { head: false, devices: 2 })).toBe(runState + T * 8192 * 4 + 16 + 16 + 2 * 16);
+    expect(scratchBytes(L70, 4096, { head: true, devices: 2 })).toBe(runState + T * 8192 * 4 + O * 32000 * 4 + O * 4 + 2 * 16); // x, logits, best
+    // One device: also the ring of two buffers of 8 resident steps' ids (RUNTIME_DEFAULTS.residentSteps)
+    expect(scratchBytes(L70, 4096, { head: true, devices: 1 })).toBe(runState + T * 8192 * 4 + O * 32000 * 4 + O * 4 + 2 * 8 * O * 4);
   });
 });
 
@@ -182,7 +185,7 @@ describe('planModel', () => {
   // With the f32 KV cache (the f16 default is checked at the end).
   const base = (over: Partial<PlanInput>): PlanInput => ({ config: L70, dtype: Q4, context: 4096, devices: devs(1, 80 * GiB), kvDtype: 'f32', ...over });
   // 70B q4 at 4096: per layer 534,839,296 weight bytes + 33,554,432 KV bytes; embedding and output 163,840,000;
-  // scratch 55,028,304 (56,052,304 on the last device, which also reads back the logits).
+  // scratch 70,249,072 (71,273,072 on the last device, which also reads back the logits), staging included.
   const layer = 534_839_296 + 33_554_432;
 
   it('70B q4, context 4096, on 4 x 24 GiB: 20 layers each', () => {
@@ -191,13 +194,13 @@ describe('planModel', () => {
     expect(p.devices.map((d) => d.layers)).toEqual([[0, 19], [20, 39], [40, 59], [60, 79]]);
     expect(p.devices.map((d) => [d.embedding, d.head])).toEqual([[true, false], [false, false], [false, false], [false, true]]);
     expect(p.devices.map((d) => d.bytes)).toEqual([
-      163_840_000 + 20 * layer + 70_249_040,
-      20 * layer + 70_249_040,
-      20 * layer + 70_249_040,
-      163_840_000 + 8192 * 4 + 20 * layer + 71_273_040,
+      163_840_000 + 20 * layer + 70_249_072,
+      20 * layer + 70_249_072,
+      20 * layer + 70_249_072,
+      163_840_000 + 8192 * 4 + 20 * layer + 71_273_072,
     ]);
     expect(p.devices[0]!.kvBytes).toBe(20 * 2 * 4096 * 1024 * 4);
-    expect(p.totalBytes).toBe(43_114_856_448 + 2.5 * GiB + 3 * 70_249_040 + 71_273_040);
+    expect(p.totalBytes).toBe(43_114_856_448 + 2.5 * GiB + 3 * 70_249_072 + 71_273_072);
     expect(p.shortfallBytes).toBe(0);
     expect(p.suggestions).toEqual([]);
     expect(p.message).toMatch(/^fits: 42\.92 GiB .*device 0: layers 0-19 \+ embedding, 10\.81 GiB of 24\.00 GiB \(45\.0%\)/);
@@ -207,7 +210,7 @@ describe('planModel', () => {
     const p = planModel(base({ devices: devs(2, 48 * GiB) }));
     expect(p.fits).toBe(true);
     expect(p.devices.map((d) => d.layers)).toEqual([[0, 39], [40, 79]]);
-    expect(p.devices.map((d) => d.bytes)).toEqual([163_840_000 + 40 * layer + 70_249_040, 163_840_000 + 8192 * 4 + 40 * layer + 71_273_040]);
+    expect(p.devices.map((d) => d.bytes)).toEqual([163_840_000 + 40 * layer + 70_249_072, 163_840_000 + 8192 * 4 + 40 * layer + 71_273_072]);
   });
 
   it('unequal devices: the split minimises the largest load / memory (32 GiB + 16 GiB: 54 + 26 layers)', () => {
@@ -215,14 +218,14 @@ describe('planModel', () => {
     // 53 would put 0.906 on the second device, 55 0.916 on the first.
     const p = planModel(base({ devices: [dev(32 * GiB), dev(16 * GiB)] }));
     expect(p.devices.map((d) => d.layers)).toEqual([[0, 53], [54, 79]]);
-    expect(p.devices[0]!.bytes).toBe(163_840_000 + 70_249_040 + 54 * layer);
+    expect(p.devices[0]!.bytes).toBe(163_840_000 + 70_249_072 + 54 * layer);
   });
 
   it('the split is optimal: brute force over every split of 3 unequal devices', () => {
     for (const mems of [[20, 12, 16], [8, 30, 9], [14, 14, 14], [40, 3, 6]]) {
       const devices = mems.map((m) => dev(m * GiB));
       const p = planModel(base({ devices }));
-      const fixed = [163_840_000 + 70_249_040, 70_249_040, 163_840_000 + 8192 * 4 + 71_273_040];
+      const fixed = [163_840_000 + 70_249_072, 70_249_072, 163_840_000 + 8192 * 4 + 71_273_072];
       const ratio = (ks: number[]): number => Math.max(...ks.map((k, i) => (fixed[i]! + k * layer) / devices[i]!.memoryBytes));
       let best = Infinity;
       for (let a = 1; a <= 78; a++) for (let b = 1; a + b <= 79; b++) best = Math.min(best, ratio([a, b, 80 - a - b]));
@@ -236,7 +239,7 @@ describe('planModel', () => {
     const p = planModel(base({ dtype: 'f16', devices: devs(2, 24 * GiB) }));
     expect(p.fits).toBe(false);
     const f16Layer = 1_711_341_568 + 33_554_432;
-    const need = [524_288_000 + 40 * f16Layer + 70_249_040, 524_288_000 + 8192 * 4 + 40 * f16Layer + 71_273_040];
+    const need = [524_288_000 + 40 * f16Layer + 70_249_072, 524_288_000 + 8192 * 4 + 40 * f16Layer + 71_273_072];
     expect(p.devices.map((d) => d.bytes)).toEqual(need);
     expect(p.shortfallBytes).toBe(need[0]! + need[1]! - 2 * 24 * GiB); // 83.11 GiB
     // 6 x 24 GiB holds 131 GiB; q8 (68.3 GiB of weights) misses 3 devices by 18 MB; q4 fits the two as they are.
@@ -262,7 +265,8 @@ describe('planModel', () => {
     expect(p7(3488).fits).toBe(true);
     expect(p7(3504).fits).toBe(false);
     // + the split attention's partials: one decode row, 32 heads, ceil(3504 / 256) = 14 splits of (4 + 128) f32
-    expect(p7(3504).shortfallBytes).toBe(13_477_363_712 + 28_264_016 + 128 * 11008 * 4 + 3504 * (32 * 32768 + 512) + 880 + 32 * 14 * 132 * 4 - 16 * GiB);
+    // + the ring of two staging buffers for 8 resident decode steps of 8 ids (one device)
+    expect(p7(3504).shortfallBytes).toBe(13_477_363_712 + 28_264_016 + 128 * 11008 * 4 + 3504 * (32 * 32768 + 512) + 880 + 32 * 14 * 132 * 4 + 2 * 8 * 8 * 4 - 16 * GiB);
     expect(p7(4096).suggestions).toContain('fits with --context 3328'); // 3488 rounded down to a multiple of 256
   });
 
@@ -365,7 +369,7 @@ describe('llama2-webgpu plan', () => {
     expect(Object.keys(j).slice(0, 2)).toEqual(['fits', 'devices']);
     expect(j.fits).toBe(true);
     expect(j.devices.map((d) => d.layers)).toEqual([[0, 19], [20, 39], [40, 59], [60, 79]]);
-    expect(j.devices[1]!.bytes).toBe(20 * (534_839_296 + 33_554_432) + 70_249_040);
+    expect(j.devices[1]!.bytes).toBe(20 * (534_839_296 + 33_554_432) + 70_249_072);
   });
 
   it('the default KV cache is f16: 70B at 4096 positions needs 1.25 GiB', async () => {
@@ -461,7 +465,7 @@ describe('the plan is what a sharded model allocates (GPU)', () => {
         const rs = st.fwd.rs;
         const kv = [...rs.kCache, ...rs.vCache].reduce((a, b) => a + b.size, 0);
         const scratch = Object.values(rs).filter((b): b is GPUBuffer => !Array.isArray(b)).reduce((a, b) => a + b.size, 0)
-          + st.stagingX.size + st.stagingLogits.size + st.stagingBest.size;
+          + st.stagingX.size + st.stagingLogits.size + st.stagingBest.size + st.stagingIds.reduce((a, b) => a + b.size, 0);
         expect({ weights: st.weights.bytes, kv, scratch }).toEqual({ weights: d.weightBytes, kv: d.kvBytes, scratch: d.scratchBytes });
       });
       const w2 = model.stages[0]!.weights.layers[0]!.w2;
