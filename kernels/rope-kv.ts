@@ -5,12 +5,13 @@
 // Grid: grid1d(nTokens * (nHeads + 2 nKvHeads) * D/2, 64); one invocation handles one pair (i, i + D/2) of
 // one head: rotates it (q, k) or copies it (v).
 
-import { STEP_WGSL, LINEAR_INDEX_WGSL, packParams } from './common.ts';
+import { STEP_WGSL, grid1d, linearMainWgsl, packParams } from './common.ts';
 import { CACHE_ROW_WGSL, kvEnable, type KvDtype } from './kv-cache.ts';
+
+const WG = 64;
 
 export const ropeKvWgsl = (kv: KvDtype): string => /* wgsl */ `${kvEnable(kv)}
 ${STEP_WGSL}
-${LINEAR_INDEX_WGSL}
 struct Params {
   nHeads: u32,
   nKvHeads: u32,
@@ -29,12 +30,9 @@ struct Params {
 @group(0) @binding(8) var<storage, read_write> vCache: array<${kv}>;     // (nBlocks*blockSize, nKvHeads*D)
 ${CACHE_ROW_WGSL}
 
-@compute @workgroup_size(64)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let i = linearIndex(gid, nwg, 64u);
+${linearMainWgsl(WG, 'step.nTokens * (p.nHeads + 2u * p.nKvHeads) * p.half', /* wgsl */ `
   let heads = p.nHeads + 2u * p.nKvHeads;
   let perToken = heads * p.half;
-  if (i >= step.nTokens * perToken) { return; }
   let t = i / perToken;
   let h = (i % perToken) / p.half;
   let j = i % p.half;
@@ -58,8 +56,11 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   }
   let dst = cacheRow(slot[t], pos[t]) * p.nKvHeads * D + (h - p.nHeads) * D + j;
   kCache[dst] = ${kv}(ra);
-  kCache[dst + p.half] = ${kv}(rb);
-}`;
+  kCache[dst + p.half] = ${kv}(rb);`)}`;
+
+/** Workgroups of a RoPE + KV step: one invocation per rotation pair of every q, k and v head of each row. */
+export const ropeKvGrid = (nTokens: number, nHeads: number, nKvHeads: number, headDim: number): [number, number] =>
+  grid1d((nTokens * (nHeads + 2 * nKvHeads) * headDim) / 2, WG);
 
 export function packRopeKvParams(nHeads: number, nKvHeads: number, headDim: number, blockSize: number, maxBlocks: number): ArrayBuffer {
   return packParams([[nHeads, 'u32'], [nKvHeads, 'u32'], [headDim / 2, 'u32'], [blockSize, 'u32'], [maxBlocks, 'u32']]);

@@ -11,20 +11,20 @@ import type { GpuContext } from './device.ts';
 import { attentionMaxSplits, runStateSizes, splitAttentionRows, type StepShape } from './buffers.ts';
 import type { LlamaConfig } from '../checkpoint/config.ts';
 import type { GpuWeights, LayerWeights, WeightMatrix } from './weights.ts';
-import { bindGroup, getPipeline, grid1d, packParams, storageBuffer, uniformBuffer, uploadBuffer, encodeDispatch, type Dispatch } from '../kernels/common.ts';
+import { bindGroup, getPipeline, packParams, storageBuffer, uniformBuffer, uploadBuffer, encodeDispatch, type Dispatch } from '../kernels/common.ts';
 import { matmulPipelines, recordMatmul, encodeMatmul, usesMatvec, isCpuAdapter, fusionName, fusionStorageBuffers, type MatmulDispatch, type MatmulPipelines, type MatmulParams, type MatvecFusion, type MatmulChoice } from '../kernels/matmul.ts';
 import { embeddingWgsl, embeddingGrid, packEmbeddingParams } from '../kernels/embedding.ts';
 import { RMSNORM_WGSL, packRmsnormParams } from '../kernels/rmsnorm.ts';
 import { ropeTable } from '../kernels/rope.ts';
 import { kvBytesPerElement, type KvDtype } from '../kernels/kv-cache.ts';
-import { ropeKvWgsl, packRopeKvParams } from '../kernels/rope-kv.ts';
+import { ropeKvWgsl, packRopeKvParams, ropeKvGrid } from '../kernels/rope-kv.ts';
 import { attentionPrefillWgsl, attentionPrefillGrid, PREFILL_MAX_HEAD_DIM } from '../kernels/attention-prefill.ts';
 import { formatSpec } from '../kernels/weight-formats.ts';
 import { isGgmlBlockType } from '../kernels/ggml-blocks.ts';
 import {
   attentionWgsl, attentionGrid, ATTENTION_COMBINE_WGSL, attentionCombineGrid, ATTENTION_SPLIT_LEN, packAttentionParams,
 } from '../kernels/attention.ts';
-import { SWIGLU_CAT_WGSL, packSwigluParams } from '../kernels/swiglu.ts';
+import { SWIGLU_CAT_WGSL, packSwigluParams, swigluGrid } from '../kernels/swiglu.ts';
 import { ARGMAX_WGSL, argmaxGrid, packArgmaxParams } from '../kernels/argmax.ts';
 
 /** The step shape (runtime/buffers.ts: rows, logits rows, slots, KV blocks), the KV pool and the fusion choices. */
@@ -322,7 +322,7 @@ export function encodeForward(f: Forward, enc: GPUCommandEncoder, nTokens: numbe
       run(pass, L.attentionNorm, nTokens);
       mm(pass, L.qkv, nTokens);
     }
-    if (!(L.ropeFused && fused(L.qkvFused))) run(pass, L.ropeKv, ...grid1d((nTokens * (c.nHeads + 2 * c.nKvHeads) * c.headDim) / 2, 64));
+    if (!(L.ropeFused && fused(L.qkvFused))) run(pass, L.ropeKv, ...ropeKvGrid(nTokens, c.nHeads, c.nKvHeads, c.headDim));
     if (split && L.attentionSplit && L.attentionCombine) {
       run(pass, L.attentionSplit, ...attentionGrid(c.nHeads, nTokens, splits));
       run(pass, L.attentionCombine, ...attentionCombineGrid(c.nHeads, nTokens));
@@ -333,11 +333,11 @@ export function encodeForward(f: Forward, enc: GPUCommandEncoder, nTokens: numbe
     if (fused(L.gateUpFused)) {
       if (!L.normFused) run(pass, L.ffnNorm, nTokens);
       mm(pass, L.gateUpFused, nTokens);
-      if (!L.swigluFused) run(pass, L.swiglu, ...grid1d(nTokens * c.hiddenDim, 64));
+      if (!L.swigluFused) run(pass, L.swiglu, ...swigluGrid(nTokens, c.hiddenDim));
     } else {
       run(pass, L.ffnNorm, nTokens);
       mm(pass, L.gateUp, nTokens);
-      run(pass, L.swiglu, ...grid1d(nTokens * c.hiddenDim, 64));
+      run(pass, L.swiglu, ...swigluGrid(nTokens, c.hiddenDim));
     }
     mm(pass, L.w2, nTokens); // x += hb · w2^T
   }

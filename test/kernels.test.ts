@@ -8,8 +8,8 @@ import { matvecWgsl, tiledWgsl, tiledGrid, matvecGrid, matvecVariant, packMatmul
 import { FORMATS, formatSpec, roundTrip, type DtypeFormat } from '../kernels/weight-formats.ts';
 import { embeddingWgsl, embeddingGrid, packEmbeddingParams, embeddingRef } from '../kernels/embedding.ts';
 import { RMSNORM_WGSL, packRmsnormParams, rmsnormRef } from '../kernels/rmsnorm.ts';
-import { SWIGLU_WGSL, SWIGLU_CAT_WGSL, packSwigluParams, swigluRef } from '../kernels/swiglu.ts';
-import { ropeKvWgsl, packRopeKvParams } from '../kernels/rope-kv.ts';
+import { SWIGLU_WGSL, SWIGLU_CAT_WGSL, packSwigluParams, swigluGrid, swigluRef } from '../kernels/swiglu.ts';
+import { ropeKvWgsl, packRopeKvParams, ropeKvGrid } from '../kernels/rope-kv.ts';
 import { ROPE_WGSL, ropeGrid, packRopeParams, ropeRef, ropeTable } from '../kernels/rope.ts';
 import { KV_WRITE_WGSL, kvWriteWgsl, kvWriteGrid, packKvWriteParams, cacheRowRef } from '../kernels/kv-cache.ts';
 import {
@@ -19,7 +19,6 @@ import {
 import { f16ToF32, f32ToF16 } from '../kernels/half.ts';
 import { attentionPrefillWgsl, attentionPrefillGrid } from '../kernels/attention-prefill.ts';
 import { ARGMAX_WGSL, argmaxGrid, packArgmaxParams, argmaxRef } from '../kernels/argmax.ts';
-import { grid1d } from '../kernels/common.ts';
 
 let ctx: GpuContext | null = null;
 beforeAll(async () => {
@@ -113,7 +112,7 @@ describe('elementwise and row kernels', () => {
     const T = 3, hidden = 100;
     const g = randomArray(T * hidden, 21, 8), u = randomArray(T * hidden, 22, 2);
     const gb = uploadBuffer(device, 'g', g);
-    await runKernel(ctx, SWIGLU_WGSL, packSwigluParams(hidden), [gb, uploadBuffer(device, 'u', u)], grid1d(T * hidden, 64), { nTokens: T });
+    await runKernel(ctx, SWIGLU_WGSL, packSwigluParams(hidden), [gb, uploadBuffer(device, 'u', u)], swigluGrid(T, hidden), { nTokens: T });
     expect(maxAbsDiff(await f32(gb, T * hidden), swigluRef(g, u))).toBeLessThan(1e-5);
   });
 
@@ -240,7 +239,7 @@ describe('fused rope + kv write, swiglu over gate | up', () => {
       await runKernel(ctx, ropeKvWgsl(kv), packRopeKvParams(nHeads, nKvHeads, D, blockSize, maxBlocks),
         [qkvb, uploadBuffer(device, 'pos', new Uint32Array(positions)), uploadBuffer(device, 'slot', new Uint32Array(slots)), uploadBuffer(device, 'table', table),
           uploadBuffer(device, 'cs', ropeTable(128, D, 10000)), kcb, vcb],
-        grid1d((T * (nHeads + 2 * nKvHeads) * D) / 2, 64), { nTokens: T });
+        ropeKvGrid(T, nHeads, nKvHeads, D), { nTokens: T });
       const part = (off: number, n: number) => { const o = new Float32Array(T * n); for (let r = 0; r < T; r++) o.set(qkv.subarray(r * ld + off, r * ld + off + n), r * n); return o; };
       const qRef = ropeRef(part(0, qDim), positions, nHeads, D, 10000);
       const kRef = ropeRef(part(qDim, kvDim), positions, nKvHeads, D, 10000);
@@ -272,7 +271,7 @@ describe('fused rope + kv write, swiglu over gate | up', () => {
     for (const C of [H, 48]) {
       const gu = randomArray(T * 2 * H, 81 + C, 4);
       const out = storageBuffer(device, 'out', T * H * 4);
-      await runKernel(ctx, SWIGLU_CAT_WGSL, packSwigluParams(H, C), [uploadBuffer(device, 'gu', gu), out], grid1d(T * H, 64), { nTokens: T });
+      await runKernel(ctx, SWIGLU_CAT_WGSL, packSwigluParams(H, C), [uploadBuffer(device, 'gu', gu), out], swigluGrid(T, H), { nTokens: T });
       const g = new Float32Array(T * H), u = new Float32Array(T * H);
       for (let r = 0; r < T; r++) {
         for (let c0 = 0; c0 < H; c0 += C) {
