@@ -29,6 +29,24 @@ export interface TokenSampler {
   accept(token: number): void;
   /** With logprobs asked for: one entry per sample() call, in order (the consumer may shift them off). */
   readonly logprobs?: TokenLogprob[];
+  /** Present when a GPU picker can stand in for sample() (runtime/gpu-sampler.ts): no logprobs. */
+  readonly resident?: ResidentSampling;
+}
+
+/**
+ * What a GPU-resident decode loop needs to pick a sampler's tokens on the GPU, and to hand them back: after
+ * acceptPicked() of every token the GPU picked from prngState(), the sampler is where sample() + accept() of
+ * those tokens would have left it, so it can go on serially.
+ */
+export interface ResidentSampling {
+  /** The request's parameters, with the seed the sampler uses (a random one when none was given). */
+  readonly params: SamplingParams & { seed: bigint };
+  /** The current xoshiro128** state (a copy; kernels/sample.ts's layout). */
+  prngState(): Uint32Array;
+  /** Generator draws made so far: one per token sampled with temperature > 0, none for greedy ones. */
+  readonly draws: number;
+  /** Records a token picked elsewhere with this sampler's generator: accept(), and the draw sample() would have made. */
+  acceptPicked(token: number): void;
 }
 
 export interface ModelInfo {

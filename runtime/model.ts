@@ -10,11 +10,12 @@ import { stagingSizes } from './buffers.ts';
 import { createForward, destroyForward, encodeForward, type Forward } from './forward.ts';
 import { KvPool } from './kv-pool.ts';
 import { planModel } from './planner.ts';
-import { packParams } from '../kernels/common.ts';
+import { packParams, storageBuffer } from '../kernels/common.ts';
 import type { WeightFormat } from '../kernels/weight-formats.ts';
 import { kvBytesPerElement, type KvDtype } from '../kernels/kv-cache.ts';
 import { ContextOverflowError, type GenerateRequest, type GenerationBackend, type ModelInfo } from './generation-types.ts';
-import { Scheduler, type StepKind, type StepModel, type StepRow } from './scheduler.ts';
+import { Scheduler, type ResidentRowSampling, type StepKind, type StepModel, type StepRow } from './scheduler.ts';
+import { createGpuSampler, type GpuSampler } from './gpu-sampler.ts';
 import { RUNTIME_DEFAULTS, defaultContext } from './defaults.ts';
 
 export { ContextOverflowError };
@@ -94,7 +95,10 @@ export class LlamaModel implements GenerationBackend, StepModel {
     /** KV cache elements (the same on every device). */
     readonly kvDtype: KvDtype,
   ) {
-    if (stages.length === 1) this.decodeResident = (rows, steps, continues, picker) => this.residentSteps(rows, steps, continues, picker);
+    if (stages.length === 1) {
+      this.decodeResident = (rows, steps, continues, sampling) => this.residentSteps(rows, steps, continues, sampling);
+      this.sampledResident = true;
+    }
     this.modelInfo = { vocabSize: cfg.vocabSize, contextLength: context, bosTokenId: cfg.bosTokenId, eosTokenId: cfg.eosTokenId };
     // Device loss is observed once per device, here. Racing each readback against `lost` instead would
     // attach a reaction to a promise that never settles, per readback, for the life of the process.
@@ -266,12 +270,46 @@ export class LlamaModel implements GenerationBackend, StepModel {
    * Single-device models only (undefined when sharded: there the residual stream crosses devices through the
    * host at every step anyway).
    */
-  readonly decodeResident?: (rows: StepRow[], steps: number, continues?: boolean, picker?: GpuPicker) => Promise<Uint32Array>;
+  readonly decodeResident?: (rows: StepRow[], steps: number, continues?: boolean, sampling?: ResidentRowSampling[]) => Promise<Uint32Array>;
+  readonly sampledResident: boolean = false;
   private runs = 0; // resident runs so far: run r reads back through stagingIds[r % 2]
+  /** The GPU sampler of sampled resident runs (row r samples in its slot r) and its ids buffer, made on first use. */
+  private sampler: Promise<{ gs: GpuSampler; ids: GPUBuffer; picker: GpuPicker }> | null = null;
 
-  private async residentSteps(rows: StepRow[], steps: number, continues = false, picker: GpuPicker = ARGMAX_PICKER): Promise<Uint32Array> {
+  private samplingPicker(): Promise<{ gs: GpuSampler; ids: GPUBuffer; picker: GpuPicker }> {
+    this.sampler ??= (async () => {
+      const st = this.stages[0]!;
+      const gs = await createGpuSampler(st.gpu, this.cfg.vocabSize, this.maxOut);
+      const ids = storageBuffer(st.gpu.device, 'resident.sampledIds', this.maxOut * 4);
+      const picker: GpuPicker = {
+        encode: (enc, fwd, nRows) => {
+          const pass = enc.beginComputePass();
+          gs.encode(pass, fwd.rs.logits, nRows, ids);
+          pass.end();
+          return ids;
+        },
+      };
+      return { gs, ids, picker };
+    })();
+    return this.sampler;
+  }
+
+  private async residentSteps(rows: StepRow[], steps: number, continues = false, sampling?: ResidentRowSampling[]): Promise<Uint32Array> {
     const B = rows.length;
     const st = this.stages[0]!;
+    let picker = ARGMAX_PICKER;
+    if (sampling) {
+      if (sampling.length !== B) throw new Error(`resident decode: ${sampling.length} samplers for ${B} rows`);
+      // Awaited by every sampled run alike, so runs still submit in call order.
+      const s = await this.samplingPicker();
+      picker = s.picker;
+      if (!continues) {
+        sampling.forEach((r, i) => {
+          s.gs.setParams(i, r.params, r.promptTokens, r.generated);
+          st.gpu.device.queue.writeBuffer(s.gs.buffers.prng, i * 16, r.prngState.slice());
+        });
+      }
+    }
     if (B < 1 || B > this.maxOut) throw new Error(`resident decode of ${B} rows (1..${this.maxOut})`);
     if (!Number.isInteger(steps) || steps < 1 || steps > RUNTIME_DEFAULTS.residentSteps) throw new Error(`resident decode of ${steps} steps (1..${RUNTIME_DEFAULTS.residentSteps})`);
     for (const r of rows) {
@@ -355,5 +393,9 @@ export class LlamaModel implements GenerationBackend, StepModel {
       st.stagingBest.destroy();
       for (const b of st.stagingIds) b.destroy();
     }
+    void this.sampler?.then((s) => {
+      s.gs.destroy();
+      s.ids.destroy();
+    });
   }
 }

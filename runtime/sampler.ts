@@ -26,7 +26,7 @@
 // integer-only, so the same seed gives the same u sequence in every JS engine. (The draw itself
 // uses Math.exp, which the major engines compute identically through fdlibm ports.)
 
-import type { SamplingParams, TokenLogprob, TokenSampler } from './generation-types.ts';
+import type { ResidentSampling, SamplingParams, TokenLogprob, TokenSampler } from './generation-types.ts';
 
 /** Largest accepted seed: 2^63 - 1. */
 export const MAX_SEED = (1n << 63n) - 1n;
@@ -253,6 +253,11 @@ function splitMix64(state: bigint): [bigint, bigint] {
 
 /** A uniform [0, 1) generator: xoshiro128** seeded from `seed` (0..2^63-1) through SplitMix64. */
 export function createPrng(seed: bigint): () => number {
+  return prngWithState(seed).next;
+}
+
+/** createPrng's generator and its live xoshiro128** state (4 words; kernels/sample.ts's prng layout). */
+function prngWithState(seed: bigint): { next: () => number; state: Uint32Array } {
   if (seed < 0n || seed > MAX_SEED) throw new RangeError(`seed must be in 0..2^63-1, got ${seed}`);
   const s = new Uint32Array(4);
   let st = seed;
@@ -275,7 +280,7 @@ export function createPrng(seed: bigint): () => number {
     return result;
   };
   // 53 random bits: 27 from one output and 26 from the next.
-  return () => ((next32() >>> 5) * 67108864 + (next32() >>> 6)) / 9007199254740992;
+  return { next: () => ((next32() >>> 5) * 67108864 + (next32() >>> 6)) / 9007199254740992, state: s };
 }
 
 function rotl(x: number, k: number): number {
@@ -349,15 +354,39 @@ export function createSampler(params: SamplingParams, promptTokens: readonly num
   const logprobs: TokenLogprob[] = [];
   const penaltySet = new Set<number>(promptTokens); // prompt + generated, for the repetition penalty
   const counts = new Map<number, number>(); // generated only, for presence/frequency
-  const rand = createPrng(params.seed ?? randomSeed());
+  const seed = params.seed ?? randomSeed();
+  const prng = prngWithState(seed);
+  const rand = prng.next;
+  let draws = 0; // generator outputs used so far: one per sampled token (temperature > 0), none for greedy ones
   let scratch = new Float32Array(0);
   // Logprobs need the logits on the host, so such a sampler is never `greedy` (no GPU argmax).
   const greedy =
     !record && params.temperature === 0 && params.repetitionPenalty === 1 && params.presencePenalty === 0 && params.frequencyPenalty === 0;
 
+  const accept = (token: number): void => {
+    penaltySet.add(token);
+    counts.set(token, (counts.get(token) ?? 0) + 1);
+  };
+  // A sampler without logprobs can be reproduced on the GPU (runtime/gpu-sampler.ts): `resident` tells the
+  // loop its parameters and generator state, and takes the tokens the GPU picked with them.
+  const resident: ResidentSampling = {
+    params: { ...params, seed },
+    prngState: () => prng.state.slice(),
+    get draws() {
+      return draws;
+    },
+    acceptPicked(token: number): void {
+      if (params.temperature > 0) {
+        rand();
+        draws++;
+      }
+      accept(token);
+    },
+  };
+
   return {
     greedy,
-    ...(record ? { logprobs } : {}),
+    ...(record ? { logprobs } : { resident }),
     sample(logits: Float32Array): number {
       if (scratch.length !== logits.length) scratch = new Float32Array(logits.length);
       const x = scratch;
@@ -371,6 +400,7 @@ export function createSampler(params: SamplingParams, promptTokens: readonly num
       applyTemperature(x, params.temperature, x);
       if (record) {
         // The logprobs are of x before truncation; the draw is from a truncated copy (same token as below).
+        draws++;
         const t = drawFiltered(x, params, rand());
         logprobs.push(tokenLogprob(x, t, opts.topLogprobs!));
         return t;
@@ -378,11 +408,9 @@ export function createSampler(params: SamplingParams, promptTokens: readonly num
       applyTopK(x, params.topK, x);
       applyTopP(x, params.topP, x);
       applyMinP(x, params.minP, x);
+      draws++;
       return drawToken(x, rand());
     },
-    accept(token: number): void {
-      penaltySet.add(token);
-      counts.set(token, (counts.get(token) ?? 0) + 1);
-    },
+    accept,
   };
 }

@@ -9,7 +9,7 @@
 // preempted (its blocks freed) and later resumed by recomputing its tokens. Requests are served first
 // come, first served; a full waiting queue refuses new requests.
 
-import { assertPromptFits, contextLeft, ContextOverflowError, type GenerateRequest, type GenerationBackend, type ModelInfo } from './generation-types.ts';
+import { assertPromptFits, contextLeft, ContextOverflowError, type GenerateRequest, type GenerationBackend, type ModelInfo, type SamplingParams } from './generation-types.ts';
 import type { KvPool } from './kv-pool.ts';
 import { Channel } from './channel.ts';
 import { RUNTIME_DEFAULTS } from './defaults.ts';
@@ -26,6 +26,18 @@ export interface StepRow {
  * sequence's numbers do not depend on what it is batched with; the kind picks the attention kernel.
  */
 export type StepKind = 'prefill' | 'decode';
+
+/**
+ * A sampled row of a resident run: the GPU picker (runtime/gpu-sampler.ts) starts from the sampler's state, so
+ * its picks are the tokens the CPU sampler would draw.
+ */
+export interface ResidentRowSampling {
+  params: SamplingParams;
+  promptTokens: readonly number[];
+  generated: readonly number[];
+  /** The xoshiro128** state the row's next draw starts from. */
+  prngState: Uint32Array;
+}
 
 /** What the loop needs from a model: forward steps over token rows, and the KV cache they read and write. */
 export interface StepModel {
@@ -46,8 +58,12 @@ export interface StepModel {
    * (steps, rows.length). Row i of step j is at position rows[i].pos + j (the loop reserves those positions).
    * `continues`: the run goes on from the previous run's last picks (rows[i].token unused), and may be
    * started before that run has been read back (at most two runs in flight).
+   * `sampling` (one per row; only where `sampledResident`): the rows' tokens are picked by the GPU sampler
+   * instead of the argmax; a run that does not continue starts the rows' sampler state from it.
    */
-  decodeResident?(rows: StepRow[], steps: number, continues?: boolean): Promise<Uint32Array>;
+  decodeResident?(rows: StepRow[], steps: number, continues?: boolean, sampling?: ResidentRowSampling[]): Promise<Uint32Array>;
+  /** decodeResident takes `sampling`: sampled requests run resident too. */
+  readonly sampledResident?: boolean;
 }
 
 export interface SchedulerOptions {
@@ -56,8 +72,9 @@ export interface SchedulerOptions {
   prefillChunk?: number; // prompt tokens of one sequence per step (default: the model's maxRows)
   prefixCaching?: boolean; // default true
   /**
-   * Greedy decode steps run on the GPU before their tokens are read back, where the model offers it and no
-   * sequence of the batch needs the host to pick (a logit mask, logprobs, sampling); default
+   * Decode steps run on the GPU before their tokens are read back, where the model offers it and no sequence
+   * of the batch needs the host to pick (a logit mask, logprobs; sampling too where the model has no GPU
+   * sampler, sampledResident); default
    * RUNTIME_DEFAULTS.residentSteps. 1: every step is read back before the next (the serial path).
    */
   residentSteps?: number;
@@ -343,9 +360,11 @@ export class Scheduler implements GenerationBackend {
     if (!live.length) return;
     const rows = live.map((s) => ({ token: s.tokens[s.tokens.length - 1]!, pos: s.tokens.length - 1, slot: s.slot! }));
     const greedy = live.every((s) => s.req.sampler.greedy === true && !s.req.allowedTokens);
+    // Sampled batches run resident with the GPU sampler when every sampler can be reproduced there.
+    const sampled = !greedy && this.model.sampledResident === true && live.every((s) => s.req.sampler.resident && !s.req.allowedTokens);
     // Runs only while nothing else waits for a step (an admission, a prompt's next chunk): a run delays them.
-    const steps = greedy && this.batchStays(live) ? this.residentRun(live) : 1;
-    if (steps > 1 && (await this.residentStep(live, rows, steps))) return;
+    const steps = (greedy || sampled) && this.batchStays(live) ? this.residentRun(live) : 1;
+    if (steps > 1 && (await this.residentStep(live, rows, steps, sampled))) return;
     const t0 = performance.now();
     const out = await this.model.step(rows, live.map((_, i) => i), greedy ? 'argmax' : 'logits', 'decode');
     this.stats.decodeSeconds += (performance.now() - t0) / 1000;
@@ -399,9 +418,16 @@ export class Scheduler implements GenerationBackend {
    * False when the first run failed: nothing was taken, and the caller takes the serial step instead (which
    * delivers the tokens before a failing step and then fails as the serial path does).
    */
-  private async residentStep(live: Seq[], rows: StepRow[], steps: number): Promise<boolean> {
+  private async residentStep(live: Seq[], rows: StepRow[], steps: number, sampled = false): Promise<boolean> {
+    // Sampled: the GPU sampler starts from each sampler's state now; continued runs go on from the GPU's.
+    const sampling = sampled
+      ? live.map((s): ResidentRowSampling => {
+          const r = s.req.sampler.resident!;
+          return { params: r.params, promptTokens: s.tokens.slice(0, s.promptLen), generated: s.tokens.slice(s.promptLen), prngState: r.prngState() };
+        })
+      : undefined;
     const decode = (r: StepRow[], n: number, continues: boolean) => {
-      const p = this.model.decodeResident!(r, n, continues);
+      const p = this.model.decodeResident!(r, n, continues, sampling);
       p.catch(() => undefined); // a run is awaited below, or dropped after an earlier run failed
       return p;
     };
@@ -449,8 +475,13 @@ export class Scheduler implements GenerationBackend {
         const mask = s.req.allowedTokens?.(s.tokens.slice(s.promptLen)) ?? null;
         if (mask) for (let i = 0; i < logits.length; i++) if (!mask[i]) logits[i] = -Infinity;
         t = s.req.sampler.sample(logits);
-      } else t = token!;
-      s.req.sampler.accept(t);
+        s.req.sampler.accept(t);
+      } else {
+        t = token!;
+        // Picked on the GPU: with a sampler's generator (the draw sample() would have made), or the argmax.
+        if (s.req.sampler.resident) s.req.sampler.resident.acceptPicked(t);
+        else s.req.sampler.accept(t);
+      }
     } catch (e) {
       this.finish(s, e);
       return;

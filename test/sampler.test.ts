@@ -15,6 +15,7 @@ import {
   drawToken,
 } from '../runtime/sampler.ts';
 import type { SamplingParams } from '../runtime/generation-types.ts';
+import { prngNextRef, prngState } from '../kernels/sample.ts';
 
 // ---- Naive CPU references: plain arrays, full sorts, written from the definitions. ----
 
@@ -397,5 +398,52 @@ describe('tokenLogprob', () => {
     }
     expect(b.logprobs!.length).toBe(30);
     expect(a.logprobs).toBeUndefined();
+  });
+});
+
+describe('createSampler.resident (the GPU-resident loop hands tokens back)', () => {
+  const sp: SamplingParams = { temperature: 0.9, topP: 0.9, topK: 20, minP: 0, presencePenalty: 0.2, frequencyPenalty: 0.1, repetitionPenalty: 1.1, seed: 77n };
+  const logitsAt = (rand: () => number) => f32(Array.from({ length: 64 }, () => (rand() - 0.5) * 6));
+
+  it('acceptPicked() of tokens drawn elsewhere leaves the sampler where sample() + accept() would', () => {
+    const a = createSampler(sp, [1, 2, 3]);
+    const b = createSampler(sp, [1, 2, 3]);
+    const la = createPrng(9n), lb = createPrng(9n);
+    expect(b.resident!.params).toEqual(sp);
+    for (let i = 0; i < 10; i++) {
+      const t = a.sample(logitsAt(la));
+      a.accept(t);
+      logitsAt(lb);
+      b.resident!.acceptPicked(t); // picked from the same state: the same draw was used
+    }
+    expect(a.resident!.draws).toBe(10);
+    expect(b.resident!.draws).toBe(10);
+    expect(b.resident!.prngState()).toEqual(a.resident!.prngState());
+    for (let i = 0; i < 20; i++) {
+      const l = logitsAt(la);
+      logitsAt(lb);
+      const t = a.sample(l);
+      expect(b.sample(l)).toBe(t);
+      a.accept(t);
+      b.accept(t);
+    }
+  });
+
+  it('the state starts where createPrng(seed) does, greedy tokens make no draws, random seeds are exposed, logprobs samplers have none', () => {
+    const s = createSampler({ ...sp, temperature: 0 }, []);
+    const before = s.resident!.prngState();
+    s.resident!.acceptPicked(4);
+    expect(s.resident!.draws).toBe(0);
+    expect(s.resident!.prngState()).toEqual(before);
+    const x = createSampler(sp, []);
+    const st = prngState(77n); // the GPU sampler's start for this seed
+    expect(x.resident!.prngState()).toEqual(st);
+    x.resident!.acceptPicked(4);
+    expect(x.resident!.draws).toBe(1);
+    prngNextRef(st); // the GPU's draw, on the host
+    expect(x.resident!.prngState()).toEqual(st);
+    const r = createSampler({ ...sp, seed: undefined }, []);
+    expect(typeof r.resident!.params.seed).toBe('bigint');
+    expect(createSampler(sp, [], { topLogprobs: 1 }).resident).toBeUndefined();
   });
 });
