@@ -7,6 +7,7 @@ import type { LlamaConfig } from '../checkpoint/config.ts';
 import { loadWeights, destroyWeights, type GpuWeights, type LoadProgress } from './weights.ts';
 import type { TensorProvider } from '../checkpoint/tensor-provider.ts';
 import { stagingSizes } from './buffers.ts';
+import { isCpuAdapter } from '../kernels/matmul.ts';
 import { createForward, destroyForward, encodeForward, type Forward } from './forward.ts';
 import { KvPool } from './kv-pool.ts';
 import { planModel } from './planner.ts';
@@ -40,6 +41,12 @@ export interface ModelOptions {
    */
   deviceMemoryBytes?: number[];
   onProgress?: (p: LoadProgress) => void;
+  /**
+   * Whether resident decode runs pick sampled tokens with the GPU sampler (runtime/gpu-sampler.ts). Default: on
+   * GPUs; off on software adapters (lavapipe, SwiftShader), where the sampler kernel costs more than the host's
+   * sampler (one sampled sequence here: 53 tok/s resident against 72 serial), so sampled requests decode serially.
+   */
+  gpuSampling?: boolean;
 }
 
 /** One device's share of the model: consecutive layers, plus the embedding (first) or the head (last). */
@@ -94,10 +101,11 @@ export class LlamaModel implements GenerationBackend, StepModel {
     readonly context: number,
     /** KV cache elements (the same on every device). */
     readonly kvDtype: KvDtype,
+    gpuSampling: boolean,
   ) {
     if (stages.length === 1) {
       this.decodeResident = (rows, steps, continues, sampling) => this.residentSteps(rows, steps, continues, sampling);
-      this.sampledResident = true;
+      this.sampledResident = gpuSampling;
     }
     this.modelInfo = { vocabSize: cfg.vocabSize, contextLength: context, bosTokenId: cfg.bosTokenId, eosTokenId: cfg.eosTokenId };
     // Device loss is observed once per device, here. Racing each readback against `lost` instead would
@@ -202,7 +210,8 @@ export class LlamaModel implements GenerationBackend, StepModel {
         stagingIds: staging.ids.map((size, i) => map(`stagingIds.${i}`, size)),
       });
     }
-    return new LlamaModel(stages, cfg, new KvPool(nBlocks, blockSize, nSlots, maxBlocksPerSeq), context, kvDtype);
+    const gpuSampling = opts.gpuSampling ?? !isCpuAdapter(gpus[0]!.device);
+    return new LlamaModel(stages, cfg, new KvPool(nBlocks, blockSize, nSlots, maxBlocksPerSeq), context, kvDtype, gpuSampling);
   }
 
   /**

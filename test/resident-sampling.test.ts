@@ -8,6 +8,7 @@ import { randomWeights } from '../checkpoint/random-model.ts';
 import { TEST_CONFIGS } from './helpers/configs.ts';
 import { memoryProvider } from '../checkpoint/tensor-provider.ts';
 import { LlamaModel } from '../runtime/model.ts';
+import { isCpuAdapter } from '../kernels/matmul.ts';
 import { Scheduler, type SchedulerOptions } from '../runtime/scheduler.ts';
 import type { KvPool } from '../runtime/kv-pool.ts';
 import { createSampler } from '../runtime/sampler.ts';
@@ -15,7 +16,8 @@ import type { GenerateRequest, SamplingParams, TokenSampler } from '../runtime/g
 
 const cfg = TEST_CONFIGS.gqa;
 const weights = randomWeights(cfg, 2024);
-const opts = { dtype: 'f32' as const, context: 128, nSlots: 4, maxOut: 4, prefillChunk: 8 };
+// gpuSampling: on whatever the adapter (its default is off on software adapters like this suite's).
+const opts = { dtype: 'f32' as const, context: 128, nSlots: 4, maxOut: 4, prefillChunk: 8, gpuSampling: true };
 let ctx: GpuContext | null = null;
 let model: LlamaModel | null = null;
 
@@ -70,6 +72,21 @@ async function run(m: LlamaModel, o: SchedulerOptions, reqs: Req[]) {
 }
 
 describe('sampled requests on the resident decode loop', () => {
+  it('is the default on GPUs, off on software adapters (gpuSampling overrides it either way)', async (t) => {
+    if (!ctx || !model) return t.skip();
+    const { gpuSampling: _, ...plain } = opts;
+    const byDefault = await LlamaModel.fromProvider(memoryProvider(cfg, weights), { gpu: ctx, ...plain });
+    const off = await LlamaModel.fromProvider(memoryProvider(cfg, weights), { gpu: ctx, ...plain, gpuSampling: false });
+    try {
+      expect(byDefault.sampledResident).toBe(!isCpuAdapter(ctx.device));
+      expect(off.sampledResident).toBe(false);
+      expect(model.sampledResident).toBe(true);
+    } finally {
+      byDefault.destroy();
+      off.destroy();
+    }
+  });
+
   it('one seeded sequence: the serial path\'s tokens, with sampled runs taken', async (t) => {
     if (!model) return t.skip();
     const reqs = [{ p: promptOf(6, 31), n: 24, seed: 1234n }];
