@@ -26,6 +26,7 @@
 // integer-only, so the same seed gives the same u sequence in every JS engine. (The draw itself
 // uses Math.exp, which the major engines compute identically through fdlibm ports.)
 
+import { prngNextRef, prngState } from '../kernels/sample.ts';
 import type { ResidentSampling, SamplingParams, TokenLogprob, TokenSampler } from './generation-types.ts';
 
 /** Largest accepted seed: 2^63 - 1. */
@@ -241,50 +242,19 @@ export function drawToken(logits: Float32Array, u: number): number {
   return last; // u * z rounded up past the final cumulative sum
 }
 
-/** SplitMix64 (Steele et al. 2014) step on a 64-bit state; returns [next state, output]. */
-function splitMix64(state: bigint): [bigint, bigint] {
-  const mask = (1n << 64n) - 1n;
-  const s = (state + 0x9e3779b97f4a7c15n) & mask;
-  let z = s;
-  z = ((z ^ (z >> 30n)) * 0xbf58476d1ce4e5b9n) & mask;
-  z = ((z ^ (z >> 27n)) * 0x94d049bb133111ebn) & mask;
-  return [s, z ^ (z >> 31n)];
-}
-
-/** A uniform [0, 1) generator: xoshiro128** seeded from `seed` (0..2^63-1) through SplitMix64. */
 export function createPrng(seed: bigint): () => number {
   return prngWithState(seed).next;
 }
 
-/** createPrng's generator and its live xoshiro128** state (4 words; kernels/sample.ts's prng layout). */
+/**
+ * createPrng's generator and its live xoshiro128** state (4 words): SplitMix64-seeded xoshiro128**, 53 bits per
+ * draw from two outputs, written once in kernels/sample.ts (prngState, prngNextRef) so the GPU sampler draws the
+ * same numbers.
+ */
 function prngWithState(seed: bigint): { next: () => number; state: Uint32Array } {
   if (seed < 0n || seed > MAX_SEED) throw new RangeError(`seed must be in 0..2^63-1, got ${seed}`);
-  const s = new Uint32Array(4);
-  let st = seed;
-  for (let i = 0; i < 2; i++) {
-    const [next, out] = splitMix64(st);
-    st = next;
-    s[2 * i] = Number(out & 0xffffffffn);
-    s[2 * i + 1] = Number(out >> 32n);
-  }
-  if ((s[0]! | s[1]! | s[2]! | s[3]!) === 0) s[0] = 1; // the all-zero state is a fixed point
-  const next32 = (): number => {
-    const result = Math.imul(rotl(Math.imul(s[1]!, 5), 7), 9) >>> 0;
-    const t = s[1]! << 9;
-    s[2] ^= s[0]!;
-    s[3] ^= s[1]!;
-    s[1] ^= s[2]!;
-    s[0] ^= s[3]!;
-    s[2] ^= t;
-    s[3] = rotl(s[3]!, 11);
-    return result;
-  };
-  // 53 random bits: 27 from one output and 26 from the next.
-  return { next: () => ((next32() >>> 5) * 67108864 + (next32() >>> 6)) / 9007199254740992, state: s };
-}
-
-function rotl(x: number, k: number): number {
-  return ((x << k) | (x >>> (32 - k))) >>> 0;
+  const state = prngState(seed);
+  return { next: () => prngNextRef(state), state };
 }
 
 /** A random seed in 0..2^63-1 from the platform's CSPRNG. */
