@@ -27,6 +27,7 @@ import { ggufTensorTypes, writeGgufFile, type GgufWriteType } from '../checkpoin
 import { expectedTensors } from '../checkpoint/keymap.ts';
 import { openModelSource } from '../checkpoint/load.ts';
 import { LlamaModel } from '../runtime/model.ts';
+import { createSampler } from '../runtime/sampler.ts';
 import type { LoadProgress } from '../runtime/weights.ts';
 import { randomProvider } from '../checkpoint/random-model.ts';
 import type { TensorProvider } from '../checkpoint/tensor-provider.ts';
@@ -135,12 +136,16 @@ export function promptIds(n: number, cfg: LlamaConfig, seed: number): number[] {
 
 type Timing = Omit<LlamaCppTiming, 'tokens'> & { tokens: number[] };
 
-async function timeOurs(model: LlamaModel, prompt: number[], gen: number): Promise<Timing> {
+async function timeOurs(model: LlamaModel, prompt: number[], gen: number, temperature: number): Promise<Timing> {
   const tokens: number[] = [];
   const t0 = performance.now();
   let tFirst = 0;
   let tLast = 0;
-  for await (const t of model.generateGreedy(prompt, gen)) {
+  const sampler = temperature > 0
+    ? createSampler({ temperature, topP: 0.9, topK: 40, minP: 0, repetitionPenalty: 1, presencePenalty: 0, frequencyPenalty: 0, seed: 1234n }, prompt)
+    : null;
+  const tokens$ = sampler ? model.generate({ promptTokens: prompt, maxTokens: gen, sampler }) : model.generateGreedy(prompt, gen);
+  for await (const t of tokens$) {
     tLast = performance.now();
     if (tokens.length === 0) tFirst = tLast;
     tokens.push(t);
@@ -203,6 +208,11 @@ export interface BenchGenerateOptions {
   out: string; // where generate.json, .md and .svg go
   cache: string; // GGUF files for llama.cpp
   json: boolean; // one JSON row per line on stdout instead of the table
+  /** Sampling temperature of our requests (0: greedy, the default); sampled with top_p 0.9, top_k 40 and a fixed seed. */
+  temperature?: number;
+  /** ModelOptions.fuseDecode / gpuSampling (undefined: the adapter's defaults). */
+  fuseDecode?: boolean;
+  gpuSampling?: boolean;
   /** A progress callback for loading the model as `label` (none: quiet). */
   loadProgress?: (label: string) => (p: LoadProgress) => void;
 }
@@ -242,11 +252,11 @@ export async function benchGenerate(opts: BenchGenerateOptions): Promise<void> {
     const rows: BenchRow[] = [];
     for (const dtype of dtypes) {
       const t0 = performance.now();
-      const model = await LlamaModel.fromProvider(oursProvider, { dtype, context, gpu, prefillChunk, onProgress: opts.loadProgress?.(`loading ${m.label} ${dtype}`) });
+      const model = await LlamaModel.fromProvider(oursProvider, { dtype, context, gpu, prefillChunk, fuseDecode: opts.fuseDecode, gpuSampling: opts.gpuSampling, onProgress: opts.loadProgress?.(`loading ${m.label} ${dtype}`) });
       log(`loaded ${m.label} as ${dtype} (${(model.weightBytes / 2 ** 20).toFixed(1)} MiB on the GPU) in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
       let ours: Timing[];
       try {
-        ours = await timeAll((p, g) => timeOurs(model, p, g), prompts, gen, runs);
+        ours = await timeAll((p, g) => timeOurs(model, p, g, opts.temperature ?? 0), prompts, gen, runs);
       } finally {
         model.destroy();
       }

@@ -12,7 +12,7 @@ import { runBenchHost, parseBenchHostArgs, BENCH_HOST_HELP } from '../bench/host
 import { createGpuContext } from '../runtime/device.ts';
 import { FORMATS, type WeightFormat } from '../kernels/weight-formats.ts';
 import { BUILTIN_MODEL_NAMES } from '../checkpoint/builtin-configs.ts';
-import { UsageError, parseCommandArgs, intArg, progressPrinter } from './common.ts';
+import { UsageError, parseCommandArgs, intArg, numArg, choiceArg, progressPrinter } from './common.ts';
 
 const BENCH_GENERATE_HELP = `llama2-webgpu bench generate [options]
   Prefill tok/s, time to first token and decode tok/s per weight format and prompt length, on random
@@ -25,6 +25,9 @@ const BENCH_GENERATE_HELP = `llama2-webgpu bench generate [options]
   --vs llamacpp           also run llama.cpp through node-llama-cpp (installed into bench/llamacpp on first use)
   --threads N             llama.cpp threads (default: the number of cores)
   --runs N                timed requests per row, medians reported (default 1)
+  --temperature T         sample our requests at T (top_p 0.9, top_k 40, seed 1234; default 0: greedy)
+  --fused auto|on|off     the fused decode step (default auto: on GPUs, off on software adapters)
+  --gpu-sampling auto|on|off  sampled tokens picked on the GPU in resident decode runs (default auto: as --fused)
   --prefill-chunk N       our prefill rows per step (default 128)
   --seed N                seed of the random weights and prompt ids (default 1234)
   --bandwidth-mib N       buffer of the read-bandwidth measurement (default 256, capped by the adapter)
@@ -145,7 +148,14 @@ export async function runBenchGenerate(argv: string[]): Promise<number> {
     out: { type: 'string', default: 'bench/results' },
     cache: { type: 'string', default: join('bench', '.cache') },
     json: { type: 'boolean', default: false },
+    temperature: { type: 'string' },
+    fused: { type: 'string' },
+    'gpu-sampling': { type: 'string' },
   });
+  const onOff = (name: string, v: string | undefined): boolean | undefined => {
+    const c = choiceArg(name, v ?? 'auto', ['auto', 'on', 'off'] as const);
+    return c === 'auto' ? undefined : c === 'on';
+  };
   if (values.vs !== undefined && values.vs !== 'llamacpp') throw new UsageError(`--vs must be "llamacpp", got "${values.vs}"`);
   const dtypes = dtypeList(values.dtype);
   if (dtypes.length === 0) throw new UsageError('--dtype: no weight format to run');
@@ -163,6 +173,9 @@ export async function runBenchGenerate(argv: string[]): Promise<number> {
     out: values.out!,
     cache: values.cache!,
     json: values.json!,
+    temperature: numArg('temperature', values.temperature, 0, 0, 2),
+    fuseDecode: onOff('fused', values.fused),
+    gpuSampling: onOff('gpu-sampling', values['gpu-sampling']),
     loadProgress: progressPrinter,
   });
   return 0;

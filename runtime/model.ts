@@ -47,6 +47,8 @@ export interface ModelOptions {
    * sampler (one sampled sequence here: 53 tok/s resident against 72 serial), so sampled requests decode serially.
    */
   gpuSampling?: boolean;
+  /** The fused decode step (runtime/forward.ts fuseDecode and normPrologue); default: on GPUs, off on software adapters. */
+  fuseDecode?: boolean;
 }
 
 /** One device's share of the model: consecutive layers, plus the embedding (first) or the head (last). */
@@ -192,7 +194,10 @@ export class LlamaModel implements GenerationBackend, StepModel {
       split.some(([a, b], i) => b < a || (i > 0 && a !== split[i - 1]![1] + 1))) {
       throw new Error(`layer split ${JSON.stringify(split)} must cover layers 0..${cfg.nLayers - 1} in order, one run per device`);
     }
-    const fopts = { maxRows: prefillChunk, maxOut, blockSize, nBlocks, nSlots, maxBlocksPerSeq, kvDtype };
+    const fopts = {
+      maxRows: prefillChunk, maxOut, blockSize, nBlocks, nSlots, maxBlocksPerSeq, kvDtype,
+      ...(opts.fuseDecode === undefined ? {} : { fuseDecode: opts.fuseDecode, normPrologue: opts.fuseDecode }),
+    };
     const stages: Stage[] = [];
     for (let d = 0; d < gpus.length; d++) {
       const gpu = gpus[d]!;
