@@ -32,6 +32,7 @@ import { formatSpec, type BlockCode, type WeightFormat } from './weight-formats.
 import { CACHE_ROW_WGSL, type KvDtype } from './kv-cache.ts';
 import { OCTET } from './dtype-formats.ts';
 import { tree } from './format-spec.ts';
+import { rmsnormRef } from './rmsnorm.ts';
 
 export const MATVEC_MAX_M = 4;
 /** Rows of X per slice when a prefill runs the matvec kernel (PrefillKind 'matvec'; 1, 2 and 4 measured alike). */
@@ -649,12 +650,5 @@ export function matmulRef(x: Float32Array, w: Float32Array, M: number, N: number
 
 /** CPU reference of the norm prologue: y (M, N) = rmsnorm(x, g) (M, K) · w (N, K)^T, in f64. */
 export function normMatmulRef(x: Float32Array, g: Float32Array, eps: number, w: Float32Array, M: number, N: number, K: number): Float32Array {
-  const xn = new Float32Array(M * K);
-  for (let m = 0; m < M; m++) {
-    let ss = 0;
-    for (let k = 0; k < K; k++) ss += x[m * K + k]! ** 2;
-    const r = 1 / Math.sqrt(ss / K + eps);
-    for (let k = 0; k < K; k++) xn[m * K + k] = x[m * K + k]! * r * g[k]!;
-  }
-  return matmulRef(xn, w, M, N, K);
+  return matmulRef(rmsnormRef(x, g, M, K, eps), w, M, N, K);
 }
